@@ -1,0 +1,67 @@
+"""Builds the Tornado application from :class:`chat.config.Settings`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import tornado.web
+
+from chat import web
+from chat.config import Settings, cookie_secret
+from chat.history import HistoryStore, SQLiteHistory
+from chat.service import ChatService, Limits
+from chat.sessions import SessionSigner
+from chat.ws import ChatSocket
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class ChatApplication(tornado.web.Application):
+    chat: ChatService
+
+
+def make_app(
+    settings: Settings,
+    *,
+    store: HistoryStore | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> ChatApplication:
+    """The application; ``await app.chat.start()`` before serving."""
+    secret = cookie_secret(settings)
+    service = ChatService(
+        store if store is not None else SQLiteHistory(settings.db),
+        SessionSigner(secret.encode()),
+        Limits(
+            history_on_join=settings.history_on_join,
+            max_message_chars=settings.max_message_chars,
+            rate=settings.rate,
+            burst=settings.burst,
+            max_rooms_per_connection=settings.max_rooms_per_connection,
+        ),
+        clock=clock,
+        wall=wall,
+    )
+    deps = {"service": service}
+    app = ChatApplication(
+        [
+            (r"/", web.PageHandler, deps),
+            (r"/login", web.LoginHandler, deps),
+            (r"/logout", web.LogoutHandler, deps),
+            (r"/api/rooms", web.RoomsApi, deps),
+            (r"/api/rooms/([^/]+)/messages", web.MessagesApi, deps),
+            (r"/healthz", web.HealthHandler, deps),
+            (r"/ws", ChatSocket, {"service": service, "allowed_origins": frozenset(settings.allow_origin)}),
+        ],
+        template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"),
+        cookie_secret=secret,
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"samesite": "Lax", "httponly": False},
+        websocket_max_message_size=settings.max_frame_bytes,
+        websocket_ping_interval=settings.ping_interval or None,
+    )
+    app.chat = service
+    return app

@@ -1,0 +1,94 @@
+"""Server options: command-line flags, each also read from ``CHAT_<NAME>`` (the flag wins)."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    db: str = "data/chat.sqlite3"
+    history_on_join: int = 50
+    max_message_chars: int = 4000
+    max_frame_bytes: int = 65536
+    rate: float = 20.0
+    max_rooms_per_connection: int = 100
+    allow_origin: tuple[str, ...] = ()
+    cookie_secret: str | None = None
+    # Pings find dead peers (a laptop that slept, a NAT that forgot us); 20 s
+    # stays under the idle timeouts of common proxies and NATs.
+    ping_interval: float = 20.0
+    log_level: str = "info"
+
+    @property
+    def burst(self) -> float:
+        # Twice the rate: room for a paste of lines or a reconnect's rejoins.
+        return self.rate * 2
+
+
+_OPTIONS: list[tuple[str, type, str]] = [
+    ("host", str, "address to listen on"),
+    ("port", int, "port to listen on"),
+    ("db", str, "SQLite history file; ':memory:' keeps nothing"),
+    ("history_on_join", int, "messages sent with 'joined'"),
+    ("max_message_chars", int, "longest message text, in characters"),
+    ("max_frame_bytes", int, "largest client frame; bigger ones close the socket with 1009"),
+    ("rate", float, "frames per second per connection (burst: twice that); 0 disables"),
+    ("max_rooms_per_connection", int, "rooms one connection may join"),
+    ("cookie_secret", str, "secret that signs cookies and session tokens (default: kept under data/)"),
+    ("ping_interval", float, "seconds between pings that find dead peers; 0 disables"),
+    ("log_level", str, "debug, info, warning or error"),
+]
+
+
+def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    env = dict(environ or {})
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="server.py",
+        description="Real-time chat server. Every option is also read from CHAT_<OPTION> (the flag wins).",
+    )
+    for name, kind, help_text in _OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        env_name = "CHAT_" + name.upper()
+        default = env.get(env_name, getattr(defaults, name))
+        parser.add_argument(flag, type=kind, default=default, help=f"{help_text} [{env_name}; default {getattr(defaults, name)}]")
+    env_origins = [o for o in env.get("CHAT_ALLOW_ORIGIN", "").split(",") if o.strip()]
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=None,
+        help="an Origin allowed to open sockets, repeatable [CHAT_ALLOW_ORIGIN, comma-separated; default: same origin only]",
+    )
+    args = parser.parse_args(argv)
+    values = {name: kind(getattr(args, name)) if getattr(args, name) is not None else None for name, kind, _ in _OPTIONS}
+    origins = args.allow_origin if args.allow_origin is not None else env_origins
+    settings = Settings(**values, allow_origin=tuple(o.strip().rstrip("/").lower() for o in origins))  # type: ignore[arg-type]
+    for name in ("port", "history_on_join", "max_message_chars", "max_frame_bytes", "max_rooms_per_connection"):
+        if getattr(settings, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must not be negative")
+    if settings.rate < 0:
+        parser.error("--rate must not be negative")
+    return settings
+
+
+def cookie_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once and kept beside the database."""
+    if settings.cookie_secret:
+        return settings.cookie_secret
+    folder = Path(settings.db).parent if settings.db != ":memory:" else Path("data")
+    path = folder / "cookie_secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        folder.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32)
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return secret

@@ -1,0 +1,368 @@
+"""The chat service: applies the chat rules to connections, the store and rooms.
+
+It never imports tornado. An adapter gives it a :class:`Connection` per socket
+and calls :meth:`ChatService.open`, :meth:`ChatService.handle_text` and
+:meth:`ChatService.disconnect`; the service answers through
+``Connection.send``, which must queue the frame and return at once, so one
+slow member can never hold back a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chat import protocol as p
+from chat.history import HistoryStore, StoreUnavailable
+from chat.idempotency import WINDOW_S, IdempotencyWindow, Sent
+from chat.model import Message, RoomSummary
+from chat.names import NameRegistry
+from chat.protocol import CloseCode, ErrorCode, encode, error_frame
+from chat.ratelimit import FrameLimiter, Verdict
+from chat.rooms import RoomRegistry
+from chat.sessions import SessionSigner
+from chat.validation import Invalid, normalize_name
+
+log = logging.getLogger(__name__)
+
+# A resuming client gets at most this many missed messages in ``joined``; it
+# fetches the rest with ``history``/``after``. Bounds one frame's size.
+RESUME_MAX = 1000
+
+
+class Connection(Protocol):
+    """What the service needs of a socket."""
+
+    def send(self, text: str) -> None:
+        """Queue one text frame; never blocks, never raises for a closed socket."""
+        ...
+
+    def close(self, code: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    history_on_join: int = 50
+    max_message_chars: int = 4000
+    rate: float = 20.0
+    burst: float = 40.0
+    max_rooms_per_connection: int = 100
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    """One open connection of a named session."""
+
+    conn: Connection
+    name: str
+    session: str
+    limiter: FrameLimiter
+    rooms: set[str] = field(default_factory=set)
+    open: bool = True
+
+    def send(self, frame: dict[str, Any]) -> None:
+        if self.open:
+            self.conn.send(encode(frame))
+
+
+class Refused(Exception):
+    """A connection or login the service will not admit; ``reason`` is the close reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: HistoryStore,
+        signer: SessionSigner,
+        limits: Limits = Limits(),
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.signer = signer
+        self.limits = limits
+        self.clock = clock
+        self.wall = wall
+        self.names = NameRegistry()
+        self.rooms: RoomRegistry[Peer] = RoomRegistry()
+        self.peers: set[Peer] = set()
+        self._sent = IdempotencyWindow()
+        self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        """Rebuild the idempotency window from history, so retries after a restart stay safe."""
+        now = self.wall()
+        for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
+            if m.ref is not None:
+                self._sent.put(m.session, m.ref, Sent(m.room, m.seq, m.ts / 1000))
+
+    # -- identity -------------------------------------------------------
+
+    def resolve_session(self, token: str | None) -> tuple[str, str]:
+        """``(session_id, token)`` for a presented token, or a new session if it is absent or forged."""
+        if token:
+            session_id = self.signer.verify(token)
+            if session_id is not None:
+                return session_id, token
+        return self.signer.new()
+
+    def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
+        """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
+        name = self._valid_name(raw_name)
+        session_id, token = self.resolve_session(token)
+        if not self.names.reserve(name, session_id, self.clock()):
+            raise Refused("name_taken", f"the name {name!r} is in use")
+        return name, session_id, token
+
+    def logout(self, name: str, session_id: str) -> None:
+        self.names.drop(name, session_id)
+
+    @staticmethod
+    def _valid_name(raw_name: str | None) -> str:
+        try:
+            return normalize_name(raw_name or "")
+        except Invalid as exc:
+            raise Refused("bad_name", exc.message) from None
+
+    # -- connection lifecycle ----------------------------------------------
+
+    def open(self, conn: Connection, raw_name: str | None, token: str | None) -> Peer | None:
+        """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``."""
+        try:
+            name = self._valid_name(raw_name)
+        except Refused as exc:
+            conn.close(CloseCode.POLICY_VIOLATION, exc.reason)
+            return None
+        session_id, token = self.resolve_session(token)
+        if not self.names.acquire(name, session_id, self.clock()):
+            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
+            return None
+        peer = Peer(conn, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
+        self.peers.add(peer)
+        self._idle.clear()
+        peer.send({"type": "welcome", "name": name, "session": token})
+        return peer
+
+    def disconnect(self, peer: Peer) -> None:
+        """The socket closed: leave its rooms and release its name."""
+        if not peer.open:
+            return
+        peer.open = False
+        self.peers.discard(peer)
+        if not self.peers:
+            self._idle.set()
+        for room in list(peer.rooms):
+            self._leave(peer, room)
+        self.names.release(peer.name, peer.session, self.clock())
+        self.names.sweep(self.clock())
+
+    def handle_binary(self, peer: Peer) -> None:
+        peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+
+    async def handle_text(self, peer: Peer, text: str) -> None:
+        """One client frame: rate-limit, parse, act, answer."""
+        verdict = peer.limiter.check(self.clock())
+        if verdict is Verdict.CLOSE:
+            peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
+            return
+        if verdict is Verdict.LIMIT:
+            peer.send(error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one was dropped", p.ref_of(text)))
+            return
+        try:
+            frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
+        except p.ProtocolError as exc:
+            peer.send(error_frame(exc.code, exc.message, exc.ref))
+            return
+        try:
+            await self._dispatch(peer, frame)
+        except StoreUnavailable as exc:
+            log.error("history store unavailable: %s", exc)
+            peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", frame.ref))
+
+    async def _dispatch(self, peer: Peer, frame: p.ClientFrame) -> None:
+        match frame:
+            case p.Say():
+                await self._say(peer, frame)
+            case p.Join():
+                await self._join(peer, frame)
+            case p.Leave():
+                if frame.room in peer.rooms:
+                    self._leave(peer, frame.room)
+                # Leaving twice is harmless, so a retried leave succeeds.
+                peer.send(p.with_ref({"type": "left", "room": frame.room}, frame.ref))
+            case p.Typing():
+                if self._member(peer, frame.room, frame.ref):
+                    self._to_others(frame.room, peer.name, {"type": "typing", "room": frame.room, "name": peer.name})
+            case p.History():
+                if self._member(peer, frame.room, frame.ref):
+                    if frame.after is not None:
+                        msgs = await self.store.after(frame.room, frame.after, frame.limit)
+                    else:
+                        msgs = await self.store.before(frame.room, frame.before, frame.limit)
+                    peer.send(p.with_ref(
+                        {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]},
+                        frame.ref,
+                    ))
+            case p.Rooms():
+                peer.send(p.with_ref({"type": "rooms", "rooms": [r.to_wire() for r in self.room_summaries()]}, frame.ref))
+            case p.Ping():
+                peer.send(p.with_ref({"type": "pong"}, frame.ref))
+
+    def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
+        if room in peer.rooms:
+            return True
+        peer.send(error_frame(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
+        return False
+
+    # -- rooms ------------------------------------------------------------
+
+    async def _join(self, peer: Peer, frame: p.Join) -> None:
+        room = frame.room
+        rejoin = room in peer.rooms
+        if not rejoin and len(peer.rooms) >= self.limits.max_rooms_per_connection:
+            peer.send(error_frame(
+                ErrorCode.TOO_MANY_ROOMS,
+                f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
+                frame.ref,
+            ))
+            return
+        if not rejoin:
+            if self.rooms.join(room, peer, peer.name):
+                self._to_others(room, peer.name, {"type": "presence", "room": room, "event": "join", "name": peer.name})
+            peer.rooms.add(room)
+        # The member is in the room (syncing) before history is read, so a
+        # message stored meanwhile is buffered, never lost.
+        last_seq = self.store.last_seq(room)
+        truncated = False
+        try:
+            if frame.since is None:
+                history = await self.store.before(room, None, self.limits.history_on_join)
+            else:
+                history = await self.store.after(room, frame.since, RESUME_MAX + 1)
+                truncated = len(history) > RESUME_MAX
+                del history[RESUME_MAX:]
+        except StoreUnavailable:
+            if not rejoin:
+                self._leave(peer, room)
+            raise
+        if history and not truncated:
+            last_seq = max(last_seq, history[-1].seq)
+        if not peer.open or room not in peer.rooms:
+            return  # closed or left while history was read
+        buffered = self.rooms.go_live(room, peer) if not rejoin else []
+        reply: dict[str, Any] = {
+            "type": "joined",
+            "room": room,
+            "members": self.rooms.member_names(room),
+            "last_seq": last_seq,
+            "history": [m.to_public() for m in history],
+        }
+        if truncated:
+            reply["truncated"] = True
+        peer.send(p.with_ref(reply, frame.ref))
+        for m in buffered:
+            if m.seq > last_seq:
+                peer.send(m.to_wire())
+
+    def _leave(self, peer: Peer, room: str) -> None:
+        peer.rooms.discard(room)
+        if self.rooms.leave(room, peer, peer.name):
+            self._to_others(room, peer.name, {"type": "presence", "room": room, "event": "leave", "name": peer.name})
+
+    def _to_others(self, room: str, name: str, frame: dict[str, Any]) -> None:
+        """Send to every live member of ``room`` but the connections of ``name``."""
+        r = self.rooms.room(room)
+        if r is None:
+            return
+        text = encode(frame)
+        for member in r.live:
+            if member.name != name:
+                member.conn.send(text)
+
+    # -- messages -----------------------------------------------------------
+
+    async def _say(self, peer: Peer, frame: p.Say) -> None:
+        if not self._member(peer, frame.room, frame.ref):
+            return
+        if frame.ref is None:
+            message = await self.store.append(
+                frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, None
+            )
+            self.publish(message, peer)
+            return
+
+        key = (peer.session, frame.ref)
+        sent = self._sent.get(peer.session, frame.ref, self.wall())
+        if sent is not None:
+            original = await self.store.get(sent.room, sent.seq)
+            if original is not None:
+                peer.send(original.to_wire(with_ref=True))
+                return
+        pending = self._pending.get(key)
+        if pending is not None:
+            # The same ref is being stored right now (a retry raced its original).
+            original = await asyncio.shield(pending)
+            peer.send(original.to_wire(with_ref=True))
+            return
+
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        try:
+            message = await self.store.append(
+                frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref
+            )
+        except StoreUnavailable as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: only racing retries care
+            raise
+        finally:
+            del self._pending[key]
+        future.set_result(message)
+        self._sent.put(peer.session, frame.ref, Sent(message.room, message.seq, message.ts / 1000))
+        self.publish(message, peer)
+
+    def publish(self, message: Message, sender: Peer | None = None) -> None:
+        """Deliver a stored message to the room: encoded once, queued on every member."""
+        r = self.rooms.room(message.room)
+        if r is not None:
+            self.rooms.buffer(message.room, message)
+            text = encode(message.to_wire())
+            own = encode(message.to_wire(with_ref=True)) if sender is not None and message.ref else text
+            for member in r.live:
+                member.conn.send(own if member is sender else text)
+        if sender is not None and message.ref and (r is None or sender not in r.live) and sender.open:
+            # The sender left the room while the message was stored: still acknowledge it.
+            sender.conn.send(encode(message.to_wire(with_ref=True)))
+
+    # -- views for HTTP -------------------------------------------------------
+
+    def room_summaries(self) -> list[RoomSummary]:
+        last = self.store.rooms()
+        names = set(last) | {r.name for r in self.rooms.active()}
+        return [RoomSummary(n, self.rooms.member_count(n), last.get(n, 0)) for n in sorted(names)]
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok", "connections": len(self.peers), "rooms": len(self.rooms)}
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open."""
+        await self._idle.wait()
+
+    async def shutdown(self, peers: Iterable[Peer] | None = None) -> None:
+        """Close every socket with 1001 (clients reconnect) and close the store."""
+        for peer in list(peers if peers is not None else self.peers):
+            peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self.store.close()
+

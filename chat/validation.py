@@ -1,0 +1,70 @@
+"""Rules for names, room names and message text. Pure functions, no I/O.
+
+Each ``normalize_*`` returns the cleaned value or raises :class:`Invalid`, whose
+``code`` is the protocol error code to send back.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+NAME_MAX_CHARS = 32
+ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+# Text may carry line breaks and tabs (Shift+Enter makes a new line); any other
+# control character could hide or reorder what others see.
+TEXT_ALLOWED_CONTROLS = frozenset("\n\t")
+
+
+class Invalid(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
+    # Category "C*" covers control (Cc), format (Cf, e.g. bidi overrides),
+    # surrogates (Cs), private use and unassigned. Names reject all of them;
+    # text rejects only Cc and lone surrogates, because emoji sequences need
+    # zero-width joiners (Cf).
+    return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
+
+
+def normalize_name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise Invalid("bad_name", "a name needs 1 to 32 characters")
+    if len(name) > NAME_MAX_CHARS:
+        raise Invalid("bad_name", f"a name has at most {NAME_MAX_CHARS} characters")
+    if _has_control(name):
+        raise Invalid("bad_name", "a name may not contain control characters")
+    return name
+
+
+def name_key(name: str) -> str:
+    """Names are unique regardless of case, so "Bob" cannot pose as "bob"."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def normalize_room(raw: str) -> str:
+    room = raw.strip().lower()
+    if not ROOM_RE.match(room):
+        raise Invalid(
+            "bad_room",
+            "a room name is 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
+        )
+    return room
+
+
+def normalize_text(raw: str, max_chars: int) -> str:
+    text = raw.strip()
+    if not text:
+        raise Invalid("empty", "the message is empty")
+    if len(text) > max_chars:
+        raise Invalid("too_long", f"a message has at most {max_chars} characters")
+    for ch in text:
+        cat = unicodedata.category(ch)
+        if (cat == "Cc" and ch not in TEXT_ALLOWED_CONTROLS) or cat == "Cs":
+            raise Invalid("bad_request", "field 'text' may not contain control characters")
+    return text

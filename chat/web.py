@@ -1,0 +1,139 @@
+"""HTTP handlers: the page, login and logout, the JSON API and health."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.web
+
+from chat.service import ChatService, Refused
+from chat.validation import Invalid, normalize_room
+
+LOGIN_COOKIE = "chat_user"
+
+# No inline script, no foreign source: a message that slipped into the page as
+# HTML still could not run.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def read_login_cookie(handler: tornado.web.RequestHandler) -> dict[str, str] | None:
+    raw = handler.get_signed_cookie(LOGIN_COOKIE)
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not isinstance(value.get("session"), str):
+        return None
+    return {"name": value["name"], "session": value["session"]}
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    service: ChatService
+
+    def initialize(self, service: ChatService) -> None:
+        self.service = service
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", CSP)
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "same-origin")
+
+    def write_json(self, value: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if self.request.path.startswith("/api/") or self.request.path == "/healthz":
+            self.write_json({"error": self._reason}, status_code)
+        else:
+            super().write_error(status_code, **kwargs)
+
+
+class PageHandler(BaseHandler):
+    def get(self) -> None:
+        login = read_login_cookie(self)
+        if login is None:
+            self.render("login.html", error=None, name="")
+        else:
+            self.render("chat.html", name=login["name"])
+
+
+class LoginHandler(BaseHandler):
+    def post(self) -> None:
+        raw = self.get_body_argument("name", "")
+        old = read_login_cookie(self)
+        try:
+            name, _, token = self.service.login(raw, old["session"] if old else None)
+        except Refused as exc:
+            self.set_status(409 if exc.reason == "name_taken" else 400)
+            self.render("login.html", error=exc.message, name=raw[:64])
+            return
+        self.set_signed_cookie(
+            LOGIN_COOKIE,
+            json.dumps({"name": name, "session": token}),
+            httponly=True,
+            samesite="Lax",
+            secure=self.request.protocol == "https",
+        )
+        self.redirect("/")
+
+
+class LogoutHandler(BaseHandler):
+    def post(self) -> None:
+        login = read_login_cookie(self)
+        if login is not None:
+            session = self.service.signer.verify(login["session"])
+            if session is not None:
+                self.service.logout(login["name"], session)
+        self.clear_cookie(LOGIN_COOKIE)
+        self.redirect("/")
+
+
+class RoomsApi(BaseHandler):
+    def get(self) -> None:
+        self.write_json({"rooms": [r.to_wire() for r in self.service.room_summaries()]})
+
+
+class MessagesApi(BaseHandler):
+    async def get(self, raw_room: str) -> None:
+        try:
+            room = normalize_room(raw_room)
+        except Invalid as exc:
+            self.write_json({"error": exc.code, "message": exc.message}, 400)
+            return
+        try:
+            before = self._int_arg("before", None)
+            limit = self._int_arg("limit", 50)
+        except ValueError as exc:
+            self.write_json({"error": "bad_request", "message": str(exc)}, 400)
+            return
+        if limit is None or limit < 1:
+            self.write_json({"error": "bad_request", "message": "limit must be at least 1"}, 400)
+            return
+        messages = await self.service.store.before(room, before, min(limit, 200))
+        self.write_json({"messages": [m.to_public() for m in messages]})
+
+    def _int_arg(self, key: str, default: int | None) -> int | None:
+        raw = self.get_query_argument(key, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{key} must be an integer") from None
+        if value < 0:
+            raise ValueError(f"{key} must not be negative")
+        return value
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(self.service.health())

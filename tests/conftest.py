@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import pytest
+import tornado.ioloop
+
+from chat.app import ChatApplication, make_app
+from chat.config import Settings
+from tests.support import FakeClock, Socket
+
+
+@pytest.fixture
+def io_loop() -> Iterator[tornado.ioloop.IOLoop]:
+    # pytest-tornado's own fixture leaves an asyncio loop behind, which
+    # "warnings are errors" turns into failures.
+    loop = tornado.ioloop.IOLoop(make_current=False)
+    asyncio.set_event_loop(loop.asyncio_loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close(all_fds=True)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:  # type: ignore[no-untyped-def]
+    return Settings(db=str(tmp_path / "chat.sqlite3"), cookie_secret="test-secret", ping_interval=0)
+
+
+@pytest.fixture
+def app(settings: Settings, io_loop: tornado.ioloop.IOLoop, clock: FakeClock) -> Iterator[ChatApplication]:
+    application = make_app(settings, clock=clock)
+    io_loop.run_sync(application.chat.start)
+    yield application
+    io_loop.run_sync(application.chat.store.close)
+
+
+@pytest.fixture
+def ws_url(http_port: int) -> Callable[..., str]:
+    def url(name: str | None = "alice", **query: str) -> str:
+        from urllib.parse import urlencode
+
+        params = dict(query)
+        if name is not None:
+            params["name"] = name
+        return f"ws://127.0.0.1:{http_port}/ws?{urlencode(params)}"
+
+    return url
+
+
+@pytest.fixture
+def connect(http_server: object, ws_url: Callable[..., str]) -> Callable[..., Awaitable[Socket]]:
+    """Open a socket as ``name`` and read its welcome (kept on ``socket.welcome``)."""
+
+    async def open_socket(name: str = "alice", **query: str) -> Socket:
+        sock = await Socket.connect(ws_url(name, **query))
+        welcome = await sock.recv()
+        assert welcome["type"] == "welcome", welcome
+        sock.welcome = welcome  # type: ignore[attr-defined]
+        return sock
+
+    return open_socket
