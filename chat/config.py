@@ -58,16 +58,21 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         flag = "--" + name.replace("_", "-")
         env_name = "CHAT_" + name.upper()
         default = env.get(env_name, getattr(defaults, name))
-        parser.add_argument(flag, type=kind, default=default, help=f"{help_text} [{env_name}; default {getattr(defaults, name)}]")
+        parser.add_argument(
+            flag, type=kind, default=default, help=f"{help_text} [{env_name}; default {getattr(defaults, name)}]"
+        )
     env_origins = [o for o in env.get("CHAT_ALLOW_ORIGIN", "").split(",") if o.strip()]
     parser.add_argument(
         "--allow-origin",
         action="append",
         default=None,
-        help="an Origin allowed to open sockets, repeatable [CHAT_ALLOW_ORIGIN, comma-separated; default: same origin only]",
+        help="an Origin allowed to open sockets, repeatable"
+        " [CHAT_ALLOW_ORIGIN, comma-separated; default: same origin only]",
     )
     args = parser.parse_args(argv)
-    values = {name: kind(getattr(args, name)) if getattr(args, name) is not None else None for name, kind, _ in _OPTIONS}
+    values = {
+        name: kind(getattr(args, name)) if getattr(args, name) is not None else None for name, kind, _ in _OPTIONS
+    }
     origins = args.allow_origin if args.allow_origin is not None else env_origins
     settings = Settings(**values, allow_origin=tuple(o.strip().rstrip("/").lower() for o in origins))  # type: ignore[arg-type]
     for name in ("port", "history_on_join", "max_message_chars", "max_frame_bytes", "max_rooms_per_connection"):

@@ -22,9 +22,7 @@ class StoreUnavailable(Exception):
 
 
 class HistoryStore(Protocol):
-    async def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
-    ) -> Message:
+    async def append(self, room: str, name: str, text: str, ts: int, session: str, ref: str | None) -> Message:
         """Store a message under the room's next seq. Raises :class:`StoreUnavailable`."""
         ...
 
@@ -95,9 +93,7 @@ class SQLiteHistory:
             self._db.execute("SELECT room, MAX(seq) FROM messages GROUP BY room").fetchall()
         )
 
-    async def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
-    ) -> Message:
+    async def append(self, room: str, name: str, text: str, ts: int, session: str, ref: str | None) -> Message:
         seq = self._last.get(room, 0) + 1
         try:
             self._db.execute(
@@ -132,9 +128,7 @@ class SQLiteHistory:
         )
 
     async def get(self, room: str, seq: int) -> Message | None:
-        rows = self._select(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq)
-        )
+        rows = self._select(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq))
         return rows[0] if rows else None
 
     def last_seq(self, room: str) -> int:

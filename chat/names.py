@@ -33,10 +33,10 @@ class NameRegistry:
         hold = self._holds.get(key)
         if hold is None:
             return None
-        if hold.connections == 0 and hold.released_at is not None:
-            if now - hold.released_at >= self._reservation_s:
-                del self._holds[key]
-                return None
+        expired = hold.released_at is not None and now - hold.released_at >= self._reservation_s
+        if hold.connections == 0 and expired:
+            del self._holds[key]
+            return None
         return hold
 
     def available(self, name: str, session: str, now: float) -> bool:

@@ -106,9 +106,7 @@ def _field(obj: dict[str, Any], key: str, kind: type, ref: str | None, *, requir
         return None
     # bool is a subclass of int: true is not a seq.
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, f"field '{key}' must be a {_KIND_NAMES[kind]}", ref
-        )
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must be a {_KIND_NAMES[kind]}", ref)
     return value
 
 

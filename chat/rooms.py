@@ -9,8 +9,9 @@ them back so none falls between the history read and the live stream.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Generic, Hashable, TypeVar
+from typing import Generic, TypeVar
 
 from chat.model import Message
 

@@ -211,12 +211,16 @@ class ChatService:
                         msgs = await self.store.after(frame.room, frame.after, frame.limit)
                     else:
                         msgs = await self.store.before(frame.room, frame.before, frame.limit)
-                    peer.send(p.with_ref(
-                        {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]},
-                        frame.ref,
-                    ))
+                    peer.send(
+                        p.with_ref(
+                            {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]},
+                            frame.ref,
+                        )
+                    )
             case p.Rooms():
-                peer.send(p.with_ref({"type": "rooms", "rooms": [r.to_wire() for r in self.room_summaries()]}, frame.ref))
+                peer.send(
+                    p.with_ref({"type": "rooms", "rooms": [r.to_wire() for r in self.room_summaries()]}, frame.ref)
+                )
             case p.Ping():
                 peer.send(p.with_ref({"type": "pong"}, frame.ref))
 
@@ -232,11 +236,13 @@ class ChatService:
         room = frame.room
         rejoin = room in peer.rooms
         if not rejoin and len(peer.rooms) >= self.limits.max_rooms_per_connection:
-            peer.send(error_frame(
-                ErrorCode.TOO_MANY_ROOMS,
-                f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
-                frame.ref,
-            ))
+            peer.send(
+                error_frame(
+                    ErrorCode.TOO_MANY_ROOMS,
+                    f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
+                    frame.ref,
+                )
+            )
             return
         if not rejoin:
             if self.rooms.join(room, peer, peer.name):
@@ -365,4 +371,3 @@ class ChatService:
         for peer in list(peers if peers is not None else self.peers):
             peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
         await self.store.close()
-

@@ -28,7 +28,11 @@ def read_login_cookie(handler: tornado.web.RequestHandler) -> dict[str, str] | N
         value = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str) or not isinstance(value.get("session"), str):
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("name"), str)
+        or not isinstance(value.get("session"), str)
+    ):
         return None
     return {"name": value["name"], "session": value["session"]}
 

@@ -5,6 +5,7 @@ from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 import tornado.ioloop
+from tornado.httpclient import HTTPRequest
 
 from chat.app import ChatApplication, make_app
 from chat.config import Settings
@@ -54,14 +55,25 @@ def ws_url(http_port: int) -> Callable[..., str]:
 
 
 @pytest.fixture
-def connect(http_server: object, ws_url: Callable[..., str]) -> Callable[..., Awaitable[Socket]]:
-    """Open a socket as ``name`` and read its welcome (kept on ``socket.welcome``)."""
+def connect(http_server: object, ws_url: Callable[..., str]) -> Iterator[Callable[..., Awaitable[Socket]]]:
+    """Open a socket as ``name`` and read its welcome (kept on ``socket.welcome``).
 
-    async def open_socket(name: str = "alice", **query: str) -> Socket:
-        sock = await Socket.connect(ws_url(name, **query))
-        welcome = await sock.recv()
-        assert welcome["type"] == "welcome", welcome
-        sock.welcome = welcome  # type: ignore[attr-defined]
+    With ``welcome=False`` the first frame is left unread. Every socket is
+    closed at the end of the test: tornado warns about unclosed ones.
+    """
+    opened: list[Socket] = []
+
+    async def open_socket(
+        name: str | None = "alice", *, url: str | HTTPRequest | None = None, welcome: bool = True, **query: str
+    ) -> Socket:
+        sock = await Socket.connect(url or ws_url(name, **query))
+        opened.append(sock)
+        if welcome:
+            first = await sock.recv()
+            assert first["type"] == "welcome", first
+            sock.welcome = first
         return sock
 
-    return open_socket
+    yield open_socket
+    for sock in opened:
+        sock.close()

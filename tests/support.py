@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import socket
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import tornado.websocket
+from tornado.httpclient import HTTPRequest
 
 # Generous: these machines are shared and noisy. Nothing waits this long unless
 # a test is failing.
@@ -39,9 +45,10 @@ class Socket:
 
     def __init__(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
         self.conn = conn
+        self.welcome: dict[str, Any] = {}
 
     @classmethod
-    async def connect(cls, url: str, **kwargs: Any) -> Socket:
+    async def connect(cls, url: str | HTTPRequest, **kwargs: Any) -> Socket:
         return cls(await tornado.websocket.websocket_connect(url, **kwargs))
 
     async def send(self, **frame: Any) -> None:
@@ -69,7 +76,70 @@ class Socket:
         while True:
             raw = await asyncio.wait_for(self.conn.read_message(), timeout)
             if raw is None:
-                return self.conn.close_code, self.conn.close_reason
+                code, reason = self.conn.close_code, self.conn.close_reason
+                self.close()  # tornado warns about a connection never closed on our side
+                return code, reason
 
     def close(self) -> None:
         self.conn.close()
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``server.py`` in a child process, ready once it logs that it listens."""
+
+    def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.port = port or free_port()
+        self.args = ["--port", str(self.port), *args]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.log: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def start(self) -> ServerProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "server.py",
+            *self.args,
+            cwd=REPO,
+            env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert self.proc.stderr is not None
+        while True:
+            line = (await asyncio.wait_for(self.proc.stderr.readline(), RECV_TIMEOUT_S)).decode()
+            if not line:
+                raise RuntimeError("server.py exited before listening:\n" + "".join(self.log))
+            self.log.append(line)
+            if "chat server on" in line:
+                break
+        self._drain = asyncio.ensure_future(self._read_log())
+        return self
+
+    async def _read_log(self) -> None:
+        assert self.proc is not None
+        assert self.proc.stderr is not None
+        async for line in self.proc.stderr:
+            self.log.append(line.decode())
+
+    async def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Signal the server and wait for it to exit; its exit code."""
+        assert self.proc is not None
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        code = await asyncio.wait_for(self.proc.wait(), RECV_TIMEOUT_S)
+        await self._drain
+        return code

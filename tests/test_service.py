@@ -1,0 +1,303 @@
+"""The chat service without sockets: fake connections, a real SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chat.history import SQLiteHistory, StoreUnavailable
+from chat.model import Message
+from chat.service import ChatService, Limits, Peer
+from chat.sessions import SessionSigner
+from tests.support import FakeClock
+
+
+class FakeConn:
+    def __init__(self) -> None:
+        self.frames: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+
+    def send(self, text: str) -> None:
+        self.frames.append(json.loads(text))
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]
+
+
+@pytest.fixture
+def service(tmp_path, io_loop) -> Iterator[ChatService]:
+    svc = ChatService(SQLiteHistory(str(tmp_path / "h.db")), SessionSigner(b"k"), Limits(rate=0), clock=FakeClock())
+    yield svc
+    io_loop.run_sync(svc.store.close)
+
+
+def join(service: ChatService, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
+    conn = FakeConn()
+    peer = service.open(conn, name, token)
+    assert peer is not None, conn.closed
+    return peer, conn
+
+
+async def frame(service: ChatService, peer: Peer, **f: Any) -> None:
+    await service.handle_text(peer, json.dumps(f))
+
+
+@pytest.mark.gen_test
+async def test_welcome_carries_a_session_token_that_restores_the_identity(service):
+    peer, conn = join(service, "bob")
+    token = conn.frames[0]["session"]
+    assert conn.frames[0] == {"type": "welcome", "name": "bob", "session": token}
+    service.disconnect(peer)
+    again, conn2 = join(service, "bob", token)
+    assert again.session == peer.session
+    assert conn2.frames[0]["session"] == token
+
+
+@pytest.mark.gen_test
+async def test_a_name_held_by_another_session_is_refused(service):
+    join(service, "bob")
+    conn = FakeConn()
+    assert service.open(conn, "BOB", None) is None
+    assert conn.closed == (1008, "name_taken")
+
+
+@pytest.mark.gen_test
+async def test_a_forged_session_token_gets_a_new_session(service):
+    join(service, "bob")
+    conn = FakeConn()
+    assert service.open(conn, "bob", "stolen.0000") is None
+    assert conn.closed == (1008, "name_taken")
+
+
+@pytest.mark.gen_test
+async def test_say_is_stored_then_sent_to_every_member_once(service):
+    alice, a = join(service, "alice")
+    bob, b = join(service, "bob")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, bob, type="join", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="hi", ref="r1")
+    assert [m["seq"] for m in a.of("message")] == [1]
+    assert [m["seq"] for m in b.of("message")] == [1]
+    assert a.of("message")[0]["ref"] == "r1"
+    assert "ref" not in b.of("message")[0]
+    assert [m.text for m in await service.store.before("lobby", None, 10)] == ["hi"]
+
+
+@pytest.mark.gen_test
+async def test_presence_goes_to_others_once_per_name(service):
+    alice, a = join(service, "alice")
+    bob1, b1 = join(service, "bob")
+    bob2, _b2 = join(service, "bob", b1.frames[0]["session"])
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, bob1, type="join", room="lobby")
+    await frame(service, bob2, type="join", room="lobby")
+    assert a.of("presence") == [{"type": "presence", "room": "lobby", "event": "join", "name": "bob"}]
+    assert b1.of("presence") == []  # nobody tells bob about himself
+    service.disconnect(bob1)
+    assert len(a.of("presence")) == 1  # bob is still there in his other tab
+    await frame(service, bob2, type="leave", room="lobby")
+    assert a.of("presence")[-1] == {"type": "presence", "room": "lobby", "event": "leave", "name": "bob"}
+
+
+@pytest.mark.gen_test
+async def test_typing_reaches_the_other_members_only(service):
+    alice, a = join(service, "alice")
+    bob, b = join(service, "bob")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, bob, type="join", room="lobby")
+    await frame(service, alice, type="typing", room="lobby")
+    assert b.of("typing") == [{"type": "typing", "room": "lobby", "name": "alice"}]
+    assert a.of("typing") == []
+
+
+@pytest.mark.gen_test
+async def test_repeated_ref_returns_the_original_without_storing_again(service):
+    alice, a = join(service, "alice")
+    bob, b = join(service, "bob")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, bob, type="join", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
+    await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
+    assert [(m["seq"], m["ref"]) for m in a.of("message")] == [(1, "r1"), (1, "r1")]
+    assert len(b.of("message")) == 1
+    assert service.store.last_seq("lobby") == 1
+
+
+@pytest.mark.gen_test
+async def test_a_retry_from_a_new_connection_of_the_session_is_deduplicated(service):
+    alice, a = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
+    service.disconnect(alice)
+    again, a2 = join(service, "alice", a.frames[0]["session"])
+    await frame(service, again, type="join", room="lobby", since=0)
+    await frame(service, again, type="say", room="lobby", text="once", ref="r1")
+    assert service.store.last_seq("lobby") == 1
+    assert a2.of("message")[-1]["seq"] == 1
+
+
+@pytest.mark.gen_test
+async def test_a_retry_racing_its_original_waits_for_it(service):
+    alice, a = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    gate = asyncio.Event()
+    real_append = service.store.append
+
+    async def slow_append(*args: Any) -> Message:
+        await gate.wait()
+        return await real_append(*args)
+
+    service.store.append = slow_append  # type: ignore[method-assign]
+    first = asyncio.ensure_future(frame(service, alice, type="say", room="lobby", text="x", ref="r1"))
+    second = asyncio.ensure_future(frame(service, alice, type="say", room="lobby", text="x", ref="r1"))
+    await asyncio.sleep(0)  # let both reach the store
+    gate.set()
+    await asyncio.gather(first, second)
+    assert service.store.last_seq("lobby") == 1
+    assert [m["seq"] for m in a.of("message")] == [1, 1]
+
+
+@pytest.mark.gen_test
+async def test_the_idempotency_window_is_rebuilt_after_a_restart(tmp_path):
+    path = str(tmp_path / "h.db")
+    first = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
+    alice, a = join(first, "alice")
+    await frame(first, alice, type="join", room="lobby")
+    await frame(first, alice, type="say", room="lobby", text="x", ref="r1")
+    await first.store.close()
+    second = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
+    await second.start()
+    again, a2 = join(second, "alice", a.frames[0]["session"])
+    await frame(second, again, type="join", room="lobby")
+    await frame(second, again, type="say", room="lobby", text="x", ref="r1")
+    assert second.store.last_seq("lobby") == 1
+    assert a2.of("message")[-1]["seq"] == 1
+    await second.store.close()
+
+
+@pytest.mark.gen_test
+async def test_join_with_since_returns_exactly_what_was_missed(service):
+    alice, _ = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    for i in range(5):
+        await frame(service, alice, type="say", room="lobby", text=f"m{i}")
+    bob, b = join(service, "bob")
+    await frame(service, bob, type="join", room="lobby", since=2)
+    joined = b.of("joined")[0]
+    assert [m["seq"] for m in joined["history"]] == [3, 4, 5]
+    assert joined["last_seq"] == 5
+    assert "truncated" not in joined
+
+
+@pytest.mark.gen_test
+async def test_a_long_absence_is_truncated_to_the_oldest_missed(service):
+    for i in range(1005):
+        await service.store.append("lobby", "x", f"m{i}", i, "s", None)
+    bob, b = join(service, "bob")
+    await frame(service, bob, type="join", room="lobby", since=3)
+    joined = b.of("joined")[0]
+    assert joined["truncated"] is True
+    assert [m["seq"] for m in joined["history"]] == list(range(4, 1004))
+    assert joined["last_seq"] == 1005
+
+
+@pytest.mark.gen_test
+async def test_messages_stored_while_history_is_read_reach_the_joiner_once(service):
+    alice, _ = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="before")
+    gate = asyncio.Event()
+    real_before = service.store.before
+
+    async def slow_before(*args: Any) -> list[Message]:
+        rows = await real_before(*args)
+        await gate.wait()
+        return rows
+
+    service.store.before = slow_before  # type: ignore[method-assign]
+    bob, b = join(service, "bob")
+    joining = asyncio.ensure_future(frame(service, bob, type="join", room="lobby"))
+    await asyncio.sleep(0)
+    await frame(service, alice, type="say", room="lobby", text="during")
+    gate.set()
+    await joining
+    joined = b.of("joined")[0]
+    assert [m["text"] for m in joined["history"]] == ["before"]
+    assert [m["text"] for m in b.of("message")] == ["during"]
+
+
+@pytest.mark.gen_test
+async def test_store_failure_answers_unavailable_and_acknowledges_nothing(service):
+    alice, a = join(service, "alice")
+    bob, b = join(service, "bob")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, bob, type="join", room="lobby")
+
+    async def broken(*args: Any) -> Message:
+        raise StoreUnavailable("disk full")
+
+    service.store.append = broken  # type: ignore[method-assign]
+    await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
+    assert a.of("error") == [
+        {"type": "error", "code": "unavailable", "message": a.of("error")[0]["message"], "ref": "r1"}
+    ]
+    assert a.of("message") == []
+    assert b.of("message") == []
+
+
+@pytest.mark.gen_test
+async def test_too_many_rooms(tmp_path):
+    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(max_rooms_per_connection=2))
+    peer, conn = join(svc, "bob")
+    for room in ("a", "b", "c"):
+        await frame(svc, peer, type="join", room=room, ref=room)
+    assert conn.of("error") == [
+        {"type": "error", "code": "too_many_rooms", "message": conn.of("error")[0]["message"], "ref": "c"}
+    ]
+    assert peer.rooms == {"a", "b"}
+
+
+@pytest.mark.gen_test
+async def test_a_flood_is_limited_then_closed(tmp_path):
+    clock = FakeClock()
+    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(rate=20, burst=40), clock=clock)
+    peer, conn = join(svc, "bob")
+    for _ in range(41):
+        await frame(svc, peer, type="ping")
+    assert conn.of("error")[-1]["code"] == "rate_limited"
+    assert conn.closed is None
+    for _ in range(130):  # 13 s at 150 frames a second, over 5 times a 20/s limit
+        clock.advance(0.1)
+        for _ in range(15):
+            await frame(svc, peer, type="ping")
+        if conn.closed:
+            break
+    assert conn.closed == (1008, "flood")
+
+
+@pytest.mark.gen_test
+async def test_rooms_lists_rooms_with_history_and_live_rooms(service):
+    alice, a = join(service, "alice")
+    await service.store.append("archive", "x", "old", 1, "s", None)
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, alice, type="rooms", ref="q")
+    assert a.of("rooms")[0] == {
+        "type": "rooms",
+        "rooms": [{"room": "archive", "members": 0, "last_seq": 1}, {"room": "lobby", "members": 1, "last_seq": 0}],
+        "ref": "q",
+    }
+
+
+@pytest.mark.gen_test
+async def test_shutdown_closes_every_socket_with_1001(service):
+    _, a = join(service, "alice")
+    _, b = join(service, "bob")
+    await service.shutdown()
+    assert a.closed == b.closed == (1001, "server shutting down")
