@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -17,12 +18,12 @@ from chat.config import Settings
 from tests.support import Closed, Socket
 
 
-async def joined(sock: Socket, room: str = "lobby", **extra: object) -> dict:
+async def joined(sock: Socket, room: str = "lobby", **extra: object) -> dict[str, Any]:
     await sock.send(type="join", room=room, **extra)
     return await sock.recv_until("joined")
 
 
-async def error_for(sock: Socket, **frame: object) -> dict:
+async def error_for(sock: Socket, **frame: object) -> dict[str, Any]:
     await sock.send(**frame)
     reply = await sock.recv_until("error")
     return reply
