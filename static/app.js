@@ -1,0 +1,455 @@
+/**
+ * The chat page: wires the connection (connection.js) and the room state
+ * (sync.js) to the DOM (view.js), and handles what the user does.
+ *
+ * Page state that is not chat state lives here: which room is on screen,
+ * unread counts, whether the list is scrolled to the bottom, the drawers.
+ */
+
+import { Connection, State, socketUrl } from "./connection.js";
+import { ChatSync } from "./sync.js";
+import * as view from "./view.js";
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  body: document.body,
+  conn: $("conn"),
+  connLabel: $("conn-label"),
+  retryNow: $("retry-now"),
+  meName: $("me-name"),
+  logoutForm: $("logout-form"),
+  banner: $("banner"),
+  bannerText: $("banner-text"),
+  bannerAction: $("banner-action"),
+  roomsToggle: $("rooms-toggle"),
+  membersToggle: $("members-toggle"),
+  backdrop: $("backdrop"),
+  joinForm: $("join-form"),
+  joinInput: $("join-input"),
+  joinHint: $("join-hint"),
+  joinedRooms: $("joined-rooms"),
+  otherRooms: $("other-rooms"),
+  otherHeading: $("other-heading"),
+  roomTitle: $("room-title"),
+  memberCount: $("member-count"),
+  memberList: $("member-list"),
+  leaveRoom: $("leave-room"),
+  scroller: $("scroller"),
+  loadOlder: $("load-older"),
+  placeholder: $("placeholder"),
+  messages: $("messages"),
+  outbox: $("outbox"),
+  jump: $("jump"),
+  typing: $("typing"),
+  composer: $("composer"),
+  input: $("composer-input"),
+  toasts: $("toasts"),
+};
+
+// Within this many pixels of the bottom counts as "at the bottom": new
+// messages then scroll into view instead of raising the "New messages" button.
+const BOTTOM_SLACK_PX = 60;
+// Scrolling this close to the top fetches older messages, early enough that
+// they are usually there before the user hits the top.
+const TOP_PREFETCH_PX = 200;
+// Notices stay long enough to read a sentence, then get out of the way.
+const TOAST_MS = 6000;
+const MAX_TOASTS = 3;
+
+const conn = new Connection(socketUrl());
+const sync = new ChatSync(conn, ui.body.dataset.name ?? "");
+const unread = new Map(); // room -> messages that arrived while it was not in view
+let current = null; // the room on screen
+let atBottom = true;
+let typingTimer = 0;
+let countdownTimer = 0;
+
+// -- remembered between visits: the rooms joined, the room on screen ----------
+
+const storeKey = () => `chat:v1:${sync.me}`;
+
+function restore() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(storeKey()) ?? "null");
+    if (saved && Array.isArray(saved.rooms)) return saved;
+  } catch {
+    // Storage disabled or garbled: start as a first visit.
+  }
+  return { rooms: ["lobby"], current: "lobby" };
+}
+
+function save() {
+  try {
+    localStorage.setItem(storeKey(), JSON.stringify({ rooms: [...sync.rooms.keys()], current }));
+  } catch {
+    // Storage full or disabled: the page still works, it only forgets.
+  }
+}
+
+// -- rendering ------------------------------------------------------------------
+
+const room = () => (current === null ? undefined : sync.rooms.get(current));
+
+function isAtBottom() {
+  const s = ui.scroller;
+  return s.scrollHeight - s.scrollTop - s.clientHeight < BOTTOM_SLACK_PX;
+}
+
+function scrollToBottom() {
+  ui.scroller.scrollTop = ui.scroller.scrollHeight;
+  atBottom = true;
+  ui.jump.hidden = true;
+}
+
+/** Re-render the message list without moving what the user is looking at. */
+function rerenderMessages(r) {
+  const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
+  view.renderMessages(ui.messages, r.messages, sync.me);
+  if (atBottom) scrollToBottom();
+  else ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
+}
+
+function renderRooms() {
+  const others = view.renderRoomList(ui.joinedRooms, ui.otherRooms, {
+    joined: [...sync.rooms.keys()],
+    current,
+    unread,
+    directory: sync.directory,
+  });
+  ui.otherHeading.hidden = others === 0;
+  const total = [...unread.values()].reduce((a, b) => a + b, 0);
+  document.title = total ? `(${total}) Chat` : "Chat";
+  // The burger shows a dot when a room the user cannot see has news.
+  ui.roomsToggle.classList.toggle("has-unread", total > 0);
+}
+
+function renderPlaceholder(r) {
+  let text = "";
+  if (r === undefined) text = "You are not in any room. Join or create one to start chatting.";
+  else if (!r.synced) text = "Loading…";
+  else if (r.messages.length === 0 && r.outbox.length === 0) text = `No messages in #${r.name} yet. Say hello!`;
+  ui.placeholder.textContent = text;
+  ui.placeholder.hidden = text === "";
+}
+
+function renderOlderButton(r) {
+  ui.loadOlder.hidden = r === undefined || !r.hasOlder;
+  ui.loadOlder.disabled = r?.loadingOlder ?? false;
+  ui.loadOlder.textContent = r?.loadingOlder ? "Loading…" : "Load older messages";
+}
+
+function renderMembers(r) {
+  view.renderMembers(ui.memberList, r?.members ?? [], sync.me);
+  ui.memberCount.textContent = String(r?.members.size ?? 0);
+}
+
+function renderOutbox(r) {
+  view.renderOutbox(ui.outbox, r?.outbox ?? [], sync.me, conn.online);
+}
+
+function renderTyping() {
+  clearTimeout(typingTimer);
+  const r = room();
+  const now = Date.now();
+  const names = r ? r.typers(now) : [];
+  ui.typing.textContent = view.typingText(names);
+  ui.typing.classList.toggle("typing--active", names.length > 0);
+  if (names.length) {
+    // Come back when the first of them expires.
+    const next = Math.min(...names.map((n) => r.typing.get(n)));
+    typingTimer = setTimeout(renderTyping, next - now + 50);
+  }
+}
+
+/** Everything about the room on screen, from scratch (a room switch). */
+function renderRoom() {
+  const r = room();
+  ui.body.classList.toggle("no-room", r === undefined);
+  ui.roomTitle.textContent = r ? `# ${r.name}` : "No room";
+  ui.input.placeholder = r ? `Message #${r.name}` : "Join a room first";
+  ui.input.disabled = r === undefined;
+  ui.leaveRoom.hidden = r === undefined;
+  view.renderMessages(ui.messages, r?.messages ?? [], sync.me);
+  renderOutbox(r);
+  renderMembers(r);
+  renderTyping();
+  renderPlaceholder(r);
+  renderOlderButton(r);
+  scrollToBottom();
+  fillScreen();
+}
+
+/** When the messages do not fill the screen, nothing can be scrolled up: fetch older ones now. */
+function fillScreen() {
+  const r = room();
+  if (r?.hasOlder && ui.scroller.scrollHeight <= ui.scroller.clientHeight) sync.loadOlder(r.name);
+}
+
+function renderConnection() {
+  const state = conn.state;
+  ui.conn.dataset.state = state;
+  ui.body.classList.toggle("is-offline", state !== State.ONLINE);
+  clearInterval(countdownTimer);
+  const waiting = conn.retryAt > 0;
+  if (state === State.ONLINE) ui.connLabel.textContent = "Online";
+  else if (state === State.CLOSED) ui.connLabel.textContent = "Disconnected";
+  else if (waiting) {
+    const tick = () => {
+      const seconds = Math.max(1, Math.ceil((conn.retryAt - Date.now()) / 1000));
+      const verb = state === State.CONNECTING ? "Connecting" : "Reconnecting";
+      ui.connLabel.textContent = `${verb} in ${seconds} s…`;
+    };
+    tick();
+    countdownTimer = setInterval(tick, 1000);
+  } else ui.connLabel.textContent = state === State.CONNECTING ? "Connecting…" : "Reconnecting…";
+  ui.retryNow.hidden = !waiting || state === State.CLOSED;
+}
+
+function toast(text, code) {
+  while (ui.toasts.children.length >= MAX_TOASTS) ui.toasts.firstElementChild.remove();
+  const node = view.toastNode(text, code);
+  node.addEventListener("click", () => node.remove());
+  ui.toasts.append(node);
+  setTimeout(() => node.remove(), TOAST_MS);
+}
+
+// What the server's error codes mean to a person; the server's own message
+// (which names the limit, the field...) follows.
+const FRIENDLY = {
+  rate_limited: "Slow down a little:",
+  too_long: "That message is too long:",
+  empty: "Nothing to send:",
+  bad_room: "That room name does not work:",
+  too_many_rooms: "You are in too many rooms:",
+  unavailable: "The server could not store that; try again.",
+  not_member: "You are not in that room:",
+  timeout: "The server is slow to answer:",
+};
+
+// -- switching rooms and panels ---------------------------------------------
+
+function select(name) {
+  current = name;
+  sync.focus = name;
+  if (name !== null) unread.delete(name);
+  closePanels();
+  save();
+  renderRooms();
+  renderRoom();
+  // On a phone, focusing would pop up the keyboard over what they came to read.
+  if (name !== null && window.matchMedia("(pointer: fine)").matches) ui.input.focus();
+}
+
+function joinRoom(raw) {
+  try {
+    const r = sync.join(raw);
+    ui.joinHint.textContent = "";
+    select(r.name);
+    return true;
+  } catch (err) {
+    if (!(err instanceof RangeError)) throw err;
+    ui.joinHint.textContent = err.message;
+    return false;
+  }
+}
+
+function setPanel(cls, toggle, open) {
+  ui.body.classList.toggle(cls, open);
+  toggle.setAttribute("aria-expanded", String(open));
+  ui.backdrop.hidden = !ui.body.classList.contains("show-rooms") && !ui.body.classList.contains("show-members");
+}
+
+function closePanels() {
+  setPanel("show-rooms", ui.roomsToggle, false);
+  setPanel("show-members", ui.membersToggle, false);
+}
+
+// -- what the sync layer reports ------------------------------------------------
+
+sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
+  const inView = r.name === current && !document.hidden;
+  if (!inView && mode !== "initial" && mode !== "older") {
+    const news = added.filter((m) => m.name !== sync.me).length;
+    if (news) {
+      unread.set(r.name, (unread.get(r.name) ?? 0) + news);
+      renderRooms();
+    }
+  }
+  if (r.name !== current) return;
+  renderPlaceholder(r);
+  renderOlderButton(r);
+  if (mode === "initial") {
+    view.renderMessages(ui.messages, r.messages, sync.me);
+    scrollToBottom();
+    fillScreen();
+    return;
+  }
+  if (mode === "older") {
+    rerenderMessages(r);
+    fillScreen();
+    return;
+  }
+  const wasAtBottom = atBottom || isAtBottom();
+  if (!view.appendMessages(ui.messages, added, sync.me)) rerenderMessages(r);
+  const mine = mode === "live" && added.some((m) => m.name === sync.me);
+  if (wasAtBottom || mine) scrollToBottom();
+  else ui.jump.hidden = false;
+});
+
+sync.addEventListener("outbox", ({ detail: { room: r } }) => {
+  if (r.name !== current) return;
+  const wasAtBottom = atBottom || isAtBottom();
+  renderOutbox(r);
+  renderPlaceholder(r);
+  if (wasAtBottom) scrollToBottom();
+});
+
+sync.addEventListener("members", ({ detail: { room: r } }) => {
+  if (r.name === current) renderMembers(r);
+});
+
+sync.addEventListener("typing", ({ detail: { room: r } }) => {
+  if (r.name === current) renderTyping();
+});
+
+sync.addEventListener("older", ({ detail: { room: r } }) => {
+  if (r.name === current) renderOlderButton(r);
+});
+
+sync.addEventListener("rooms", () => {
+  for (const name of unread.keys()) if (!sync.rooms.has(name)) unread.delete(name);
+  if (current !== null && !sync.rooms.has(current)) select(sync.rooms.keys().next().value ?? null);
+  else {
+    save();
+    renderRooms();
+  }
+});
+
+sync.addEventListener("directory", renderRooms);
+
+sync.addEventListener("notice", ({ detail: { code, message } }) => {
+  const lead = FRIENDLY[code];
+  toast(lead ? `${lead} ${message}` : message, code);
+});
+
+conn.addEventListener("state", () => {
+  renderConnection();
+  renderOutbox(room()); // "Sending…" or "Waiting for connection…"
+});
+
+conn.addEventListener("welcome", ({ detail }) => {
+  if (typeof detail.name === "string") ui.meName.textContent = detail.name;
+});
+
+conn.addEventListener("fatal", ({ detail: { reason } }) => {
+  ui.bannerText.textContent =
+    reason === "name_taken"
+      ? "Someone else is using your name now, so this page was disconnected."
+      : "Your sign-in is no longer valid.";
+  ui.banner.hidden = false;
+});
+
+// -- what the user does -----------------------------------------------------------
+
+ui.composer.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = ui.input.value.trim();
+  if (!text || current === null) return;
+  sync.say(current, text);
+  ui.input.value = "";
+  scrollToBottom();
+});
+
+ui.input.addEventListener("keydown", (event) => {
+  // Enter sends, Shift+Enter is a new line. Not while an input method is
+  // composing (Japanese, Chinese...): there Enter confirms the composition.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    event.preventDefault();
+    ui.composer.requestSubmit();
+  }
+});
+
+ui.input.addEventListener("input", () => {
+  if (current !== null && ui.input.value.trim()) sync.typing(current);
+});
+
+ui.joinForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (ui.joinInput.value.trim() && joinRoom(ui.joinInput.value)) ui.joinInput.value = "";
+});
+
+ui.joinInput.addEventListener("input", () => {
+  ui.joinHint.textContent = "";
+});
+
+for (const list of [ui.joinedRooms, ui.otherRooms]) {
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-room]");
+    if (button === null) return;
+    if (button.dataset.join) joinRoom(button.dataset.room);
+    else select(button.dataset.room);
+  });
+}
+
+ui.leaveRoom.addEventListener("click", () => {
+  if (current !== null) sync.leave(current);
+});
+
+ui.outbox.addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-action]");
+  const ref = button?.closest("li[data-ref]")?.dataset.ref;
+  if (ref === undefined || current === null) return;
+  if (button.dataset.action === "retry") sync.retry(current, ref);
+  else sync.discard(current, ref);
+});
+
+ui.scroller.addEventListener("scroll", () => {
+  atBottom = isAtBottom();
+  if (atBottom) ui.jump.hidden = true;
+  if (current !== null && ui.scroller.scrollTop < TOP_PREFETCH_PX) sync.loadOlder(current);
+}, { passive: true });
+
+ui.loadOlder.addEventListener("click", () => current !== null && sync.loadOlder(current));
+ui.jump.addEventListener("click", scrollToBottom);
+ui.retryNow.addEventListener("click", () => conn.retryNow());
+
+ui.roomsToggle.addEventListener("click", () => setPanel("show-rooms", ui.roomsToggle, !ui.body.classList.contains("show-rooms")));
+ui.membersToggle.addEventListener("click", () => setPanel("show-members", ui.membersToggle, !ui.body.classList.contains("show-members")));
+ui.backdrop.addEventListener("click", closePanels);
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") closePanels();
+});
+
+document.addEventListener("visibilitychange", () => {
+  if (!document.hidden && current !== null && unread.delete(current)) renderRooms();
+});
+
+async function logout(event) {
+  event?.preventDefault();
+  // Close the socket first and wait for the server to see it: then it can
+  // free the name at once, instead of holding it for the reconnect window.
+  await conn.stop();
+  try {
+    localStorage.removeItem(storeKey());
+  } catch {
+    // Nothing remembered, nothing to forget.
+  }
+  ui.logoutForm.submit();
+}
+
+ui.logoutForm.addEventListener("submit", logout);
+ui.bannerAction.addEventListener("click", () => logout());
+
+// -- start ------------------------------------------------------------------------
+
+const saved = restore();
+for (const name of saved.rooms) {
+  try {
+    sync.join(name);
+  } catch {
+    // A stored name that is no longer valid: skip it.
+  }
+}
+select(sync.rooms.has(saved.current) ? saved.current : (sync.rooms.keys().next().value ?? null));
+renderConnection();
+conn.start();

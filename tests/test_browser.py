@@ -1,0 +1,483 @@
+"""The chat page in real headless Chromium (Playwright), against a real server process.
+
+Each test starts ``server.py`` on a free loopback port with its own database,
+logs people in through the form in separate browser contexts (separate cookie
+jars, as separate people would have) and drives the page the way a person
+would. Waiting is done by Playwright's auto-waiting ``expect``, never by sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
+from websockets.sync.client import connect as ws_connect
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+# How Chromium starts on these machines (see ../shared/DESIGN.md): Debian's
+# build, no sandbox in the container, nothing that phones home.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+# Generous: the machines are shared and noisy. Nothing waits this long unless
+# a test is failing. A reconnect after a restart includes the page's backoff.
+TIMEOUT_MS = 20_000
+# The server is up within a second or two; 400 polls of at most 50 ms bound
+# the wait at 20 s.
+HEALTH_ATTEMPTS = 400
+HEALTH_POLL_S = 0.05
+XSS = "<img src=x onerror=alert(1)>"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium for the browser tests",
+    ),
+]
+
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``server.py`` as a subprocess; ``restart()`` keeps its port and database."""
+
+    def __init__(self, folder: Path, args: tuple[str, ...]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        self.args = args
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log = folder / "server.log"
+
+    def start(self) -> None:
+        # CHAT_* variables of whoever runs the tests must not change the server.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        command = [
+            sys.executable, str(ROOT / "server.py"),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--db", str(self.folder / "chat.sqlite3"),
+            "--cookie-secret", "test",
+            *self.args,
+        ]  # fmt: skip
+        with self._log.open("ab") as log:
+            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_healthy(self.proc)
+
+    def _wait_healthy(self, proc: subprocess.Popen[bytes]) -> None:
+        for _ in range(HEALTH_ATTEMPTS):
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if json.load(response).get("status") == "ok":
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass  # not listening yet
+            # Waiting on the process, not sleeping: a server that dies is reported at once.
+            try:
+                code = proc.wait(timeout=HEALTH_POLL_S)
+            except subprocess.TimeoutExpired:
+                continue
+            raise RuntimeError(f"server.py exited with {code}:\n{self.log()}")
+        raise RuntimeError(f"server.py did not answer /healthz:\n{self.log()}")
+
+    def stop(self) -> None:
+        """SIGTERM: the graceful shutdown closes every socket with 1001."""
+        if self.proc is None:
+            return
+        proc, self.proc = self.proc, None
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace")
+
+
+@dataclass
+class ChatPage:
+    """A logged-in page and what it did that it should not have."""
+
+    name: str
+    page: Page
+    context: BrowserContext
+    dialogs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def by_id(self, testid: str) -> Locator:
+        return self.page.get_by_test_id(testid)
+
+    @property
+    def texts(self) -> Locator:
+        """The text of every message in the room on screen, oldest first."""
+        return self.page.locator("#messages [data-testid=message-text]")
+
+    def member(self, name: str) -> Locator:
+        return self.by_id("member-list").locator(f'[data-name="{name}"]')
+
+    def expect_online(self) -> None:
+        expect(self.by_id("connection-state")).to_have_attribute("data-state", "online")
+
+    def join(self, room: str) -> None:
+        self.by_id("join-input").fill(room)
+        self.by_id("join-input").press("Enter")
+        expect(self.by_id("room-title")).to_have_text(f"# {room}")
+        # Members come with the server's `joined` reply: then the room is live.
+        expect(self.member(self.name)).to_have_count(1)
+
+    def send(self, text: str) -> None:
+        self.by_id("composer-input").fill(text)
+        self.by_id("composer-input").press("Enter")
+
+
+class OpenChat(Protocol):
+    def __call__(
+        self, server: ServerProcess, name: str, setup: Callable[[BrowserContext], None] | None = None
+    ) -> ChatPage: ...
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Start a server with extra flags; every server started is stopped after the test."""
+    servers: list[ServerProcess] = []
+
+    def start(*args: str) -> ServerProcess:
+        server = ServerProcess(tmp_path / f"server{len(servers)}", args)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
+    return start_server()
+
+
+@pytest.fixture
+def open_chat(browser: Browser) -> Iterator[OpenChat]:
+    """Log a new person in through the form, in a browser context of their own.
+
+    ``setup`` gets the context before the page loads (to route its socket, say).
+    """
+    pages: list[ChatPage] = []
+
+    def open_page(server: ServerProcess, name: str, setup: Callable[[BrowserContext], None] | None = None) -> ChatPage:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        context.set_default_timeout(TIMEOUT_MS)
+        if setup is not None:
+            setup(context)
+        chat = ChatPage(name, context.new_page(), context)
+        pages.append(chat)
+
+        def on_dialog(dialog: Dialog) -> None:
+            chat.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        def on_console(message: ConsoleMessage) -> None:
+            # A CSP violation is only a console error: catch it here.
+            if "Content Security Policy" in message.text:
+                chat.errors.append(message.text)
+
+        chat.page.on("dialog", on_dialog)
+        chat.page.on("console", on_console)
+        chat.page.on("pageerror", lambda error: chat.errors.append(str(error)))
+        chat.page.goto(server.url + "/")
+        chat.by_id("login-name").fill(name)
+        chat.by_id("login-submit").click()
+        expect(chat.page.locator("body")).to_have_attribute("data-name", name)
+        chat.expect_online()
+        return chat
+
+    yield open_page
+    for chat in pages:
+        chat.context.close()
+    for chat in pages:
+        assert chat.errors == [], f"{chat.name}'s page had errors: {chat.errors}"
+        assert chat.dialogs == [], f"{chat.name}'s page opened dialogs: {chat.dialogs}"
+
+
+def seed_messages(server: ServerProcess, room: str, texts: list[str]) -> None:
+    """Post messages as a script would; returns once the server has acknowledged them all."""
+    with ws_connect(f"ws://127.0.0.1:{server.port}/ws?name=seeder", open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "welcome"
+        ws.send(json.dumps({"type": "join", "room": room}))
+        while json.loads(ws.recv(timeout=10))["type"] != "joined":
+            pass
+        # Sent back to back, then acknowledged in order: the server handles a
+        # connection's frames one after another.
+        for i, text in enumerate(texts):
+            ws.send(json.dumps({"type": "say", "room": room, "text": text, "ref": f"seed-{i}"}))
+        last = f"seed-{len(texts) - 1}"
+        while (frame := json.loads(ws.recv(timeout=10))).get("ref") != last:
+            assert frame["type"] != "error", frame
+
+
+# -- the tests ------------------------------------------------------------------
+
+
+def test_two_people_chat_both_ways_with_presence_and_typing(server: ServerProcess, open_chat: OpenChat) -> None:
+    alice = open_chat(server, "alice")
+    bob = open_chat(server, "bob")
+    alice.join("garden")
+    bob.join("garden")
+
+    # Presence: bob's join reached alice live; bob got alice in `joined`.
+    expect(alice.member("bob")).to_have_count(1)
+    expect(bob.member("alice")).to_have_count(1)
+
+    alice.send("hello bob")
+    last = bob.page.locator("#messages [data-testid=message]").last
+    expect(last.get_by_test_id("message-text")).to_have_text("hello bob")
+    expect(last.get_by_test_id("message-name")).to_have_text("alice")
+    expect(last.get_by_test_id("message-time")).to_have_text(re.compile(r"\d"))  # a local time
+    expect(alice.texts).to_have_text(["hello bob"])  # the sender's copy, once
+    expect(alice.by_id("outbox").locator("li")).to_have_count(0)
+
+    # Typing: bob types without sending; alice sees it until his message lands.
+    bob.by_id("composer-input").press_sequentially("hi al")
+    expect(alice.by_id("typing-indicator")).to_have_text("bob is typing…")
+    bob.by_id("composer-input").press_sequentially("ice")
+    bob.by_id("composer-input").press("Enter")
+    expect(alice.texts).to_have_text(["hello bob", "hi alice"])
+    expect(alice.by_id("typing-indicator")).to_have_text("")
+
+    # Leaving: bob's leave reaches alice's member list.
+    bob.by_id("leave-room").click()
+    expect(alice.member("bob")).to_have_count(0)
+    expect(alice.member("alice")).to_have_count(1)
+
+
+def test_enter_sends_and_shift_enter_makes_a_new_line(server: ServerProcess, open_chat: OpenChat) -> None:
+    alice = open_chat(server, "alice")
+    bob = open_chat(server, "bob")
+    alice.join("lines")
+    bob.join("lines")
+
+    composer = alice.by_id("composer-input")
+    composer.press_sequentially("line one")
+    composer.press("Shift+Enter")
+    composer.press_sequentially("line two")
+    expect(composer).to_have_value("line one\nline two")  # not sent yet
+    composer.press("Enter")
+
+    expect(bob.texts).to_have_count(1)
+    assert bob.texts.first.text_content() == "line one\nline two"
+    expect(composer).to_have_value("")
+
+
+def test_message_markup_shows_as_text(server: ServerProcess, open_chat: OpenChat) -> None:
+    alice = open_chat(server, "alice")
+    bob = open_chat(server, "bob")
+    alice.join("safe")
+    bob.join("safe")
+
+    alice.send(XSS)
+    for chat in (alice, bob):
+        expect(chat.texts).to_have_text([XSS])
+        assert chat.texts.first.text_content() == XSS
+        expect(chat.by_id("message-list").locator("img")).to_have_count(0)
+    # No alert fired: open_chat fails the test on any dialog or page error.
+    assert alice.dialogs == bob.dialogs == []
+
+
+def test_unread_count_on_a_room_not_in_view(server: ServerProcess, open_chat: OpenChat) -> None:
+    alice = open_chat(server, "alice")
+    bob = open_chat(server, "bob")
+    bob.join("news")
+    bob.join("quiet")  # bob now looks at #quiet
+    alice.join("news")
+    expect(bob.by_id("room-news")).to_be_visible()
+
+    alice.send("one")
+    alice.send("two")
+    expect(bob.by_id("unread-news")).to_have_text("2")
+    expect(bob.by_id("unread-quiet")).to_have_count(0)
+
+    bob.by_id("room-news").click()
+    expect(bob.texts).to_have_text(["one", "two"])
+    expect(bob.by_id("unread-news")).to_have_count(0)
+
+
+def test_scrolling_up_loads_older_messages(start_server: Callable[..., ServerProcess], open_chat: OpenChat) -> None:
+    # 20 on join and 60 in the room: 40 are only reachable by scrolling up.
+    # Rate limiting is off only so that the seeding script can post quickly.
+    server = start_server("--history-on-join", "20", "--rate", "0")
+    # Three lines each, so that 20 of them overflow the screen.
+    seed_messages(server, "archive", [f"message {i}\nsecond line\nthird line" for i in range(1, 61)])
+
+    alice = open_chat(server, "alice")
+    alice.join("archive")
+    expect(alice.texts).to_have_count(20)
+    expect(alice.texts.first).to_contain_text("message 41")
+
+    alice.by_id("scroller").evaluate("el => el.scrollTo(0, 0)")
+    expect(alice.texts).to_have_count(60)  # every message, none twice
+    assert alice.texts.first.text_content() == "message 1\nsecond line\nthird line"
+    expect(alice.texts.last).to_contain_text("message 60")
+    expect(alice.by_id("load-older")).to_be_hidden()  # seq 1 is the beginning
+
+
+def test_server_errors_show_next_to_the_message(
+    start_server: Callable[..., ServerProcess], open_chat: OpenChat
+) -> None:
+    server = start_server("--max-message-chars", "20")
+    alice = open_chat(server, "alice")
+    alice.join("limits")
+
+    alice.send("this is far longer than twenty characters")
+    failed = alice.by_id("pending-message")
+    expect(failed).to_contain_text("Not sent")
+    expect(failed).to_contain_text("at most 20")
+    failed.get_by_role("button", name="Discard").click()
+    expect(failed).to_have_count(0)
+    alice.send("short")
+    expect(alice.texts).to_have_text(["short"])
+
+
+def test_page_reconnects_after_a_restart_and_shows_missed_messages_once(
+    start_server: Callable[..., ServerProcess], open_chat: OpenChat
+) -> None:
+    # One message on join: a page that rejoined without `since` would miss
+    # "while away 1", so only a real resume passes.
+    server = start_server("--history-on-join", "1")
+    alice = open_chat(server, "alice")
+    bob = open_chat(server, "bob")
+    alice.join("resume")
+    bob.join("resume")
+    alice.send("before restart")
+    expect(bob.texts).to_have_text(["before restart"])
+
+    # Alice's network goes away: her open socket lives on until the server
+    # drops it, but no new one can open until she is back online.
+    alice.context.set_offline(True)
+    server.restart()
+    expect(alice.by_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+
+    # Bob reconnects by himself and talks while alice is away.
+    bob.expect_online()
+    bob.send("while away 1")
+    bob.send("while away 2")
+    expect(bob.texts).to_have_text(["before restart", "while away 1", "while away 2"])
+
+    # Alice writes while offline: it waits in her outbox.
+    alice.send("written offline")
+    expect(alice.by_id("pending-message")).to_contain_text("written offline")
+
+    alice.context.set_offline(False)
+    alice.expect_online()
+    everything = ["before restart", "while away 1", "while away 2", "written offline"]
+    expect(alice.texts).to_have_text(everything)  # the missed ones, each exactly once
+    expect(bob.texts).to_have_text(everything)  # her queued message, exactly once
+    expect(alice.by_id("outbox").locator("li")).to_have_count(0)
+    expect(alice.member("bob")).to_have_count(1)
+    expect(bob.member("alice")).to_have_count(1)
+
+
+def test_resume_fetches_the_rest_when_more_than_a_thousand_were_missed(
+    start_server: Callable[..., ServerProcess], open_chat: OpenChat
+) -> None:
+    # Rate limiting is off only so that the seeding script can post quickly.
+    server = start_server("--rate", "0")
+    alice = open_chat(server, "alice")
+    alice.join("backlog")
+    alice.context.set_offline(True)
+    server.restart()
+    expect(alice.by_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+
+    # The resume's `joined` carries 1000 of these and "truncated": the page
+    # must fetch the other 5 with `history` `after`.
+    seed_messages(server, "backlog", [f"m{i}" for i in range(1, 1006)])
+    alice.context.set_offline(False)
+    alice.expect_online()
+    expect(alice.texts).to_have_count(1005)
+    assert alice.texts.first.text_content() == "m1"
+    assert alice.texts.last.text_content() == "m1005"
+
+
+def test_a_gap_frame_makes_the_page_fetch_the_missing_range(server: ServerProcess, open_chat: OpenChat) -> None:
+    # Alice's socket runs through Playwright, which drops the live copies of
+    # two messages and then tells her page about them with a `gap` frame, as
+    # a server that shed load would.
+    dropped = {"two", "three"}
+    page_sides: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        page_sides.append(ws)
+        upstream = ws.connect_to_server()
+
+        def from_server(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if not (frame.get("type") == "message" and frame.get("text") in dropped):
+                ws.send(message)
+
+        upstream.on_message(from_server)
+
+    alice = open_chat(server, "alice", setup=lambda context: context.route_web_socket("**/ws", route))
+    bob = open_chat(server, "bob")
+    alice.join("holes")
+    bob.join("holes")
+    bob.send("one")
+    bob.send("two")
+    bob.send("three")
+    expect(bob.texts).to_have_text(["one", "two", "three"])
+    expect(alice.texts).to_have_text(["one"])
+
+    page_sides[-1].send(json.dumps({"type": "gap", "room": "holes", "from_seq": 2, "to_seq": 3}))
+    expect(alice.texts).to_have_text(["one", "two", "three"])
