@@ -20,6 +20,7 @@ HISTORY_MAX_LIMIT = 200
 
 
 class CloseCode(IntEnum):
+    NORMAL = 1000  # logged out
     GOING_AWAY = 1001  # server shutting down; clients reconnect
     UNSUPPORTED_DATA = 1003  # binary frames
     POLICY_VIOLATION = 1008  # bad name, name taken, sustained flood

@@ -342,6 +342,10 @@ conn.addEventListener("welcome", ({ detail }) => {
 });
 
 conn.addEventListener("fatal", ({ detail: { reason } }) => {
+  if (reason === "logged_out") {
+    window.location.assign("/"); // back to the sign-in form
+    return;
+  }
   ui.bannerText.textContent =
     reason === "name_taken"
       ? "Someone else is using your name now, so this page was disconnected."

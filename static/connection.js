@@ -247,7 +247,9 @@ export class Connection extends EventTarget {
     this.#socket = null;
     this.#teardown();
     if (this.#state === State.CLOSED) return;
-    if (event.code === 1008 && FATAL_REASONS.has(event.reason)) {
+    // 1000 "logged_out": this session logged out (maybe in another tab).
+    if ((event.code === 1008 && FATAL_REASONS.has(event.reason)) ||
+        (event.code === 1000 && event.reason === "logged_out")) {
       this.#setState(State.CLOSED);
       this.#emit("fatal", { reason: event.reason });
       return;

@@ -301,3 +301,15 @@ async def test_shutdown_closes_every_socket_with_1001(service):
     _, b = join(service, "bob")
     await service.shutdown()
     assert a.closed == b.closed == (1001, "server shutting down")
+
+
+@pytest.mark.gen_test
+async def test_logout_closes_the_sessions_sockets_and_frees_the_name(service):
+    name, session, token = service.login("alice", None)
+    peer, conn = join(service, "alice", token)
+    await frame(service, peer, type="join", room="lobby")
+    _, other = join(service, "bob")
+    service.logout(name, session)
+    assert conn.closed == (1000, "logged_out")
+    assert service.rooms.member_count("lobby") == 0
+    assert join(service, "alice")[0].session != session
