@@ -128,7 +128,7 @@ class ChatService:
 
     def logout(self, name: str, session_id: str) -> None:
         """End the session everywhere: close its sockets and free the name at once."""
-        for peer in [p for p in self.peers if p.session == session_id]:
+        for peer in [peer for peer in self.peers if peer.session == session_id]:
             peer.conn.close(CloseCode.NORMAL, "logged_out")
             self.disconnect(peer)
         self.names.drop(name, session_id)

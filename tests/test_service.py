@@ -308,8 +308,10 @@ async def test_logout_closes_the_sessions_sockets_and_frees_the_name(service):
     name, session, token = service.login("alice", None)
     peer, conn = join(service, "alice", token)
     await frame(service, peer, type="join", room="lobby")
-    _, other = join(service, "bob")
+    bob, other = join(service, "bob")
+    await frame(service, bob, type="join", room="lobby")
     service.logout(name, session)
     assert conn.closed == (1000, "logged_out")
-    assert service.rooms.member_count("lobby") == 0
+    assert other.of("presence")[-1] == {"type": "presence", "room": "lobby", "event": "leave", "name": "alice"}
+    assert service.rooms.member_names("lobby") == ["bob"]
     assert join(service, "alice")[0].session != session
