@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # A resuming client gets at most this many missed messages in ``joined``; it
 # fetches the rest with ``history``/``after``. Bounds one frame's size.
 RESUME_MAX = 1000
+# ... and at most about this much text, so the frame stays far below a client's
+# usual message size limit (tornado's is 10 MiB) even with long messages.
+RESUME_MAX_CHARS = 1_000_000
 
 
 class Connection(Protocol):
@@ -261,8 +264,9 @@ class ChatService:
                 history = await self.store.before(room, None, self.limits.history_on_join)
             else:
                 history = await self.store.after(room, frame.since, RESUME_MAX + 1)
-                truncated = len(history) > RESUME_MAX
-                del history[RESUME_MAX:]
+                keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
+                truncated = len(history) > keep
+                del history[keep:]
         except StoreUnavailable:
             if not rejoin:
                 self._leave(peer, room)
@@ -304,6 +308,10 @@ class ChatService:
     # -- messages -----------------------------------------------------------
 
     async def _say(self, peer: Peer, frame: p.Say) -> None:
+        # A retry is answered before the membership check: the original was
+        # stored, even if the sender has left the room since.
+        if frame.ref is not None and await self._repeat(peer, frame.ref):
+            return
         if not self._member(peer, frame.room, frame.ref):
             return
         if frame.ref is None:
@@ -314,19 +322,6 @@ class ChatService:
             return
 
         key = (peer.session, frame.ref)
-        sent = self._sent.get(peer.session, frame.ref, self.wall())
-        if sent is not None:
-            original = await self.store.get(sent.room, sent.seq)
-            if original is not None:
-                peer.send(original.to_wire(with_ref=True))
-                return
-        pending = self._pending.get(key)
-        if pending is not None:
-            # The same ref is being stored right now (a retry raced its original).
-            original = await asyncio.shield(pending)
-            peer.send(original.to_wire(with_ref=True))
-            return
-
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
@@ -342,6 +337,22 @@ class ChatService:
         future.set_result(message)
         self._sent.put(peer.session, frame.ref, Sent(message.room, message.seq, message.ts / 1000))
         self.publish(message, peer)
+
+    async def _repeat(self, peer: Peer, ref: str) -> bool:
+        """Answer a say whose ref this session already sent; False if it is new."""
+        sent = self._sent.get(peer.session, ref, self.wall())
+        if sent is not None:
+            original = await self.store.get(sent.room, sent.seq)
+            if original is not None:
+                peer.send(original.to_wire(with_ref=True))
+                return True
+        pending = self._pending.get((peer.session, ref))
+        if pending is not None:
+            # The same ref is being stored right now (a retry raced its original).
+            original = await asyncio.shield(pending)
+            peer.send(original.to_wire(with_ref=True))
+            return True
+        return False
 
     def publish(self, message: Message, sender: Peer | None = None) -> None:
         """Deliver a stored message to the room: encoded once, queued on every member."""
@@ -375,3 +386,13 @@ class ChatService:
         for peer in list(peers if peers is not None else self.peers):
             peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
         await self.store.close()
+
+
+def _fits(messages: list[Message], most: int, max_chars: int) -> int:
+    """How many of ``messages`` (from the first) fit in ``most`` and ``max_chars``; at least one."""
+    total = 0
+    for i, m in enumerate(messages[:most]):
+        total += len(m.text)
+        if total > max_chars and i > 0:
+            return i
+    return min(len(messages), most)

@@ -315,3 +315,26 @@ async def test_logout_closes_the_sessions_sockets_and_frees_the_name(service):
     assert other.of("presence")[-1] == {"type": "presence", "room": "lobby", "event": "leave", "name": "alice"}
     assert service.rooms.member_names("lobby") == ["bob"]
     assert join(service, "alice")[0].session != session
+
+
+@pytest.mark.gen_test
+async def test_a_retry_after_leaving_the_room_still_gets_the_original(service):
+    alice, a = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
+    await frame(service, alice, type="leave", room="lobby")
+    await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
+    assert a.of("error") == []
+    assert [m["seq"] for m in a.of("message")] == [1, 1]
+
+
+@pytest.mark.gen_test
+async def test_a_resume_is_also_truncated_by_size(service):
+    for i in range(400):
+        await service.store.append("lobby", "x", f"{i:04d}" + "y" * 3996, i, "s", None)
+    bob, b = join(service, "bob")
+    await frame(service, bob, type="join", room="lobby", since=0)
+    joined = b.of("joined")[0]
+    assert joined["truncated"] is True
+    assert len(joined["history"]) == 250  # 250 messages of 4000 characters = 1,000,000
+    assert [m["seq"] for m in joined["history"]] == list(range(1, 251))
