@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: run test lint typecheck pytest browser clean
+.PHONY: run test lint typecheck pytest browser clean loadtest bench
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ pytest: $(VENV)/.dev browser
 	$(PY) -m pytest
 
 test: lint typecheck pytest
+
+# A local load test: starts its own server (no rate limit, throwaway history),
+# drives it, prints the report and writes bench/out/loadtest.{json,png}.
+loadtest: $(VENV)/.dev
+	$(PY) -m chat.loadtest --spawn-server --clients 1000 --rooms 10 --senders 20 --rate 400 \
+	  --duration 20 --json bench/out/loadtest.json --plot bench/out/loadtest.png
+
+# The benchmark suite: our server and both baselines in one run -> bench/results.md.
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
