@@ -24,6 +24,8 @@ class Settings:
     # Pings find dead peers (a laptop that slept, a NAT that forgot us); 20 s
     # stays under the idle timeouts of common proxies and NATs.
     ping_interval: float = 20.0
+    max_backlog_bytes: int = 1 << 20
+    compress: bool = False
     log_level: str = "info"
 
     @property
@@ -43,6 +45,7 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("max_rooms_per_connection", int, "rooms one connection may join"),
     ("cookie_secret", str, "secret that signs cookies and session tokens (default: kept under data/)"),
     ("ping_interval", float, "seconds between pings that find dead peers; 0 disables"),
+    ("max_backlog_bytes", int, "bytes queued for a slow member before its messages are dropped for a gap notice"),
     ("log_level", str, "debug, info, warning or error"),
 ]
 
@@ -69,13 +72,30 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         help="an Origin allowed to open sockets, repeatable"
         " [CHAT_ALLOW_ORIGIN, comma-separated; default: same origin only]",
     )
+    parser.add_argument(
+        "--compress",
+        action="store_true",
+        default=env.get("CHAT_COMPRESS", "").lower() in {"1", "true", "yes", "on"},
+        help="offer permessage-deflate (costs memory and CPU per socket) [CHAT_COMPRESS; default off]",
+    )
     args = parser.parse_args(argv)
     values = {
         name: kind(getattr(args, name)) if getattr(args, name) is not None else None for name, kind, _ in _OPTIONS
     }
     origins = args.allow_origin if args.allow_origin is not None else env_origins
-    settings = Settings(**values, allow_origin=tuple(o.strip().rstrip("/").lower() for o in origins))  # type: ignore[arg-type]
-    for name in ("port", "history_on_join", "max_message_chars", "max_frame_bytes", "max_rooms_per_connection"):
+    settings = Settings(
+        **values,  # type: ignore[arg-type]
+        allow_origin=tuple(o.strip().rstrip("/").lower() for o in origins),
+        compress=args.compress,
+    )
+    for name in (
+        "port",
+        "history_on_join",
+        "max_message_chars",
+        "max_frame_bytes",
+        "max_rooms_per_connection",
+        "max_backlog_bytes",
+    ):
         if getattr(settings, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if settings.rate < 0:

@@ -1,26 +1,30 @@
 """The chat service: applies the chat rules to connections, the store and rooms.
 
-It never imports tornado. An adapter gives it a :class:`Connection` per socket
-and calls :meth:`ChatService.open`, :meth:`ChatService.handle_text` and
-:meth:`ChatService.disconnect`; the service answers through
-``Connection.send``, which must queue the frame and return at once, so one
-slow member can never hold back a room.
+It never imports tornado. An adapter gives it a :class:`chat.outbox.Transport`
+per socket and calls :meth:`ChatService.open`, :meth:`ChatService.handle_text`
+and :meth:`ChatService.disconnect`. The service answers through each peer's
+:class:`chat.outbox.Outbox`, which queues and returns at once, so one slow
+member can never hold back a room.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from chat import protocol as p
+from chat.frames import OutFrame
 from chat.history import HistoryStore, StoreUnavailable
 from chat.idempotency import WINDOW_S, IdempotencyWindow, Sent
+from chat.metrics import Metrics
 from chat.model import Message, RoomSummary
 from chat.names import NameRegistry
+from chat.outbox import CONTROL, EPHEMERAL, MESSAGE, Flusher, Outbox, Transport
 from chat.protocol import CloseCode, ErrorCode, encode, error_frame
 from chat.ratelimit import FrameLimiter, Verdict
 from chat.rooms import RoomRegistry
@@ -37,14 +41,8 @@ RESUME_MAX = 1000
 RESUME_MAX_CHARS = 1_000_000
 
 
-class Connection(Protocol):
-    """What the service needs of a socket."""
-
-    def send(self, text: str) -> None:
-        """Queue one text frame; never blocks, never raises for a closed socket."""
-        ...
-
-    def close(self, code: int, reason: str) -> None: ...
+# How often to look for members that stopped reading (see outbox.STALL_S).
+STALL_CHECK_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,22 +52,25 @@ class Limits:
     rate: float = 20.0
     burst: float = 40.0
     max_rooms_per_connection: int = 100
+    # A member's queued frames past this many bytes are dropped for a gap
+    # notice: about a thousand typical messages, and bounded memory per socket.
+    max_backlog_bytes: int = 1 << 20
 
 
 @dataclass(eq=False, slots=True)
 class Peer:
     """One open connection of a named session."""
 
-    conn: Connection
+    conn: Transport
+    outbox: Outbox
     name: str
     session: str
     limiter: FrameLimiter
     rooms: set[str] = field(default_factory=set)
     open: bool = True
 
-    def send(self, frame: dict[str, Any]) -> None:
-        if self.open:
-            self.conn.send(encode(frame))
+    def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
+        self.outbox.push(OutFrame.of(encode(frame)), kind)
 
 
 class Refused(Exception):
@@ -103,6 +104,9 @@ class ChatService:
         self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        self.flusher = Flusher()
+        self.metrics = Metrics(lambda: len(self.peers), lambda: len(self.rooms))
+        self._watch: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Rebuild the idempotency window from history, so retries after a restart stay safe."""
@@ -110,6 +114,22 @@ class ChatService:
         for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
             if m.ref is not None:
                 self._sent.put(m.session, m.ref, Sent(m.room, m.seq, m.ts / 1000))
+        self._watch = asyncio.ensure_future(self._watch_stalls())
+
+    async def _watch_stalls(self) -> None:
+        # A timer, not a wait for an event: a stalled peer sends no event.
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)
+            self.close_stalled()
+
+    def close_stalled(self) -> None:
+        """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
+        now = self.clock()
+        for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
+            log.info("closing %s: not reading for %.0f s", peer.name, now)
+            self.metrics.slow_closes.inc()
+            peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            self.disconnect(peer)
 
     # -- identity -------------------------------------------------------
 
@@ -145,7 +165,7 @@ class ChatService:
 
     # -- connection lifecycle ----------------------------------------------
 
-    def open(self, conn: Connection, raw_name: str | None, token: str | None) -> Peer | None:
+    def open(self, conn: Transport, raw_name: str | None, token: str | None) -> Peer | None:
         """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``."""
         try:
             name = self._valid_name(raw_name)
@@ -156,7 +176,8 @@ class ChatService:
         if not self.names.acquire(name, session_id, self.clock()):
             conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
             return None
-        peer = Peer(conn, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
+        outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
+        peer = Peer(conn, outbox, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
         self.peers.add(peer)
         self._idle.clear()
         peer.send({"type": "welcome", "name": name, "session": token})
@@ -167,6 +188,7 @@ class ChatService:
         if not peer.open:
             return
         peer.open = False
+        peer.outbox.close()
         self.peers.discard(peer)
         if not self.peers:
             self._idle.set()
@@ -211,7 +233,8 @@ class ChatService:
                 peer.send(p.with_ref({"type": "left", "room": frame.room}, frame.ref))
             case p.Typing():
                 if self._member(peer, frame.room, frame.ref):
-                    self._to_others(frame.room, peer.name, {"type": "typing", "room": frame.room, "name": peer.name})
+                    typing = {"type": "typing", "room": frame.room, "name": peer.name}
+                    self._to_others(frame.room, peer.name, typing, EPHEMERAL)
             case p.History():
                 if self._member(peer, frame.room, frame.ref):
                     if frame.after is not None:
@@ -288,22 +311,22 @@ class ChatService:
         peer.send(p.with_ref(reply, frame.ref))
         for m in buffered:
             if m.seq > last_seq:
-                peer.send(m.to_wire())
+                peer.outbox.push(OutFrame.of(encode(m.to_wire())), MESSAGE, room, m.seq)
 
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
         if self.rooms.leave(room, peer, peer.name):
             self._to_others(room, peer.name, {"type": "presence", "room": room, "event": "leave", "name": peer.name})
 
-    def _to_others(self, room: str, name: str, frame: dict[str, Any]) -> None:
+    def _to_others(self, room: str, name: str, frame: dict[str, Any], kind: int = CONTROL) -> None:
         """Send to every live member of ``room`` but the connections of ``name``."""
         r = self.rooms.room(room)
         if r is None:
             return
-        text = encode(frame)
+        out = OutFrame.of(encode(frame))
         for member in r.live:
             if member.name != name:
-                member.conn.send(text)
+                member.outbox.push(out, kind)
 
     # -- messages -----------------------------------------------------------
 
@@ -315,19 +338,14 @@ class ChatService:
         if not self._member(peer, frame.room, frame.ref):
             return
         if frame.ref is None:
-            message = await self.store.append(
-                frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, None
-            )
-            self.publish(message, peer)
+            self.publish(await self._store(peer, frame), peer)
             return
 
         key = (peer.session, frame.ref)
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
         try:
-            message = await self.store.append(
-                frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref
-            )
+            message = await self._store(peer, frame)
         except StoreUnavailable as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: only racing retries care
@@ -337,6 +355,14 @@ class ChatService:
         future.set_result(message)
         self._sent.put(peer.session, frame.ref, Sent(message.room, message.seq, message.ts / 1000))
         self.publish(message, peer)
+
+    async def _store(self, peer: Peer, frame: p.Say) -> Message:
+        started = time.perf_counter()
+        message = await self.store.append(
+            frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref
+        )
+        self.metrics.history_write.observe(time.perf_counter() - started)
+        return message
 
     async def _repeat(self, peer: Peer, ref: str) -> bool:
         """Answer a say whose ref this session already sent; False if it is new."""
@@ -355,17 +381,28 @@ class ChatService:
         return False
 
     def publish(self, message: Message, sender: Peer | None = None) -> None:
-        """Deliver a stored message to the room: encoded once, queued on every member."""
+        """Deliver a stored message to the room: encoded and framed once, queued on every member."""
+        started = time.perf_counter()
         r = self.rooms.room(message.room)
+        own: OutFrame | None = None
         if r is not None:
-            self.rooms.buffer(message.room, message)
-            text = encode(message.to_wire())
-            own = encode(message.to_wire(with_ref=True)) if sender is not None and message.ref else text
+            if r.syncing:
+                self.rooms.buffer(message.room, message)
+            frame = OutFrame.of(encode(message.to_wire()))
+            room, seq = message.room, message.seq
+            if sender is not None and message.ref is not None and sender in r.live:
+                own = OutFrame.of(encode(message.to_wire(with_ref=True)))
             for member in r.live:
-                member.conn.send(own if member is sender else text)
-        if sender is not None and message.ref and (r is None or sender not in r.live) and sender.open:
+                if member is sender and own is not None:
+                    member.outbox.push(own)  # the sender's acknowledgement is never dropped
+                else:
+                    member.outbox.push(frame, MESSAGE, room, seq)
+            self.metrics.deliveries.inc(len(r.live))
+        if sender is not None and message.ref is not None and own is None and sender.open:
             # The sender left the room while the message was stored: still acknowledge it.
-            sender.conn.send(encode(message.to_wire(with_ref=True)))
+            sender.send(message.to_wire(with_ref=True))
+        self.metrics.messages.inc()
+        self.metrics.fanout.observe(time.perf_counter() - started)
 
     # -- views for HTTP -------------------------------------------------------
 
@@ -383,8 +420,18 @@ class ChatService:
 
     async def shutdown(self, peers: Iterable[Peer] | None = None) -> None:
         """Close every socket with 1001 (clients reconnect) and close the store."""
+        self.flusher.flush()  # what is queued goes out before the close frame
         for peer in list(peers if peers is not None else self.peers):
             peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the background watch and close the store."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         await self.store.close()
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import tornado.web
 
+from chat import metrics
 from chat.service import ChatService, Refused
 from chat.validation import Invalid, normalize_room
 
@@ -141,3 +142,12 @@ class MessagesApi(BaseHandler):
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         self.write_json(self.service.health())
+
+
+class MetricsHandler(BaseHandler):
+    """Prometheus text format. Bind to loopback or put it behind a proxy if it should not be public."""
+
+    def get(self) -> None:
+        self.set_header("Content-Type", metrics.CONTENT_TYPE)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(self.service.metrics.render())

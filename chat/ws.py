@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
+import tornado.iostream
 import tornado.websocket
 
+from chat.frames import OutFrame
 from chat.service import ChatService, Peer
 from chat.web import read_login_cookie
 
@@ -22,15 +23,26 @@ def _retrieve(future: asyncio.Future[None]) -> None:
 
 
 class ChatSocket(tornado.websocket.WebSocketHandler):
-    """``/ws``: one member connection. Implements :class:`chat.service.Connection`."""
+    """``/ws``: one member connection. Implements :class:`chat.outbox.Transport`.
+
+    Frames are written as pre-built bytes straight to the connection's
+    IOStream: one ``stream.write`` per member per loop tick, with no per-frame
+    encoding, Future or Task. This uses two Tornado internals,
+    ``ws_connection.stream`` and the unmasked server frame format, which is
+    why Tornado is pinned exactly in requirements.txt and
+    tests/test_frames.py checks this path against it. With permessage-deflate
+    (``--compress``) frames go through ``write_message`` instead.
+    """
 
     service: ChatService
     allowed_origins: frozenset[str]
+    compress: bool
     peer: Peer | None = None
 
-    def initialize(self, service: ChatService, allowed_origins: frozenset[str]) -> None:
+    def initialize(self, service: ChatService, allowed_origins: frozenset[str], compress: bool = False) -> None:
         self.service = service
         self.allowed_origins = allowed_origins
+        self.compress = compress
 
     def check_origin(self, origin: str) -> bool:
         # Without --allow-origin only the page's own origin may open a socket,
@@ -39,6 +51,10 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.allowed_origins:
             return origin.rstrip("/").lower() in self.allowed_origins
         return super().check_origin(origin)
+
+    def get_compression_options(self) -> dict[str, object] | None:
+        # Off by default: deflate costs up to ~300 KB per socket and CPU per recipient.
+        return {} if self.compress else None
 
     def open(self, *args: str, **kwargs: str) -> None:
         name = self.get_query_argument("name", None)
@@ -64,11 +80,41 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if self.peer is not None:
             self.service.disconnect(self.peer)
 
-    # -- chat.service.Connection ---------------------------------------------
+    # -- chat.outbox.Transport -------------------------------------------------
 
-    def send(self, text: str) -> None:
+    def write_frames(self, frames: list[OutFrame]) -> bool:
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            return True  # on_close cleans up; nothing is waiting
+        if self.compress:
+            return self._write_compressed(frames)
+        stream = conn.stream
+        if stream is None:
+            return True
+        data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
         try:
-            future: Any = self.write_message(text)
-        except tornado.websocket.WebSocketClosedError:
-            return
-        future.add_done_callback(_retrieve)
+            future = stream.write(data)
+        except tornado.iostream.StreamClosedError:
+            return True
+        if future.done():
+            _retrieve(future)
+            return True
+        future.add_done_callback(self._drained)
+        return False
+
+    def _write_compressed(self, frames: list[OutFrame]) -> bool:
+        future: asyncio.Future[None] | None = None
+        for frame in frames:
+            try:
+                future = self.write_message(frame.text)
+            except tornado.websocket.WebSocketClosedError:
+                return True
+        assert future is not None
+        # Frames are written in order, so the last one done means all are.
+        future.add_done_callback(self._drained)
+        return False
+
+    def _drained(self, future: asyncio.Future[None]) -> None:
+        _retrieve(future)
+        if self.peer is not None:
+            self.peer.outbox.drained()

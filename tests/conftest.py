@@ -38,7 +38,7 @@ def app(settings: Settings, io_loop: tornado.ioloop.IOLoop, clock: FakeClock) ->
     application = make_app(settings, clock=clock)
     io_loop.run_sync(application.chat.start)
     yield application
-    io_loop.run_sync(application.chat.store.close)
+    io_loop.run_sync(application.chat.stop)
 
 
 @pytest.fixture

@@ -9,23 +9,38 @@ from typing import Any
 
 import pytest
 
+from chat.frames import OutFrame
 from chat.history import SQLiteHistory, StoreUnavailable
 from chat.model import Message
+from chat.outbox import Flusher
 from chat.service import ChatService, Limits, Peer
 from chat.sessions import SessionSigner
 from tests.support import FakeClock
 
 
 class FakeConn:
-    def __init__(self) -> None:
-        self.frames: list[dict[str, Any]] = []
+    """A transport that takes every write at once and keeps the frames.
+
+    Reading its frames first flushes the service's outboxes, as the end of the
+    loop tick would.
+    """
+
+    def __init__(self, flusher: Flusher) -> None:
+        self._flusher = flusher
+        self._frames: list[dict[str, Any]] = []
         self.closed: tuple[int, str] | None = None
 
-    def send(self, text: str) -> None:
-        self.frames.append(json.loads(text))
+    def write_frames(self, frames: list[OutFrame]) -> bool:
+        self._frames.extend(json.loads(f.text) for f in frames)
+        return True
 
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
+
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        self._flusher.flush()
+        return self._frames
 
     def of(self, kind: str) -> list[dict[str, Any]]:
         return [f for f in self.frames if f["type"] == kind]
@@ -39,14 +54,16 @@ def service(tmp_path, io_loop) -> Iterator[ChatService]:
 
 
 def join(service: ChatService, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
-    conn = FakeConn()
+    conn = FakeConn(service.flusher)
     peer = service.open(conn, name, token)
     assert peer is not None, conn.closed
+    service.flusher.flush()
     return peer, conn
 
 
 async def frame(service: ChatService, peer: Peer, **f: Any) -> None:
     await service.handle_text(peer, json.dumps(f))
+    service.flusher.flush()  # as the end of the loop tick would
 
 
 @pytest.mark.gen_test
@@ -63,7 +80,7 @@ async def test_welcome_carries_a_session_token_that_restores_the_identity(servic
 @pytest.mark.gen_test
 async def test_a_name_held_by_another_session_is_refused(service):
     join(service, "bob")
-    conn = FakeConn()
+    conn = FakeConn(service.flusher)
     assert service.open(conn, "BOB", None) is None
     assert conn.closed == (1008, "name_taken")
 
@@ -71,7 +88,7 @@ async def test_a_name_held_by_another_session_is_refused(service):
 @pytest.mark.gen_test
 async def test_a_forged_session_token_gets_a_new_session(service):
     join(service, "bob")
-    conn = FakeConn()
+    conn = FakeConn(service.flusher)
     assert service.open(conn, "bob", "stolen.0000") is None
     assert conn.closed == (1008, "name_taken")
 
