@@ -25,17 +25,30 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
+# What a queued frame is, for the slow-consumer policy (see chat/outbox.py).
+CONTROL = 0  # replies, presence, acknowledgements: never dropped
+MESSAGE = 1  # a room message: dropped on overflow, replaced by a gap
+EPHEMERAL = 2  # typing: dropped on overflow, nothing replaces it
+GAP = 3  # a gap notice: merged with the next overflow of its room
+
+
 @dataclass(frozen=True, slots=True)
 class OutFrame:
-    """A server frame: its JSON text, and the wire bytes of the text frame carrying it."""
+    """A server frame: its JSON text, the wire bytes of the text frame carrying
+    it, and what it is. One OutFrame is shared by every member it goes to, so
+    queueing it costs no allocation per member."""
 
     text: str
     data: bytes
+    kind: int = CONTROL
+    room: str = ""
+    first: int = 0  # MESSAGE: its seq; GAP: the range
+    last: int = 0
 
     @classmethod
-    def of(cls, text: str) -> OutFrame:
-        return cls(text, text_frame(text.encode()))
+    def of(cls, text: str, kind: int = CONTROL, room: str = "", first: int = 0, last: int = 0) -> OutFrame:
+        return cls(text, text_frame(text.encode()), kind, room, first, last)
 
-    @property
-    def size(self) -> int:
-        return len(self.data)
+    @classmethod
+    def message(cls, text: str, room: str, seq: int) -> OutFrame:
+        return cls.of(text, MESSAGE, room, seq, seq)

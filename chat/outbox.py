@@ -20,14 +20,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
-from chat.frames import OutFrame
+from chat.frames import CONTROL, GAP, MESSAGE, OutFrame
 from chat.protocol import encode
-
-# Kinds of queued frame.
-CONTROL = 0  # replies, presence, acks: never dropped
-MESSAGE = 1  # a room message: dropped on overflow, replaced by a gap
-EPHEMERAL = 2  # typing: dropped on overflow, nothing replaces it
-GAP = 3  # a gap notice: merged with the next overflow of its room
 
 # A member whose socket has accepted nothing for this long has stopped reading
 # (or vanished without a FIN): it is closed with 1013 so it can reconnect and
@@ -66,6 +60,21 @@ class Flusher:
 
 
 class Outbox:
+    # Slots: push() runs once per member per message, and slot access is the
+    # cheapest attribute access CPython has.
+    __slots__ = (
+        "_clock",
+        "_dirty",
+        "_flusher",
+        "_max_backlog",
+        "_on_gap",
+        "_queue",
+        "_queued",
+        "_writing_since",
+        "closed",
+        "transport",
+    )
+
     def __init__(
         self,
         transport: Transport,
@@ -79,8 +88,7 @@ class Outbox:
         self._max_backlog = max_backlog
         self._clock = clock
         self._on_gap = on_gap
-        # (frame, kind, room, first seq, last seq): the seqs matter for MESSAGE and GAP.
-        self._queue: list[tuple[OutFrame, int, str, int, int]] = []
+        self._queue: list[OutFrame] = []
         self._queued = 0  # bytes in _queue
         self._dirty = False
         self._writing_since: float | None = None  # a write is in flight since then
@@ -90,15 +98,19 @@ class Outbox:
     def queued_bytes(self) -> int:
         return self._queued
 
-    def push(self, frame: OutFrame, kind: int = CONTROL, room: str = "", seq: int = 0) -> None:
-        """Queue one frame; it goes out at the end of this loop tick at the latest."""
+    def push(self, frame: OutFrame) -> None:
+        """Queue one frame; it goes out at the end of this loop tick at the latest.
+
+        The fan-out calls this once per member per message: it allocates
+        nothing (the frame is shared) and does no I/O.
+        """
         if self.closed:
             return
-        self._queue.append((frame, kind, room, seq, seq))
+        self._queue.append(frame)
         self._queued += len(frame.data)
         # Only a member with a write still in flight is slow: without one, the
         # queue is a single tick's frames and goes out at the end of the tick.
-        if self._queued > self._max_backlog and kind != CONTROL and self._writing_since is not None:
+        if self._queued > self._max_backlog and self._writing_since is not None and frame.kind != CONTROL:
             self._overflow()
         if not self._dirty:
             self._dirty = True
@@ -108,8 +120,7 @@ class Outbox:
         self._dirty = False
         if self._writing_since is not None or not self._queue or self.closed:
             return
-        frames = [entry[0] for entry in self._queue]
-        self._queue.clear()
+        frames, self._queue = self._queue, []
         self._queued = 0
         if not self.transport.write_frames(frames):
             self._writing_since = self._clock()
@@ -126,24 +137,23 @@ class Outbox:
 
     def close(self) -> None:
         self.closed = True
-        self._queue.clear()
+        self._queue = []
         self._queued = 0
 
     def _overflow(self) -> None:
         """Drop queued room messages and typing; leave one gap per room instead."""
         ranges: dict[str, list[int]] = {}
-        kept: list[tuple[OutFrame, int, str, int, int]] = []
-        for entry in self._queue:
-            _, kind, room, first, last = entry
-            if kind in (MESSAGE, GAP):
-                span = ranges.setdefault(room, [first, last])
-                span[0] = min(span[0], first)
-                span[1] = max(span[1], last)
-            elif kind == CONTROL:
-                kept.append(entry)
+        kept: list[OutFrame] = []
+        for frame in self._queue:
+            if frame.kind in (MESSAGE, GAP):
+                span = ranges.setdefault(frame.room, [frame.first, frame.last])
+                span[0] = min(span[0], frame.first)
+                span[1] = max(span[1], frame.last)
+            elif frame.kind == CONTROL:
+                kept.append(frame)
         for room, (first, last) in ranges.items():
-            gap = OutFrame.of(encode({"type": "gap", "room": room, "from_seq": first, "to_seq": last}))
-            kept.append((gap, GAP, room, first, last))
+            text = encode({"type": "gap", "room": room, "from_seq": first, "to_seq": last})
+            kept.append(OutFrame.of(text, GAP, room, first, last))
             self._on_gap()
         self._queue = kept
-        self._queued = sum(len(entry[0].data) for entry in kept)
+        self._queued = sum(len(frame.data) for frame in kept)

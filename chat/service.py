@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from chat import protocol as p
-from chat.frames import OutFrame
+from chat.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.history import HistoryStore, StoreUnavailable
 from chat.idempotency import WINDOW_S, IdempotencyWindow, Sent
 from chat.metrics import Metrics
 from chat.model import Message, RoomSummary
 from chat.names import NameRegistry
-from chat.outbox import CONTROL, EPHEMERAL, MESSAGE, Flusher, Outbox, Transport
+from chat.outbox import Flusher, Outbox, Transport
 from chat.protocol import CloseCode, ErrorCode, encode, error_frame
 from chat.ratelimit import FrameLimiter, Verdict
 from chat.rooms import RoomRegistry
@@ -70,7 +71,7 @@ class Peer:
     open: bool = True
 
     def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
-        self.outbox.push(OutFrame.of(encode(frame)), kind)
+        self.outbox.push(OutFrame.of(encode(frame), kind))
 
 
 class Refused(Exception):
@@ -121,6 +122,7 @@ class ChatService:
         while True:
             await asyncio.sleep(STALL_CHECK_S)
             self.close_stalled()
+            self.names.sweep(self.clock())  # forget expired name reservations
 
     def close_stalled(self) -> None:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
@@ -195,37 +197,39 @@ class ChatService:
         for room in list(peer.rooms):
             self._leave(peer, room)
         self.names.release(peer.name, peer.session, self.clock())
-        self.names.sweep(self.clock())
 
     def handle_binary(self, peer: Peer) -> None:
         peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
 
-    async def handle_text(self, peer: Peer, text: str) -> None:
-        """One client frame: rate-limit, parse, act, answer."""
+    def handle_text(self, peer: Peer, text: str) -> Awaitable[None] | None:
+        """One client frame: rate-limit, parse, act, answer.
+
+        Returns None when the frame is handled (a ``say`` is handled once it is
+        queued for storing: its broadcast follows the commit), or an awaitable
+        the adapter must await before it reads the connection's next frame.
+        Keeping ``say`` synchronous lets the adapter read a burst of frames in
+        one go, so they are committed and fanned out as one batch.
+        """
         verdict = peer.limiter.check(self.clock())
         if verdict is Verdict.CLOSE:
             peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
-            return
+            return None
         if verdict is Verdict.LIMIT:
             peer.send(error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one was dropped", p.ref_of(text)))
-            return
+            return None
         try:
             frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
         except p.ProtocolError as exc:
             peer.send(error_frame(exc.code, exc.message, exc.ref))
-            return
-        try:
-            await self._dispatch(peer, frame)
-        except StoreUnavailable as exc:
-            log.error("history store unavailable: %s", exc)
-            peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", frame.ref))
-
-    async def _dispatch(self, peer: Peer, frame: p.ClientFrame) -> None:
+            return None
         match frame:
             case p.Say():
-                await self._say(peer, frame)
+                return self._say(peer, frame)
             case p.Join():
-                await self._join(peer, frame)
+                return self._guard(peer, frame.ref, self._join(peer, frame))
+            case p.History():
+                if self._member(peer, frame.room, frame.ref):
+                    return self._guard(peer, frame.ref, self._history(peer, frame))
             case p.Leave():
                 if frame.room in peer.rooms:
                     self._leave(peer, frame.room)
@@ -235,24 +239,31 @@ class ChatService:
                 if self._member(peer, frame.room, frame.ref):
                     typing = {"type": "typing", "room": frame.room, "name": peer.name}
                     self._to_others(frame.room, peer.name, typing, EPHEMERAL)
-            case p.History():
-                if self._member(peer, frame.room, frame.ref):
-                    if frame.after is not None:
-                        msgs = await self.store.after(frame.room, frame.after, frame.limit)
-                    else:
-                        msgs = await self.store.before(frame.room, frame.before, frame.limit)
-                    peer.send(
-                        p.with_ref(
-                            {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]},
-                            frame.ref,
-                        )
-                    )
             case p.Rooms():
-                peer.send(
-                    p.with_ref({"type": "rooms", "rooms": [r.to_wire() for r in self.room_summaries()]}, frame.ref)
-                )
+                summaries = [r.to_wire() for r in self.room_summaries()]
+                peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
             case p.Ping():
                 peer.send(p.with_ref({"type": "pong"}, frame.ref))
+        return None
+
+    async def _guard(self, peer: Peer, ref: str | None, work: Awaitable[None]) -> None:
+        """Run ``work``; a store failure is answered with ``unavailable``."""
+        try:
+            await work
+        except StoreUnavailable as exc:
+            self._unavailable(peer, ref, exc)
+
+    def _unavailable(self, peer: Peer, ref: str | None, exc: BaseException) -> None:
+        log.error("history store unavailable: %s", exc)
+        peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
+
+    async def _history(self, peer: Peer, frame: p.History) -> None:
+        if frame.after is not None:
+            msgs = await self.store.after(frame.room, frame.after, frame.limit)
+        else:
+            msgs = await self.store.before(frame.room, frame.before, frame.limit)
+        reply = {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]}
+        peer.send(p.with_ref(reply, frame.ref))
 
     def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
         if room in peer.rooms:
@@ -311,7 +322,7 @@ class ChatService:
         peer.send(p.with_ref(reply, frame.ref))
         for m in buffered:
             if m.seq > last_seq:
-                peer.outbox.push(OutFrame.of(encode(m.to_wire())), MESSAGE, room, m.seq)
+                peer.outbox.push(OutFrame.message(encode(m.to_wire()), room, m.seq))
 
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
@@ -323,62 +334,56 @@ class ChatService:
         r = self.rooms.room(room)
         if r is None:
             return
-        out = OutFrame.of(encode(frame))
+        out = OutFrame.of(encode(frame), kind)
         for member in r.live:
             if member.name != name:
-                member.outbox.push(out, kind)
+                member.outbox.push(out)
 
     # -- messages -----------------------------------------------------------
 
-    async def _say(self, peer: Peer, frame: p.Say) -> None:
-        # A retry is answered before the membership check: the original was
-        # stored, even if the sender has left the room since.
-        if frame.ref is not None and await self._repeat(peer, frame.ref):
-            return
+    def _say(self, peer: Peer, frame: p.Say) -> Awaitable[None] | None:
+        if frame.ref is not None:
+            key = (peer.session, frame.ref)
+            # A retry is answered before the membership check: the original
+            # was stored, even if the sender has left the room since.
+            if key in self._pending or self._sent.get(peer.session, frame.ref, self.wall()) is not None:
+                return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
         if not self._member(peer, frame.room, frame.ref):
-            return
-        if frame.ref is None:
-            self.publish(await self._store(peer, frame), peer)
-            return
+            return None
+        future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
+        if frame.ref is not None:
+            self._pending[(peer.session, frame.ref)] = future
+        future.add_done_callback(functools.partial(self._stored, peer, frame.ref, time.perf_counter()))
+        return None
 
-        key = (peer.session, frame.ref)
-        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self._pending[key] = future
-        try:
-            message = await self._store(peer, frame)
-        except StoreUnavailable as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: only racing retries care
-            raise
-        finally:
-            del self._pending[key]
-        future.set_result(message)
-        self._sent.put(peer.session, frame.ref, Sent(message.room, message.seq, message.ts / 1000))
+    def _stored(self, peer: Peer, ref: str | None, started: float, future: asyncio.Future[Message]) -> None:
+        """A say's message is committed (or failed): acknowledge and broadcast it."""
+        if ref is not None:
+            self._pending.pop((peer.session, ref), None)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._unavailable(peer, ref, exc)
+            return
+        message = future.result()
+        self.metrics.history_write.observe(time.perf_counter() - started)
+        if ref is not None:
+            self._sent.put(peer.session, ref, Sent(message.room, message.seq, message.ts / 1000))
         self.publish(message, peer)
 
-    async def _store(self, peer: Peer, frame: p.Say) -> Message:
-        started = time.perf_counter()
-        message = await self.store.append(
-            frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref
-        )
-        self.metrics.history_write.observe(time.perf_counter() - started)
-        return message
-
-    async def _repeat(self, peer: Peer, ref: str) -> bool:
-        """Answer a say whose ref this session already sent; False if it is new."""
-        sent = self._sent.get(peer.session, ref, self.wall())
-        if sent is not None:
-            original = await self.store.get(sent.room, sent.seq)
-            if original is not None:
-                peer.send(original.to_wire(with_ref=True))
-                return True
+    async def _repeat(self, peer: Peer, ref: str) -> None:
+        """Answer a say whose ref this session already sent with the original message."""
         pending = self._pending.get((peer.session, ref))
         if pending is not None:
             # The same ref is being stored right now (a retry raced its original).
-            original = await asyncio.shield(pending)
-            peer.send(original.to_wire(with_ref=True))
-            return True
-        return False
+            original: Message | None = await asyncio.shield(pending)
+        else:
+            sent = self._sent.get(peer.session, ref, self.wall())
+            original = await self.store.get(sent.room, sent.seq) if sent is not None else None
+        if original is None:
+            raise StoreUnavailable(f"message for ref {ref!r} not found")
+        peer.send(original.to_wire(with_ref=True))
 
     def publish(self, message: Message, sender: Peer | None = None) -> None:
         """Deliver a stored message to the room: encoded and framed once, queued on every member."""
@@ -388,15 +393,17 @@ class ChatService:
         if r is not None:
             if r.syncing:
                 self.rooms.buffer(message.room, message)
-            frame = OutFrame.of(encode(message.to_wire()))
-            room, seq = message.room, message.seq
+            frame = OutFrame.message(encode(message.to_wire()), message.room, message.seq)
             if sender is not None and message.ref is not None and sender in r.live:
                 own = OutFrame.of(encode(message.to_wire(with_ref=True)))
-            for member in r.live:
-                if member is sender and own is not None:
-                    member.outbox.push(own)  # the sender's acknowledgement is never dropped
-                else:
-                    member.outbox.push(frame, MESSAGE, room, seq)
+            # The hot loop: one call per member, no allocation, no I/O.
+            if own is None:
+                for member in r.live:
+                    member.outbox.push(frame)
+            else:
+                for member in r.live:
+                    # The sender's acknowledgement carries its ref, and is never dropped.
+                    member.outbox.push(own if member is sender else frame)
             self.metrics.deliveries.inc(len(r.live))
         if sender is not None and message.ref is not None and own is None and sender.open:
             # The sender left the room while the message was stored: still acknowledge it.
@@ -420,6 +427,7 @@ class ChatService:
 
     async def shutdown(self, peers: Iterable[Peer] | None = None) -> None:
         """Close every socket with 1001 (clients reconnect) and close the store."""
+        await self.store.drain()  # acknowledge and broadcast what was being stored
         self.flusher.flush()  # what is queued goes out before the close frame
         for peer in list(peers if peers is not None else self.peers):
             peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")

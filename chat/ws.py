@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 
 import tornado.iostream
 import tornado.websocket
@@ -66,15 +67,17 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                 token = token or login["session"]
         self.peer = self.service.open(self, name, token)
 
-    async def on_message(self, message: str | bytes) -> None:
-        # Tornado awaits this before reading the next frame, so the frames of
-        # one connection are handled in order.
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        # When this returns an awaitable, Tornado awaits it before it reads the
+        # connection's next frame, so one connection's frames are handled in
+        # order. When it returns None (a say, a ping...), Tornado goes straight
+        # on to the next buffered frame: a burst is handled in one go.
         if self.peer is None:
-            return
+            return None
         if isinstance(message, bytes):
             self.service.handle_binary(self.peer)
-            return
-        await self.service.handle_text(self.peer, message)
+            return None
+        return self.service.handle_text(self.peer, message)
 
     def on_close(self) -> None:
         if self.peer is not None:
@@ -92,6 +95,19 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         if stream is None:
             return True
         data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
+        if not stream.writing():
+            # Nothing of Tornado's own (pings, a close) is waiting to be
+            # written, so send directly: most writes complete here, without
+            # the Future and poller bookkeeping of IOStream.write.
+            try:
+                sent = stream.socket.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return True  # the connection is gone; the read side closes it
+            if sent == len(data):
+                return True
+            data = data[sent:]
         try:
             future = stream.write(data)
         except tornado.iostream.StreamClosedError:

@@ -72,3 +72,30 @@ async def test_a_failed_write_raises_unavailable_and_leaves_no_gap(tmp_path):
     blocker.close()
     assert (await store.append("lobby", "bob", "next", 3, "s", None)).seq == 2
     await store.close()
+
+
+@pytest.mark.gen_test
+async def test_appends_of_one_tick_are_committed_together_in_order(tmp_path):
+    store = SQLiteHistory(str(tmp_path / "h.db"))
+    futures = [store.append("lobby", "bob", f"m{i}", i, "s", None) for i in range(3)]
+    assert store.last_seq("lobby") == 0  # handed out, not committed yet
+    assert await store.before("lobby", None, 10) == []
+    order: list[int] = []
+    for f in futures:
+        f.add_done_callback(lambda f: order.append(f.result().seq))
+    await store.drain()
+    assert order == [1, 2, 3]
+    assert store.last_seq("lobby") == 3
+    assert [m.text for m in await store.before("lobby", None, 10)] == ["m0", "m1", "m2"]
+    await store.close()
+
+
+@pytest.mark.gen_test
+async def test_close_commits_what_is_pending(tmp_path):
+    path = str(tmp_path / "h.db")
+    store = SQLiteHistory(path)
+    store.append("lobby", "bob", "last words", 1, "s", None)
+    await store.close()
+    reopened = SQLiteHistory(path)
+    assert [m.text for m in await reopened.before("lobby", None, 10)] == ["last words"]
+    await reopened.close()

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from chat.frames import OutFrame
-from chat.outbox import CONTROL, EPHEMERAL, MESSAGE, STALL_S, Flusher, Outbox
+from chat.frames import EPHEMERAL, OutFrame
+from chat.outbox import STALL_S, Flusher, Outbox
 
 
 class SlowTransport:
@@ -33,7 +33,7 @@ class SlowTransport:
 
 
 def message(seq: int, room: str = "lobby", size: int = 0) -> OutFrame:
-    return OutFrame.of(json.dumps({"type": "message", "room": room, "seq": seq, "text": "x" * size}))
+    return OutFrame.message(json.dumps({"type": "message", "room": room, "seq": seq, "text": "x" * size}), room, seq)
 
 
 def control(kind: str) -> OutFrame:
@@ -61,7 +61,7 @@ def make(max_backlog: int = 1 << 20) -> tuple[Outbox, SlowTransport, Flusher, Cl
 async def test_frames_queued_in_one_tick_go_out_in_one_write():
     outbox, transport, flusher, _, _ = make()
     for seq in (1, 2, 3):
-        outbox.push(message(seq), MESSAGE, "lobby", seq)
+        outbox.push(message(seq))
     assert transport.writes == []  # nothing before the end of the tick
     flusher.flush()
     assert [[f["seq"] for f in w] for w in transport.writes] == [[1, 2, 3]]
@@ -86,10 +86,10 @@ async def _next_tick() -> None:
 async def test_while_a_write_is_in_flight_frames_wait_in_the_outbox():
     outbox, transport, flusher, _, _ = make()
     transport.busy = True
-    outbox.push(message(1), MESSAGE, "lobby", 1)
+    outbox.push(message(1))
     flusher.flush()
-    outbox.push(message(2), MESSAGE, "lobby", 2)
-    outbox.push(message(3), MESSAGE, "lobby", 3)
+    outbox.push(message(2))
+    outbox.push(message(3))
     flusher.flush()
     assert len(transport.writes) == 1
     assert outbox.queued_bytes > 0
@@ -103,13 +103,13 @@ async def test_while_a_write_is_in_flight_frames_wait_in_the_outbox():
 async def test_overflow_drops_queued_messages_for_a_gap_and_keeps_control_frames():
     outbox, transport, flusher, _, gaps = make(max_backlog=2_000)
     transport.busy = True
-    outbox.push(message(1), MESSAGE, "lobby", 1)
+    outbox.push(message(1))
     flusher.flush()  # seq 1 is in flight: it cannot be taken back
     outbox.push(control("presence"))
-    outbox.push(OutFrame.of(json.dumps({"type": "typing"})), EPHEMERAL)
+    outbox.push(OutFrame.of(json.dumps({"type": "typing"}), EPHEMERAL))
     for seq in range(2, 12):
-        outbox.push(message(seq, size=300), MESSAGE, "lobby", seq)
-        outbox.push(message(seq, room="dev", size=300), MESSAGE, "dev", seq)
+        outbox.push(message(seq, size=300))
+        outbox.push(message(seq, room="dev", size=300))
     assert outbox.queued_bytes <= 2_000
     transport.finish()
     flusher.flush()
@@ -136,7 +136,7 @@ async def test_repeated_overflows_merge_into_one_gap_per_room():
     outbox.push(control("welcome"))
     flusher.flush()
     for seq in range(1, 40):
-        outbox.push(message(seq, size=200), MESSAGE, "lobby", seq)
+        outbox.push(message(seq, size=200))
     transport.finish()
     flusher.flush()
     sent = [f for w in transport.writes[1:] for f in w]
@@ -175,7 +175,7 @@ def test_control_frames_alone_never_trigger_a_gap():
     transport.busy = True
     outbox._dirty = True  # no loop here: keep the flusher out of it
     for _ in range(5):
-        outbox.push(control("presence"), CONTROL)
+        outbox.push(control("presence"))
     assert gaps == []
     assert outbox.queued_bytes > 10
 
@@ -183,7 +183,7 @@ def test_control_frames_alone_never_trigger_a_gap():
 @pytest.mark.gen_test
 async def test_a_member_keeping_up_gets_even_a_message_bigger_than_the_backlog():
     outbox, transport, flusher, _, gaps = make(max_backlog=1_000)
-    outbox.push(message(1, size=5_000), MESSAGE, "lobby", 1)
+    outbox.push(message(1, size=5_000))
     flusher.flush()
     assert gaps == []
     assert [f["seq"] for f in transport.writes[0]] == [1]

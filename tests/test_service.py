@@ -62,7 +62,11 @@ def join(service: ChatService, name: str, token: str | None = None) -> tuple[Pee
 
 
 async def frame(service: ChatService, peer: Peer, **f: Any) -> None:
-    await service.handle_text(peer, json.dumps(f))
+    """Handle one frame as the adapter would, and let its effects settle."""
+    pending = service.handle_text(peer, json.dumps(f))
+    if pending is not None:
+        await pending
+    await service.store.drain()  # says are broadcast once committed
     service.flusher.flush()  # as the end of the loop tick would
 
 
@@ -164,19 +168,12 @@ async def test_a_retry_from_a_new_connection_of_the_session_is_deduplicated(serv
 async def test_a_retry_racing_its_original_waits_for_it(service):
     alice, a = join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
-    gate = asyncio.Event()
-    real_append = service.store.append
-
-    async def slow_append(*args: Any) -> Message:
-        await gate.wait()
-        return await real_append(*args)
-
-    service.store.append = slow_append  # type: ignore[method-assign]
-    first = asyncio.ensure_future(frame(service, alice, type="say", room="lobby", text="x", ref="r1"))
-    second = asyncio.ensure_future(frame(service, alice, type="say", room="lobby", text="x", ref="r1"))
-    await asyncio.sleep(0)  # let both reach the store
-    gate.set()
-    await asyncio.gather(first, second)
+    say = json.dumps({"type": "say", "room": "lobby", "text": "x", "ref": "r1"})
+    assert service.handle_text(alice, say) is None  # queued for the next commit
+    retry = service.handle_text(alice, say)  # the original is not committed yet
+    assert retry is not None
+    await retry
+    service.flusher.flush()
     assert service.store.last_seq("lobby") == 1
     assert [m["seq"] for m in a.of("message")] == [1, 1]
 
@@ -257,11 +254,11 @@ async def test_store_failure_answers_unavailable_and_acknowledges_nothing(servic
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob, type="join", room="lobby")
 
-    async def broken(*args: Any) -> Message:
-        raise StoreUnavailable("disk full")
-
-    service.store.append = broken  # type: ignore[method-assign]
+    failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    failed.set_exception(StoreUnavailable("disk full"))
+    service.store.append = lambda *args: failed  # type: ignore[method-assign]
     await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
+    await asyncio.gather(failed, return_exceptions=True)  # after the service's own callback
     assert a.of("error") == [
         {"type": "error", "code": "unavailable", "message": a.of("error")[0]["message"], "ref": "r1"}
     ]
