@@ -6,9 +6,11 @@ import asyncio
 import logging
 import os
 import signal
+import ssl
 import sys
 
 import tornado.httpserver
+import tornado.web
 
 from chat.app import make_app
 from chat.config import Settings, parse_settings
@@ -20,12 +22,29 @@ log = logging.getLogger("chat.server")
 CLOSE_GRACE_S = 2.0
 
 
+def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
+    """The HTTP server with the handshake limits and, with --certfile, TLS."""
+    ssl_context = None
+    if settings.certfile:
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.certfile, settings.keyfile)
+    return tornado.httpserver.HTTPServer(
+        app,
+        ssl_options=ssl_context,
+        idle_connection_timeout=settings.handshake_timeout,
+        max_header_size=settings.max_header_bytes,
+        # Nothing we serve takes a body bigger than a login form.
+        max_body_size=64 * 1024,
+    )
+
+
 async def serve(settings: Settings) -> None:
     app = make_app(settings)
     await app.chat.start()
-    server = tornado.httpserver.HTTPServer(app, xheaders=False)
+    server = make_server(app, settings)
     server.listen(settings.port, settings.host)
-    log.info("chat server on http://%s:%d/ (history: %s)", settings.host, settings.port, settings.db)
+    scheme = "https" if settings.tls else "http"
+    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, settings.db)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from pathlib import Path
 import tornado.web
 
 from chat import web
+from chat.admission import Admission
 from chat.config import Settings, cookie_secret
 from chat.history import HistoryStore, SQLiteHistory
 from chat.service import ChatService, Limits
@@ -60,6 +61,7 @@ def make_app(
                 ChatSocket,
                 {
                     "service": service,
+                    "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
                     "allowed_origins": frozenset(settings.allow_origin),
                     "compress": settings.compress,
                 },
@@ -69,7 +71,9 @@ def make_app(
         static_path=str(ROOT / "static"),
         cookie_secret=secret,
         xsrf_cookies=True,
-        xsrf_cookie_kwargs={"samesite": "Lax", "httponly": False},
+        # The page's script never reads the XSRF cookie (the forms carry the
+        # token), so it is HttpOnly too; Secure whenever we serve TLS.
+        xsrf_cookie_kwargs={"samesite": "Lax", "httponly": True, "secure": settings.tls},
         websocket_max_message_size=settings.max_frame_bytes,
         websocket_ping_interval=settings.ping_interval or None,
     )

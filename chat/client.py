@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import secrets
+import ssl
 import sys
 import threading
 import time
@@ -246,11 +247,14 @@ class ChatClient:
         max_queue: int | None = 10_000,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         rng: random.Random | None = None,
+        cafile: str | None = None,
     ) -> None:
         """``session`` resumes an earlier session (its name stays ours). ``rate``
         and ``burst`` pace outgoing frames (0 disables pacing): the defaults stay
         under the server's default limit of 20/s with a burst of 40.
-        ``ping_interval`` (0 disables) finds a dead connection."""
+        ``ping_interval`` (0 disables) finds a dead connection. ``cafile``
+        trusts the CA certificates in that PEM file for ``wss://``, besides
+        the system's."""
         self._base_url = _ws_url(url)
         self._requested_name = name
         self._name = name
@@ -263,6 +267,10 @@ class ChatClient:
         self._max_message_size = max_message_size
         self._rng = rng if rng is not None else random.Random()
         self._pacer = _Pacer(rate, burst)
+        self._ssl: ssl.SSLContext | None = None
+        if cafile is not None:
+            self._ssl = ssl.create_default_context()
+            self._ssl.load_verify_locations(cafile)
 
         self._ref_prefix = secrets.token_hex(6)
         self._ref_counter = itertools.count(1)
@@ -428,7 +436,10 @@ class ChatClient:
         """Dial and read the welcome. Raises :class:`ChatRefused` for a refusal
         that retrying cannot fix, ``OSError``/:class:`Disconnected` otherwise."""
         request = tornado.httpclient.HTTPRequest(
-            self._connect_url(), connect_timeout=self._connect_timeout, request_timeout=self._connect_timeout
+            self._connect_url(),
+            connect_timeout=self._connect_timeout,
+            request_timeout=self._connect_timeout,
+            ssl_options=self._ssl,
         )
         try:
             conn = await self._dial(request)
@@ -846,6 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="with --send: seconds to wait for the acknowledgement (default 30)"
     )
+    parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (for wss:// with your own CA)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log connection changes on stderr")
     return parser
 
@@ -928,7 +940,7 @@ async def _interactive(client: ChatClient, room: str) -> None:
 
 
 async def run_cli(args: argparse.Namespace) -> int:
-    client = ChatClient(args.url, args.name, session=args.session)
+    client = ChatClient(args.url, args.name, session=args.session, cafile=args.cafile)
     try:
         async with client:
             if args.send is not None:

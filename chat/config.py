@@ -26,6 +26,19 @@ class Settings:
     ping_interval: float = 20.0
     max_backlog_bytes: int = 1 << 20
     compress: bool = False
+    max_connections: int = 100_000
+    max_connections_per_ip: int = 1000
+    # A client gets this long to send its request headers: slowloris clients
+    # that trickle headers to hold sockets open are cut off.
+    handshake_timeout: float = 10.0
+    # Browsers send a few KB of headers; 16 KiB leaves room for big cookies.
+    max_header_bytes: int = 16 * 1024
+    certfile: str | None = None
+    keyfile: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile)
     log_level: str = "info"
 
     @property
@@ -46,6 +59,12 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("cookie_secret", str, "secret that signs cookies and session tokens (default: kept under data/)"),
     ("ping_interval", float, "seconds between pings that find dead peers; 0 disables"),
     ("max_backlog_bytes", int, "bytes queued for a slow member before its messages are dropped for a gap notice"),
+    ("max_connections", int, "sockets the server holds in all; 0 means no cap"),
+    ("max_connections_per_ip", int, "sockets one client address may hold; 0 means no cap"),
+    ("handshake_timeout", float, "seconds a client has to send its request headers"),
+    ("max_header_bytes", int, "largest request head; bigger requests are refused"),
+    ("certfile", str, "TLS certificate chain (PEM): serve https and wss"),
+    ("keyfile", str, "TLS private key (PEM), with --certfile"),
     ("log_level", str, "debug, info, warning or error"),
 ]
 
@@ -95,11 +114,16 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         "max_frame_bytes",
         "max_rooms_per_connection",
         "max_backlog_bytes",
+        "max_connections",
+        "max_connections_per_ip",
+        "max_header_bytes",
     ):
         if getattr(settings, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if settings.rate < 0:
         parser.error("--rate must not be negative")
+    if bool(settings.certfile) != bool(settings.keyfile):
+        parser.error("--certfile and --keyfile go together")
     return settings
 
 

@@ -9,6 +9,7 @@ from collections.abc import Awaitable
 import tornado.iostream
 import tornado.websocket
 
+from chat.admission import Admission
 from chat.frames import OutFrame
 from chat.service import ChatService, Peer
 from chat.web import read_login_cookie
@@ -36,14 +37,38 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     """
 
     service: ChatService
+    admission: Admission
     allowed_origins: frozenset[str]
     compress: bool
     peer: Peer | None = None
+    _admitted: str | None = None  # the client address counted by admission
 
-    def initialize(self, service: ChatService, allowed_origins: frozenset[str], compress: bool = False) -> None:
+    def initialize(
+        self, service: ChatService, admission: Admission, allowed_origins: frozenset[str], compress: bool = False
+    ) -> None:
         self.service = service
+        self.admission = admission
         self.allowed_origins = allowed_origins
         self.compress = compress
+
+    async def get(self, *args: str, **kwargs: str) -> None:
+        # Counted before the upgrade, so a flood of handshakes is refused with
+        # a plain HTTP answer and never costs a WebSocket.
+        ip = self.request.remote_ip or ""
+        refused = self.admission.admit(ip)
+        if refused is not None:
+            self.set_status(503 if "full" in refused else 429)
+            self.finish(refused)
+            return
+        self._admitted = ip
+        await super().get(*args, **kwargs)
+        if self.ws_connection is None:  # the handshake was refused (403, 400...)
+            self._release()
+
+    def _release(self) -> None:
+        if self._admitted is not None:
+            self.admission.release(self._admitted)
+            self._admitted = None
 
     def check_origin(self, origin: str) -> bool:
         # Without --allow-origin only the page's own origin may open a socket,
@@ -80,6 +105,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         return self.service.handle_text(self.peer, message)
 
     def on_close(self) -> None:
+        self._release()
         if self.peer is not None:
             self.service.disconnect(self.peer)
 

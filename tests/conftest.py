@@ -2,13 +2,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 
 import pytest
+import tornado.httpserver
 import tornado.ioloop
+import tornado.netutil
 from tornado.httpclient import HTTPRequest
 
 from chat.app import ChatApplication, make_app
 from chat.config import Settings
+from server import make_server
 from tests.support import FakeClock, Socket
 
 
@@ -77,3 +81,31 @@ def connect(http_server: object, ws_url: Callable[..., str]) -> Iterator[Callabl
     yield open_socket
     for sock in opened:
         sock.close()
+
+
+@pytest.fixture
+def served(settings: Settings, io_loop) -> Iterator[Callable[..., tuple[ChatApplication, int]]]:
+    """Start apps behind server.make_server (the real server's limits and TLS):
+    ``app, port = served(**settings_changes)``."""
+    running: list[tuple[ChatApplication, tornado.httpserver.HTTPServer]] = []
+
+    def start(**changes: object) -> tuple[ChatApplication, int]:
+        configured = replace(settings, **changes)  # type: ignore[arg-type]
+        app = make_app(configured)
+        server = make_server(app, configured)
+        [sock] = tornado.netutil.bind_sockets(0, "127.0.0.1")
+        server.add_sockets([sock])
+        running.append((app, server))
+        return app, sock.getsockname()[1]
+
+    yield start
+
+    async def stop_all() -> None:
+        for app, server in running:
+            server.stop()
+            await server.close_all_connections()
+            await app.chat.stop()
+
+    io_loop.run_sync(stop_all)
+
+
