@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: run test lint typecheck pytest browser clean loadtest bench
+.PHONY: run test lint typecheck pytest browser clean loadtest bench soak
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ loadtest: $(VENV)/.dev
 # The benchmark suite: our server and both baselines in one run -> bench/results.md.
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+
+# 10,000 sockets chatting for 10 minutes; memory, descriptors and p99 must not
+# grow. Writes bench/soak.md. SOAK_SECONDS and SOAK_CLIENTS shorten it.
+soak: $(VENV)/.dev
+	$(PY) bench/soak.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
