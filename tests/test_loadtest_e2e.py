@@ -193,3 +193,33 @@ async def test_idle_reports_server_memory_per_socket(tmp_path):
     assert idle["rss_bytes_before"] is not None
     assert idle["bytes_per_socket"] is not None
     assert report["messages"]["sent"] == 0
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_stalled_reader_gets_a_gap_and_recovers_the_range(tmp_path):
+    # A small backlog so the stalled member's frames overflow soon after the
+    # kernel's socket buffers fill.
+    server = await ServerProcess(
+        "--db", str(tmp_path / "c.db"), "--rate", "0", "--cookie-secret", "s", "--max-backlog-bytes", "65536"
+    ).start()
+    config = LoadConfig(
+        url=server.url,
+        clients=12,
+        rooms=1,
+        senders=2,
+        rate=200,
+        duration=6,
+        message_bytes=3900,  # ~4.7 MB for each member over the run
+        stalled=1,
+        drain=20,
+        quiet=True,
+    )
+    try:
+        report, _ = await asyncio.wait_for(run(config, stderr=io.StringIO()), RUN_TIMEOUT_S)
+    finally:
+        await server.stop()
+    deliveries = report["deliveries"]
+    assert deliveries["gaps"] >= 1  # the server dropped the stalled member's backlog for a gap notice...
+    assert deliveries["late"] >= 1  # ...whose range the member fetched from history
+    assert (deliveries["lost"], deliveries["duplicated"], deliveries["out_of_order"]) == (0, 0, 0)
+    assert report["server"]["metrics_delta"]["chat_gaps_total"] >= 1

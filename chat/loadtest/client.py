@@ -153,6 +153,7 @@ class Member:
         self._waiting: dict[str, asyncio.Future[list[dict[str, Any]]]] = {}
         self._fills: deque[tuple[int, int]] = deque()
         self._filler: asyncio.Task[None] | None = None
+        self.stalled = False  # --stalled: this member stopped reading on purpose
 
     # -- connecting ---------------------------------------------------------------
 
@@ -280,7 +281,8 @@ class Member:
             # Not JSON, or not this run's message: someone else is in the room.
             counters.foreign += 1
             return
-        counters.interval.record((now - intended_ns) // 1000)
+        if not self.stalled:  # a stalled reader's lateness is its own, not the server's
+            counters.interval.record((now - intended_ns) // 1000)
         counters.deliveries += 1
         self.membership.deliver(seq, sent_ns)  # type: ignore[union-attr]  # live implies a membership
         if self.unacked and frame["name"] == self.name:
@@ -321,6 +323,20 @@ class Member:
                 return
 
     # -- gaps: the server skipped messages for a slow reader; fetch them ---------------
+
+    def pause_reading(self) -> None:
+        """Stop reading the socket (a stalled client): the server's writes back up.
+
+        A stalled member's deliveries still count for loss and order, but not
+        for latency: the figures stay those of the members that kept reading.
+        """
+        self.stalled = True
+        if self.conn is not None and self.conn.transport is not None:
+            self.conn.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.conn is not None and self.conn.transport is not None:
+            self.conn.transport.resume_reading()
 
     def _gap(self, frame: dict[str, Any]) -> None:
         first, last = frame.get("from_seq"), frame.get("to_seq")
@@ -385,7 +401,8 @@ class Member:
                 self.counters.foreign += 1
                 continue
             _, intended_ns, sent_ns = parsed
-            self.counters.interval.record((now - intended_ns) // 1000)
+            if not self.stalled:
+                self.counters.interval.record((now - intended_ns) // 1000)
             self.counters.deliveries += 1
             membership.fill(seq, sent_ns)
 

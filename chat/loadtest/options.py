@@ -25,6 +25,7 @@ class LoadConfig:
     message_bytes: int = 100
     scenario: str = "chat"
     storm_fraction: float = 0.2
+    stalled: int = 0  # non-sender members that stop reading while messages are sent
     drain: float = 5.0
     source_ips: tuple[str, ...] = ()
     procs: int = 1
@@ -113,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"storm: share of the non-sender sockets dropped mid-run and resumed [{d.storm_fraction:g}]",
     )
     parser.add_argument(
+        "--stalled",
+        type=int,
+        default=d.stalled,
+        help="this many non-sender members stop reading when sending starts and read again when it ends: "
+        "a test of the server's slow-consumer policy (they get gap notices and fetch the range); "
+        "latency figures leave their deliveries out [0]",
+    )
+    parser.add_argument(
         "--drain", type=float, default=d.drain, help=f"seconds to wait for deliveries after the last send [{d.drain:g}]"
     )
     parser.add_argument(
@@ -198,6 +207,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig:
         message_bytes=a.message_bytes,
         scenario=a.scenario,
         storm_fraction=a.storm_fraction,
+        stalled=a.stalled,
         drain=a.drain,
         source_ips=tuple(source_ips),
         procs=a.procs,

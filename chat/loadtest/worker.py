@@ -166,6 +166,8 @@ class Worker:
                 jobs.append(self._send(member, times, deadline_ns))
         if config.scenario == "storm":
             jobs.append(self._storm(go_ns + int(config.duration * NS_PER_S / 2)))
+        if config.stalled and self.spec.proc == 0:  # the first process plays the stalled readers
+            jobs.append(self._stall(config.stalled, go_ns + int(config.duration * NS_PER_S)))
         await asyncio.gather(*jobs)
         self._sending_done = True
 
@@ -182,6 +184,17 @@ class Worker:
         victims = [by_name[name] for name in storm_victims([m.name for m in candidates], self.config.storm_fraction)]
         outcomes = await asyncio.gather(*(m.drop_and_resume() for m in victims))
         self.storm = [(m.name, outcome) for m, outcome in zip(victims, outcomes, strict=True)]
+
+    async def _stall(self, count: int, until_ns: int) -> None:
+        """Stop reading on ``count`` non-sender members until ``until_ns``, then read on."""
+        stalled = [m for m in self.members if m.plan.sender is None and m.membership is not None][:count]
+        for member in stalled:
+            member.pause_reading()
+        delay_ns = until_ns - time.time_ns()
+        if delay_ns > 0:
+            await asyncio.sleep(delay_ns / NS_PER_S)  # the stall is the measurement
+        for member in stalled:
+            member.resume_reading()
 
     # -- 3. finish ----------------------------------------------------------------------
 
