@@ -106,7 +106,11 @@ class SQLiteHistory:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # A commit that finds the file locked by another process waits at most
+        # this long (sqlite's busy timeout): the commit runs on the event loop,
+        # so waiting longer would stall every socket; failing answers
+        # ``unavailable`` and the client retries.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.1)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
@@ -204,8 +208,12 @@ class SQLiteHistory:
         )
 
     async def close(self) -> None:
-        await self.drain()
+        # Refuse new messages first, then commit every batch already taken:
+        # nothing appended before the close is left uncommitted, and nothing
+        # can be scheduled against a closed database.
         self._closed = True
+        while self._batch:
+            await self.drain()
         try:
             self._db.close()
         except sqlite3.Error:

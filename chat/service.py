@@ -44,6 +44,8 @@ RESUME_MAX_CHARS = 1_000_000
 
 # How often to look for members that stopped reading (see outbox.STALL_S).
 STALL_CHECK_S = 5.0
+# While the store keeps failing, remind the log this often (not once per message).
+OUTAGE_LOG_EVERY_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,10 @@ class ChatService:
         self.flusher = Flusher()
         self.metrics = Metrics(lambda: len(self.peers), lambda: len(self.rooms))
         self._watch: asyncio.Task[None] | None = None
+        self._closing = False
+        self._outage_since: float | None = None  # when the store started refusing
+        self._outage_logged = 0.0
+        self._refused = 0
 
     async def start(self) -> None:
         """Rebuild the idempotency window from history, so retries after a restart stay safe."""
@@ -254,8 +260,29 @@ class ChatService:
             self._unavailable(peer, ref, exc)
 
     def _unavailable(self, peer: Peer, ref: str | None, exc: BaseException) -> None:
-        log.error("history store unavailable: %s", exc)
         peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
+        if self._closing:
+            return  # says racing a shutdown: their clients resend them after reconnecting
+        # Once per outage, then a reminder now and then: a full disk under load
+        # must not also fill the log with a line per refused message.
+        now = self.clock()
+        self._refused += 1
+        if self._outage_since is None:
+            self._outage_since = self._outage_logged = now
+            log.error("history store unavailable: %s", exc)
+        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.error("history store still unavailable (%d messages refused so far): %s", self._refused, exc)
+
+    def _store_ok(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "history store works again after %.1f s; %d messages were refused",
+                self.clock() - self._outage_since,
+                self._refused,
+            )
+            self._outage_since = None
+            self._refused = 0
 
     async def _history(self, peer: Peer, frame: p.History) -> None:
         if frame.after is not None:
@@ -367,6 +394,8 @@ class ChatService:
             self._unavailable(peer, ref, exc)
             return
         message = future.result()
+        if self._outage_since is not None:
+            self._store_ok()
         self.metrics.history_write.observe(time.perf_counter() - started)
         if ref is not None:
             self._sent.put(peer.session, ref, Sent(message.room, message.seq, message.ts / 1000))
@@ -427,6 +456,7 @@ class ChatService:
 
     async def shutdown(self, peers: Iterable[Peer] | None = None) -> None:
         """Close every socket with 1001 (clients reconnect) and close the store."""
+        self._closing = True
         await self.store.drain()  # acknowledge and broadcast what was being stored
         self.flusher.flush()  # what is queued goes out before the close frame
         for peer in list(peers if peers is not None else self.peers):

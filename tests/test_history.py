@@ -1,3 +1,4 @@
+import asyncio
 import sqlite3
 
 import pytest
@@ -99,3 +100,16 @@ async def test_close_commits_what_is_pending(tmp_path):
     reopened = SQLiteHistory(path)
     assert [m.text for m in await reopened.before("lobby", None, 10)] == ["last words"]
     await reopened.close()
+
+
+@pytest.mark.gen_test
+async def test_close_refuses_new_messages_and_commits_every_batch_taken(tmp_path):
+    store = SQLiteHistory(str(tmp_path / "h.db"))
+    first = store.append("lobby", "bob", "queued", 1, "s", None)
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # close() has begun and waits for the batch
+    late = store.append("lobby", "bob", "too late", 2, "s", None)
+    await closing
+    assert (await first).seq == 1
+    with pytest.raises(StoreUnavailable):
+        await late

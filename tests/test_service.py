@@ -352,3 +352,22 @@ async def test_a_resume_is_also_truncated_by_size(service):
     assert joined["truncated"] is True
     assert len(joined["history"]) == 250  # 250 messages of 4000 characters = 1,000,000
     assert [m["seq"] for m in joined["history"]] == list(range(1, 251))
+
+
+@pytest.mark.gen_test
+async def test_a_store_outage_is_logged_once_not_per_message(service, caplog):
+    alice, a = join(service, "alice")
+    await frame(service, alice, type="join", room="lobby")
+    failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    failed.set_exception(StoreUnavailable("disk full"))
+    real_append = service.store.append
+    service.store.append = lambda *args: failed  # type: ignore[method-assign]
+    for i in range(50):
+        await frame(service, alice, type="say", room="lobby", text="x", ref=f"r{i}")
+    await asyncio.gather(failed, return_exceptions=True)
+    assert len(a.of("error")) == 50
+    errors = [r for r in caplog.records if r.name == "chat.service" and r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == ["history store unavailable: disk full"]
+    service.store.append = real_append  # type: ignore[method-assign]
+    await frame(service, alice, type="say", room="lobby", text="back")
+    assert any("works again" in r.getMessage() and "50 messages were refused" in r.getMessage() for r in caplog.records)
