@@ -9,8 +9,10 @@ crash of the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -30,8 +32,17 @@ class HistoryStore(Protocol):
         """Store a message under the room's next seq.
 
         The future resolves with the message once it is committed, or fails
-        with :class:`StoreUnavailable`. Futures resolve in seq order, so
-        callbacks added to them at once run in that order.
+        with :class:`StoreUnavailable`. Before the futures of a commit resolve,
+        the :meth:`listen` callback gets its messages, in seq order.
+        """
+        ...
+
+    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
+        """Call ``on_commit`` with each committed batch, synchronously, as it commits.
+
+        Synchronously, so that nothing can observe a message as committed
+        (``last_seq``, a history read) before ``on_commit`` has broadcast it:
+        a member joining in between would get it twice.
         """
         ...
 
@@ -121,6 +132,10 @@ class SQLiteHistory:
         self._next: dict[str, int] = dict(self._last)
         self._batch: list[tuple[Message, asyncio.Future[Message]]] = []
         self._closed = False
+        self._on_commit: Callable[[list[Message]], None] | None = None
+
+    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
+        self._on_commit = on_commit
 
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
@@ -144,14 +159,14 @@ class SQLiteHistory:
         rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref) for m, _ in batch]
         try:
             self._db.execute("BEGIN")
-            try:
-                self._db.executemany(_INSERT, rows)
-                self._db.execute("COMMIT")
-            except sqlite3.Error:
-                if self._db.in_transaction:
+            self._db.executemany(_INSERT, rows)
+            self._db.execute("COMMIT")
+        except Exception as exc:  # every future of the batch must be settled, whatever failed
+            if not isinstance(exc, sqlite3.Error):
+                log.exception("committing %d messages failed", len(rows))
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
             # Nothing of the batch is stored: hand its seqs out again, so a
             # failed write leaves no gap. The commit runs on the loop, so
             # nothing was appended meanwhile and the batch holds the newest seqs.
@@ -161,8 +176,15 @@ class SQLiteHistory:
                 if not future.done():
                     future.set_exception(error)
             return
-        for message, future in batch:
+        messages = [m for m, _ in batch]
+        for message in messages:
             self._last[message.room] = message.seq
+        if self._on_commit is not None:
+            try:
+                self._on_commit(messages)
+            except Exception:  # the listener's bug must not leave the batch's futures pending
+                log.exception("the commit listener failed")
+        for message, future in batch:
             if not future.done():
                 future.set_result(message)
 
@@ -173,7 +195,7 @@ class SQLiteHistory:
     def _select(self, sql: str, args: tuple[object, ...]) -> list[Message]:
         try:
             return [_row(r) for r in self._db.execute(sql, args).fetchall()]
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OverflowError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:

@@ -15,6 +15,12 @@ from typing import Any
 from chat.validation import Invalid, normalize_room, normalize_text
 
 REF_MAX_CHARS = 64
+# seqs are SQLite integers (64-bit): anything larger is not a seq.
+SEQ_MAX = 2**63 - 1
+# Python refuses to convert integers of more than 4300 digits (a guard against
+# quadratic-time parsing); such valid JSON numbers are parsed to a placeholder
+# that fails every type check with ``bad_request`` instead of ``bad_json``.
+_INT_MAX_DIGITS = 4300
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
 
@@ -99,6 +105,23 @@ class Ping:
 ClientFrame = Join | Leave | Say | Typing | History | Rooms | Ping
 
 
+class _HugeNumber:
+    """A JSON integer too long to be anything we take (see _INT_MAX_DIGITS)."""
+
+
+def _parse_int(digits: str) -> int | _HugeNumber:
+    return int(digits) if len(digits) <= _INT_MAX_DIGITS else _HugeNumber()
+
+
+def _utf8(value: str) -> bool:
+    """False for strings with lone surrogates, which JSON's \ud800 escapes can make."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _field(obj: dict[str, Any], key: str, kind: type, ref: str | None, *, required: bool = True) -> Any:
     value = obj.get(key)
     if value is None:
@@ -124,25 +147,25 @@ def _room(obj: dict[str, Any], ref: str | None) -> str:
 
 def _non_negative(obj: dict[str, Any], key: str, ref: str | None) -> int | None:
     value: int | None = _field(obj, key, int, ref, required=False)
-    if value is not None and value < 0:
-        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must not be negative", ref)
+    if value is not None and not 0 <= value <= SEQ_MAX:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must be from 0 to 2**63-1", ref)
     return value
 
 
 def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
     """Parse and validate one client text frame. Raises :class:`ProtocolError`."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_int=_parse_int)
     except (ValueError, RecursionError):
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
     if not isinstance(obj, dict):
         raise ProtocolError(ErrorCode.BAD_JSON, "the frame must be a JSON object")
 
     ref = obj.get("ref")
-    if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX_CHARS):
+    if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX_CHARS or not _utf8(ref)):
         # The ref itself is bad, so it is not echoed.
         raise ProtocolError(
-            ErrorCode.BAD_REQUEST, f"field 'ref' must be a string of at most {REF_MAX_CHARS} characters"
+            ErrorCode.BAD_REQUEST, f"field 'ref' must be a UTF-8 string of at most {REF_MAX_CHARS} characters"
         )
 
     kind = obj.get("type")
@@ -187,11 +210,11 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
 def ref_of(text: str) -> str | None:
     """The frame's ref if it has a valid one, else None. Never raises."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_int=_parse_int)
     except (ValueError, RecursionError):
         return None
     ref = obj.get("ref") if isinstance(obj, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= REF_MAX_CHARS else None
+    return ref if isinstance(ref, str) and len(ref) <= REF_MAX_CHARS and _utf8(ref) else None
 
 
 def encode(frame: dict[str, Any]) -> str:

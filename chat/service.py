@@ -105,6 +105,10 @@ class ChatService:
         self.peers: set[Peer] = set()
         self._sent = IdempotencyWindow()
         self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
+        # Who sent each message being stored with a ref: its acknowledgement
+        # carries the ref, and goes to that connection.
+        self._senders: dict[tuple[str, str], Peer] = {}
+        store.listen(self._committed)
         self._idle = asyncio.Event()
         self._idle.set()
         self.flusher = Flusher()
@@ -328,8 +332,8 @@ class ChatService:
                 keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
                 truncated = len(history) > keep
                 del history[keep:]
-        except StoreUnavailable:
-            if not rejoin:
+        except BaseException:
+            if not rejoin:  # never leave a member syncing forever
                 self._leave(peer, room)
             raise
         if history and not truncated:
@@ -380,26 +384,35 @@ class ChatService:
         future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
         if frame.ref is not None:
             self._pending[(peer.session, frame.ref)] = future
-        future.add_done_callback(functools.partial(self._stored, peer, frame.ref, time.perf_counter()))
+            self._senders[(peer.session, frame.ref)] = peer
+        future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))
         return None
 
-    def _stored(self, peer: Peer, ref: str | None, started: float, future: asyncio.Future[Message]) -> None:
-        """A say's message is committed (or failed): acknowledge and broadcast it."""
-        if ref is not None:
-            self._pending.pop((peer.session, ref), None)
+    def _committed(self, messages: list[Message]) -> None:
+        """The store committed these (in seq order): acknowledge and broadcast them now."""
+        if self._outage_since is not None:
+            self._store_ok()
+        for message in messages:
+            sender = None
+            if message.ref is not None:
+                key = (message.session, message.ref)
+                sender = self._senders.pop(key, None)
+                self._pending.pop(key, None)
+                self._sent.put(message.session, message.ref, Sent(message.room, message.seq, message.ts / 1000))
+            self.publish(message, sender)
+
+    def _failed(self, peer: Peer, ref: str | None, started: float, future: asyncio.Future[Message]) -> None:
+        """A say's commit finished: on failure, answer ``unavailable`` (success was broadcast already)."""
         if future.cancelled():
             return
         exc = future.exception()
-        if exc is not None:
-            self._unavailable(peer, ref, exc)
+        if exc is None:
+            self.metrics.history_write.observe(time.perf_counter() - started)
             return
-        message = future.result()
-        if self._outage_since is not None:
-            self._store_ok()
-        self.metrics.history_write.observe(time.perf_counter() - started)
         if ref is not None:
-            self._sent.put(peer.session, ref, Sent(message.room, message.seq, message.ts / 1000))
-        self.publish(message, peer)
+            self._pending.pop((peer.session, ref), None)
+            self._senders.pop((peer.session, ref), None)
+        self._unavailable(peer, ref, exc)
 
     async def _repeat(self, peer: Peer, ref: str) -> None:
         """Answer a say whose ref this session already sent with the original message."""

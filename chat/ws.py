@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable
 
 import tornado.iostream
+import tornado.web
 import tornado.websocket
 
 from chat.admission import Admission
@@ -83,14 +84,26 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         return {} if self.compress else None
 
     def open(self, *args: str, **kwargs: str) -> None:
-        name = self.get_query_argument("name", None)
-        token = self.get_query_argument("session", None)
+        # We coalesce frames ourselves; Nagle's algorithm would only hold a
+        # reply back for the peer's delayed ACK (about 40 ms).
+        self.set_nodelay(True)
+        name = self._query("name")
+        token = self._query("session")
         if name is None:
             login = read_login_cookie(self)
             if login is not None:
                 name = login["name"]
                 token = token or login["session"]
         self.peer = self.service.open(self, name, token)
+
+    def _query(self, key: str) -> str | None:
+        """A query argument; None when absent or not UTF-8 (Tornado would raise
+        HTTPError after the upgrade: a name that is not UTF-8 is a bad name,
+        and such a session token is ignored)."""
+        try:
+            return self.get_query_argument(key, None)
+        except tornado.web.HTTPError:
+            return None
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # When this returns an awaitable, Tornado awaits it before it reads the

@@ -113,7 +113,7 @@ async def serve(settings: Settings, port: int | None = None) -> AsyncIterator[tu
     finally:
         server.stop()
         await server.close_all_connections()
-        await app.chat.store.close()
+        await app.chat.stop()
 
 
 # -- requests ------------------------------------------------------------------------
@@ -274,13 +274,22 @@ async def test_a_full_event_queue_keeps_the_newest_events(url):
 # -- ordered delivery -----------------------------------------------------------------------
 
 
+async def store_unbroadcast(app: ChatApplication, room: str, text: str) -> None:
+    """Store a message the way a lost broadcast would leave it: in history, never sent."""
+    app.chat.store.listen(None)
+    try:
+        await app.chat.store.append(room, "ghost", text, int(time.time() * 1000), "s", None)
+    finally:
+        app.chat.store.listen(app.chat._committed)
+
+
 @pytest.mark.gen_test
 async def test_a_seq_jump_is_filled_from_history(app, url):
     async with ChatClient(url, "alice") as alice, ChatClient(url, "bob") as bob:
         await alice.join("lobby")
         await bob.join("lobby")
         # Stored but never broadcast: alice's next live message jumps from 0 to 2.
-        await app.chat.store.append("lobby", "ghost", "unseen", int(time.time() * 1000), "s", None)
+        await store_unbroadcast(app, "lobby", "unseen")
         await bob.say("lobby", "after")
         got = await messages(alice, 2)
         assert [(m["seq"], m["text"]) for m in got] == [(1, "unseen"), (2, "after")]
@@ -290,7 +299,7 @@ async def test_a_seq_jump_is_filled_from_history(app, url):
 async def test_a_gap_frame_is_filled_from_history(app, url):
     async with ChatClient(url, "alice") as alice:
         await alice.join("lobby")
-        await app.chat.store.append("lobby", "ghost", "unseen", int(time.time() * 1000), "s", None)
+        await store_unbroadcast(app, "lobby", "unseen")
         (peer,) = app.chat.peers
         peer.send({"type": "gap", "room": "lobby", "from_seq": 1, "to_seq": 1})
         got = await next_event(alice, "message")
@@ -437,7 +446,7 @@ async def test_truncated_resume_yields_every_missed_message_once_in_order(app, u
         # More than the server's 1000-message resume limit.
         ts = int(time.time() * 1000)
         for i in range(1, 1101):
-            app.chat.publish(await app.chat.store.append("lobby", "bob", f"m{i}", ts, "s", None))
+            await app.chat.store.append("lobby", "bob", f"m{i}", ts, "s", None)  # broadcast to nobody
         alice.gate.set()
         got = await messages(alice, 1100)
         assert [m["seq"] for m in got] == list(range(1, 1101))

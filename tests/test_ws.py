@@ -310,4 +310,4 @@ async def test_seq_continues_after_a_restart_on_the_same_db(connect, settings, i
     finally:
         server.stop()
         await server.close_all_connections()
-        await restarted.chat.store.close()
+        await restarted.chat.stop()
