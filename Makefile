@@ -26,7 +26,7 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(VENV)/.dev
-	$(PY) -m ruff check chat tests server.py
+	$(PY) -m ruff check chat tests server.py bench
 
 typecheck: $(VENV)/.dev
 	$(PY) -m mypy
