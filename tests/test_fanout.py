@@ -238,3 +238,27 @@ async def test_metrics_count_messages_deliveries_and_connections(connect, http_c
     assert samples["chat_history_write_seconds_count"] == 3
     assert samples["process_cpu_seconds_total"] > 0
     assert samples["process_open_fds"] > 0
+
+
+@pytest.mark.gen_test
+async def test_with_compress_frames_go_through_permessage_deflate(served):
+    # --compress: frames are written with write_message (deflated), not as pre-built bytes.
+    _, port = served(compress=True)
+    url = f"ws://127.0.0.1:{port}/ws"
+    async with (
+        ws_connect(f"{url}?name=alice", compression=None) as alice,
+        ws_connect(f"{url}?name=bob", compression="deflate") as bob,
+    ):
+        assert bob.response is not None
+        assert "permessage-deflate" in bob.response.headers.get("Sec-WebSocket-Extensions", "")
+        for sock in (alice, bob):
+            assert json.loads(await sock.recv())["type"] == "welcome"
+            await sock.send(json.dumps({"type": "join", "room": "lobby"}))
+            while json.loads(await sock.recv())["type"] != "joined":
+                pass
+        text = "squeeze " * 200
+        await alice.send(json.dumps({"type": "say", "room": "lobby", "text": text}))
+        for sock in (alice, bob):  # a plain client and a deflating one both get it intact
+            while (frame := json.loads(await sock.recv()))["type"] != "message":
+                pass
+            assert frame["text"] == text.strip()
