@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
+import socket
 import ssl
 import sys
+import time
+from dataclasses import replace
+from types import FrameType
 
 import tornado.httpserver
+import tornado.netutil
 import tornado.web
 
 from chat.app import make_app
-from chat.config import Settings, parse_settings
+from chat.config import Settings, cookie_secret, parse_settings
 
 log = logging.getLogger("chat.server")
 
 # Sockets get this long to take their 1001 close before they are dropped, which
 # keeps a graceful shutdown within 5 s even with unresponsive clients.
 CLOSE_GRACE_S = 2.0
+# A worker that dies is started again, unless workers keep dying this often:
+# then something is wrong with the setup, and restarting only hides it.
+RESTARTS_MAX = 5
+RESTARTS_WINDOW_S = 10.0
 
 
 def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
@@ -38,13 +48,17 @@ def make_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
     )
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     app = make_app(settings)
     await app.chat.start()
     server = make_server(app, settings)
-    server.listen(settings.port, settings.host)
+    if sockets is None:
+        server.listen(settings.port, settings.host)
+    else:
+        server.add_sockets(sockets)
     scheme = "https" if settings.tls else "http"
-    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, settings.db)
+    history = f"redis {settings.redis}" if settings.redis else settings.db
+    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, history)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -64,12 +78,78 @@ async def serve(settings: Settings) -> None:
     log.info("stopped")
 
 
+def supervise(settings: Settings) -> int:
+    """Fork ``settings.workers`` processes that share one listening socket.
+
+    The kernel hands each new connection to one of them; Redis makes them one
+    chat. SIGTERM and SIGINT are passed on, so each worker shuts down
+    gracefully; a worker that dies otherwise is started again.
+    """
+    sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
+    # Resolved once, before the fork: every worker must sign cookies and
+    # session tokens with the same secret.
+    settings = replace(settings, cookie_secret=cookie_secret(settings))
+    children: dict[int, int] = {}  # pid -> worker number
+    stopping = False
+
+    def spawn(number: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 0
+            try:
+                asyncio.run(serve(settings, sockets))
+            except BaseException:
+                log.exception("worker %d failed", number)
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = number
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for number in range(settings.workers):
+        spawn(number)
+    log.info("supervising %d workers on port %d: %s", settings.workers, settings.port, sorted(children))
+    restarts: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        number = children.pop(pid, -1)
+        if number < 0 or stopping:
+            continue
+        log.warning("worker %d (pid %d) exited with status %d; starting it again", number, pid, status)
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTARTS_WINDOW_S] + [now]
+        if len(restarts) > RESTARTS_MAX:
+            log.error("workers keep dying; stopping")
+            forward(signal.SIGTERM, None)
+            continue
+        spawn(number)
+    return 1 if restarts and len(restarts) > RESTARTS_MAX else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv, os.environ)
     logging.basicConfig(
         level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s"
+        + ("[%(process)d]" if settings.workers > 1 else "")
+        + ": %(message)s",
     )
+    if settings.workers > 1:
+        return supervise(settings)
     asyncio.run(serve(settings))
     return 0
 

@@ -10,8 +10,11 @@ import tornado.web
 
 from chat import web
 from chat.admission import Admission
+from chat.broker import Broker
 from chat.config import Settings, cookie_secret
 from chat.history import HistoryStore, SQLiteHistory
+from chat.redis_broker import RedisBroker
+from chat.redis_store import RedisHistory, connect
 from chat.service import ChatService, Limits
 from chat.sessions import SessionSigner
 from chat.ws import ChatSocket
@@ -23,17 +26,33 @@ class ChatApplication(tornado.web.Application):
     chat: ChatService
 
 
+def make_backend(
+    settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> tuple[HistoryStore, Broker | None]:
+    """The history store and broker ``settings`` ask for: Redis with --redis,
+    else SQLite and the in-process broker (None: the service makes it)."""
+    if settings.redis:
+        client = connect(settings.redis)
+        history = RedisHistory(client, settings.history_max)
+        broker = RedisBroker(client, history, presence_ttl=settings.presence_ttl, clock=clock)
+        return history, broker
+    return SQLiteHistory(settings.db), None
+
+
 def make_app(
     settings: Settings,
     *,
     store: HistoryStore | None = None,
+    broker: Broker | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
 ) -> ChatApplication:
     """The application; ``await app.chat.start()`` before serving."""
     secret = cookie_secret(settings)
+    if store is None:
+        store, broker = make_backend(settings, clock)
     service = ChatService(
-        store if store is not None else SQLiteHistory(settings.db),
+        store,
         SessionSigner(secret.encode()),
         Limits(
             history_on_join=settings.history_on_join,
@@ -43,6 +62,7 @@ def make_app(
             max_rooms_per_connection=settings.max_rooms_per_connection,
             max_backlog_bytes=settings.max_backlog_bytes,
         ),
+        broker=broker,
         clock=clock,
         wall=wall,
     )

@@ -35,6 +35,13 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     certfile: str | None = None
     keyfile: str | None = None
+    # redis://HOST:PORT/DB: history, fan-out and presence shared by every
+    # process pointed at it. None keeps everything in this process (SQLite).
+    redis: str | None = None
+    workers: int = 1
+    # Per room, in Redis: enough for any resume, and bounded memory per room.
+    history_max: int = 10_000
+    presence_ttl: float = 15.0
 
     @property
     def tls(self) -> bool:
@@ -65,6 +72,10 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("max_header_bytes", int, "largest request head; bigger requests are refused"),
     ("certfile", str, "TLS certificate chain (PEM): serve https and wss"),
     ("keyfile", str, "TLS private key (PEM), with --certfile"),
+    ("redis", str, "redis://HOST:PORT/DB: keep history, fan-out and presence on Redis, shared by many processes"),
+    ("workers", int, "server processes sharing the port (more than 1 needs --redis)"),
+    ("history_max", int, "with --redis: messages kept per room (at least; Redis trims in whole blocks)"),
+    ("presence_ttl", float, "with --redis: seconds without a heartbeat before a process's members leave"),
     ("log_level", str, "debug, info, warning or error"),
 ]
 
@@ -124,6 +135,19 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("--rate must not be negative")
     if bool(settings.certfile) != bool(settings.keyfile):
         parser.error("--certfile and --keyfile go together")
+    if settings.workers < 1:
+        parser.error("--workers must be at least 1")
+    if settings.workers > 1 and not settings.redis:
+        parser.error(
+            "--workers needs --redis: each process keeps its own rooms, so without a shared"
+            " backplane members on different workers would not see each other"
+        )
+    if settings.redis and not settings.redis.startswith(("redis://", "rediss://", "unix://")):
+        parser.error("--redis takes a URL: redis://HOST:PORT/DB, rediss://... or unix://PATH")
+    if settings.history_max < 1:
+        parser.error("--history-max must be at least 1")
+    if settings.presence_ttl <= 0:
+        parser.error("--presence-ttl must be positive")
     return settings
 
 

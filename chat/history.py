@@ -25,6 +25,17 @@ class StoreUnavailable(Exception):
     """The store could not take or give a message (disk full, file unwritable...)."""
 
 
+class Duplicate(Exception):
+    """An append whose (session, ref) the store had already stored: ``message`` is the original.
+
+    Raised by stores that check refs themselves (Redis, where a retry may reach
+    another process); the service answers the retry with the original."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(f"ref {message.ref!r} was already stored as seq {message.seq}")
+        self.message = message
+
+
 class HistoryStore(Protocol):
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
@@ -32,17 +43,8 @@ class HistoryStore(Protocol):
         """Store a message under the room's next seq.
 
         The future resolves with the message once it is committed, or fails
-        with :class:`StoreUnavailable`. Before the futures of a commit resolve,
-        the :meth:`listen` callback gets its messages, in seq order.
-        """
-        ...
-
-    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
-        """Call ``on_commit`` with each committed batch, synchronously, as it commits.
-
-        Synchronously, so that nothing can observe a message as committed
-        (``last_seq``, a history read) before ``on_commit`` has broadcast it:
-        a member joining in between would get it twice.
+        with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
+        delivers committed messages to the room, the sender's included.
         """
         ...
 
@@ -60,11 +62,11 @@ class HistoryStore(Protocol):
 
     async def get(self, room: str, seq: int) -> Message | None: ...
 
-    def last_seq(self, room: str) -> int:
-        """The room's newest committed seq, 0 when it has none. Answers from memory."""
+    async def last_seq(self, room: str) -> int:
+        """The room's newest committed seq, 0 when it has none."""
         ...
 
-    def rooms(self) -> dict[str, int]:
+    async def rooms(self) -> dict[str, int]:
         """Every room with history, with its last committed seq."""
         ...
 
@@ -135,6 +137,13 @@ class SQLiteHistory:
         self._on_commit: Callable[[list[Message]], None] | None = None
 
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
+        """Call ``on_commit`` with each committed batch, synchronously, as it commits
+        (LocalBroker.deliver: one process needs no pub/sub).
+
+        Synchronously, so that nothing can observe a message as committed
+        (``last_seq``, a history read) before ``on_commit`` has broadcast it:
+        a member joining in between would get it twice.
+        """
         self._on_commit = on_commit
 
     def append(
@@ -217,10 +226,10 @@ class SQLiteHistory:
         rows = self._select(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq))
         return rows[0] if rows else None
 
-    def last_seq(self, room: str) -> int:
+    async def last_seq(self, room: str) -> int:
         return self._last.get(room, 0)
 
-    def rooms(self) -> dict[str, int]:
+    async def rooms(self) -> dict[str, int]:
         return dict(self._last)
 
     async def recent_refs(self, since_ts: int) -> list[Message]:

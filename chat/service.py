@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat import protocol as p
+from chat.broker import Broker, LocalBroker
 from chat.frames import CONTROL, EPHEMERAL, OutFrame
-from chat.history import HistoryStore, StoreUnavailable
+from chat.history import Duplicate, HistoryStore, StoreUnavailable
 from chat.idempotency import WINDOW_S, IdempotencyWindow, Sent
 from chat.metrics import Metrics
 from chat.model import Message, RoomSummary
@@ -92,10 +93,20 @@ class ChatService:
         signer: SessionSigner,
         limits: Limits = Limits(),
         *,
+        broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        if broker is None:
+            # One process: the store's commit listener is the whole broker.
+            local = LocalBroker()
+            listen = getattr(store, "listen", None)
+            if listen is None:
+                raise TypeError(f"{type(store).__name__} needs a broker")
+            listen(local.deliver)
+            broker = local
+        self.broker: Broker = broker
         self.signer = signer
         self.limits = limits
         self.clock = clock
@@ -108,7 +119,7 @@ class ChatService:
         # Who sent each message being stored with a ref: its acknowledgement
         # carries the ref, and goes to that connection.
         self._senders: dict[tuple[str, str], Peer] = {}
-        store.listen(self._committed)
+        broker.listen(self._committed, self._event, self._logged_out)
         self._idle = asyncio.Event()
         self._idle.set()
         self.flusher = Flusher()
@@ -120,7 +131,8 @@ class ChatService:
         self._refused = 0
 
     async def start(self) -> None:
-        """Rebuild the idempotency window from history, so retries after a restart stay safe."""
+        """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
+        await self.broker.start()
         now = self.wall()
         for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
             if m.ref is not None:
@@ -153,20 +165,31 @@ class ChatService:
                 return session_id, token
         return self.signer.new()
 
-    def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
+    async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
         """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
         name = self._valid_name(raw_name)
         session_id, token = self.resolve_session(token)
         if not self.names.reserve(name, session_id, self.clock()):
             raise Refused("name_taken", f"the name {name!r} is in use")
+        try:
+            claimed = await self.broker.claim(name, session_id)
+        except StoreUnavailable:
+            raise Refused("unavailable", "the chat is unavailable; try again in a moment") from None
+        if not claimed:
+            raise Refused("name_taken", f"the name {name!r} is in use")
+        self.broker.release(name, session_id)  # held by the reservation, not by a connection
         return name, session_id, token
 
     def logout(self, name: str, session_id: str) -> None:
-        """End the session everywhere: close its sockets and free the name at once."""
+        """End the session everywhere: close its sockets, in every process, and free the name at once."""
+        self._logged_out(session_id)
+        self.names.drop(name, session_id)
+        self.broker.logout(name, session_id)
+
+    def _logged_out(self, session_id: str) -> None:
         for peer in [peer for peer in self.peers if peer.session == session_id]:
             peer.conn.close(CloseCode.NORMAL, "logged_out")
             self.disconnect(peer)
-        self.names.drop(name, session_id)
 
     @staticmethod
     def _valid_name(raw_name: str | None) -> str:
@@ -177,8 +200,9 @@ class ChatService:
 
     # -- connection lifecycle ----------------------------------------------
 
-    def open(self, conn: Transport, raw_name: str | None, token: str | None) -> Peer | None:
-        """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``."""
+    async def open(self, conn: Transport, raw_name: str | None, token: str | None) -> Peer | None:
+        """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``
+        (1013 when the broker cannot tell whether the name is free)."""
         try:
             name = self._valid_name(raw_name)
         except Refused as exc:
@@ -186,6 +210,16 @@ class ChatService:
             return None
         session_id, token = self.resolve_session(token)
         if not self.names.acquire(name, session_id, self.clock()):
+            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
+            return None
+        try:
+            claimed = await self.broker.claim(name, session_id)
+        except StoreUnavailable:
+            self.names.release(name, session_id, self.clock())
+            conn.close(CloseCode.TRY_AGAIN_LATER, "unavailable")
+            return None
+        if not claimed:
+            self.names.release(name, session_id, self.clock())
             conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
@@ -207,6 +241,7 @@ class ChatService:
         for room in list(peer.rooms):
             self._leave(peer, room)
         self.names.release(peer.name, peer.session, self.clock())
+        self.broker.release(peer.name, peer.session)
 
     def handle_binary(self, peer: Peer) -> None:
         peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
@@ -248,10 +283,9 @@ class ChatService:
             case p.Typing():
                 if self._member(peer, frame.room, frame.ref):
                     typing = {"type": "typing", "room": frame.room, "name": peer.name}
-                    self._to_others(frame.room, peer.name, typing, EPHEMERAL)
+                    self.broker.announce(frame.room, peer.name, typing)
             case p.Rooms():
-                summaries = [r.to_wire() for r in self.room_summaries()]
-                peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
+                return self._guard(peer, frame.ref, self._rooms(peer, frame))
             case p.Ping():
                 peer.send(p.with_ref({"type": "pong"}, frame.ref))
         return None
@@ -288,6 +322,10 @@ class ChatService:
             self._outage_since = None
             self._refused = 0
 
+    async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
+        summaries = [r.to_wire() for r in await self.room_summaries()]
+        peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
+
     async def _history(self, peer: Peer, frame: p.History) -> None:
         if frame.after is not None:
             msgs = await self.store.after(frame.room, frame.after, frame.limit)
@@ -316,15 +354,18 @@ class ChatService:
                 )
             )
             return
+        first = False
         if not rejoin:
-            if self.rooms.join(room, peer, peer.name):
-                self._to_others(room, peer.name, {"type": "presence", "room": room, "event": "join", "name": peer.name})
+            first = self.rooms.join(room, peer, peer.name)
             peer.rooms.add(room)
-        # The member is in the room (syncing) before history is read, so a
-        # message stored meanwhile is buffered, never lost.
-        last_seq = self.store.last_seq(room)
+        # The member is in the room (syncing) and the room is subscribed before
+        # history is read, so a message stored meanwhile is buffered, never lost.
         truncated = False
         try:
+            await self.broker.subscribe(room)
+            if first:
+                await self.broker.enter(room, peer.name)  # presence, for the others
+            last_seq = await self.store.last_seq(room)
             if frame.since is None:
                 history = await self.store.before(room, None, self.limits.history_on_join)
             else:
@@ -332,19 +373,23 @@ class ChatService:
                 keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
                 truncated = len(history) > keep
                 del history[keep:]
+            if history and not truncated:
+                last_seq = max(last_seq, history[-1].seq)
+            # Messages up to last_seq may still be on their way from another
+            # process; they must land in the buffer, not after go_live.
+            await self.broker.caught_up(room, last_seq)
+            members = await self.broker.members(room)
         except BaseException:
-            if not rejoin:  # never leave a member syncing forever
+            if not rejoin and peer.open and room in peer.rooms:  # never leave a member syncing forever
                 self._leave(peer, room)
             raise
-        if history and not truncated:
-            last_seq = max(last_seq, history[-1].seq)
         if not peer.open or room not in peer.rooms:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
         reply: dict[str, Any] = {
             "type": "joined",
             "room": room,
-            "members": self.rooms.member_names(room),
+            "members": members,
             "last_seq": last_seq,
             "history": [m.to_public() for m in history],
         }
@@ -358,7 +403,13 @@ class ChatService:
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
         if self.rooms.leave(room, peer, peer.name):
-            self._to_others(room, peer.name, {"type": "presence", "room": room, "event": "leave", "name": peer.name})
+            self.broker.exit(room, peer.name)
+            if room not in self.rooms:
+                self.broker.unsubscribe(room)
+
+    def _event(self, room: str, name: str, frame: dict[str, Any]) -> None:
+        """Presence or typing from the broker: to the room's members but ``name``'s connections."""
+        self._to_others(room, name, frame, EPHEMERAL if frame["type"] == "typing" else CONTROL)
 
     def _to_others(self, room: str, name: str, frame: dict[str, Any], kind: int = CONTROL) -> None:
         """Send to every live member of ``room`` but the connections of ``name``."""
@@ -412,6 +463,14 @@ class ChatService:
         if ref is not None:
             self._pending.pop((peer.session, ref), None)
             self._senders.pop((peer.session, ref), None)
+        if isinstance(exc, Duplicate):
+            # A retry the store recognised (its original came through another
+            # process): answer with the original, as if it were new.
+            original = exc.message
+            self._sent.put(original.session, ref or "", Sent(original.room, original.seq, original.ts / 1000))
+            if peer.open:
+                peer.send(original.to_wire(with_ref=True))
+            return
         self._unavailable(peer, ref, exc)
 
     async def _repeat(self, peer: Peer, ref: str) -> None:
@@ -419,7 +478,10 @@ class ChatService:
         pending = self._pending.get((peer.session, ref))
         if pending is not None:
             # The same ref is being stored right now (a retry raced its original).
-            original: Message | None = await asyncio.shield(pending)
+            try:
+                original: Message | None = await asyncio.shield(pending)
+            except Duplicate as exc:
+                original = exc.message
         else:
             sent = self._sent.get(peer.session, ref, self.wall())
             original = await self.store.get(sent.room, sent.seq) if sent is not None else None
@@ -455,13 +517,21 @@ class ChatService:
 
     # -- views for HTTP -------------------------------------------------------
 
-    def room_summaries(self) -> list[RoomSummary]:
-        last = self.store.rooms()
-        names = set(last) | {r.name for r in self.rooms.active()}
-        return [RoomSummary(n, self.rooms.member_count(n), last.get(n, 0)) for n in sorted(names)]
+    async def room_summaries(self) -> list[RoomSummary]:
+        """Every room with history or members, across processes. Raises StoreUnavailable."""
+        last = await self.store.rooms()
+        counts = await self.broker.member_counts()
+        names = set(last) | set(counts)
+        return [RoomSummary(n, counts.get(n, 0), last.get(n, 0)) for n in sorted(names)]
 
     def health(self) -> dict[str, Any]:
-        return {"status": "ok", "connections": len(self.peers), "rooms": len(self.rooms)}
+        """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
+        degraded = self._outage_since is not None or not self.broker.healthy
+        return {
+            "status": "degraded" if degraded else "ok",
+            "connections": len(self.peers),
+            "rooms": len(self.rooms),
+        }
 
     async def wait_idle(self) -> None:
         """Return once no connection is open."""
@@ -484,6 +554,7 @@ class ChatService:
                 await self._watch
             self._watch = None
         await self.store.close()
+        await self.broker.close()
 
 
 def _fits(messages: list[Message], most: int, max_chars: int) -> int:

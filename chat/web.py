@@ -8,6 +8,7 @@ from typing import Any
 import tornado.web
 
 from chat import metrics
+from chat.history import StoreUnavailable
 from chat.service import ChatService, Refused
 from chat.validation import Invalid, normalize_room
 
@@ -72,13 +73,13 @@ class PageHandler(BaseHandler):
 
 
 class LoginHandler(BaseHandler):
-    def post(self) -> None:
+    async def post(self) -> None:
         raw = self.get_body_argument("name", "")
         old = read_login_cookie(self)
         try:
-            name, _, token = self.service.login(raw, old["session"] if old else None)
+            name, _, token = await self.service.login(raw, old["session"] if old else None)
         except Refused as exc:
-            self.set_status(409 if exc.reason == "name_taken" else 400)
+            self.set_status({"name_taken": 409, "unavailable": 503}.get(exc.reason, 400))
             self.render("login.html", error=exc.message, name=raw[:64])
             return
         self.set_signed_cookie(
@@ -103,8 +104,13 @@ class LogoutHandler(BaseHandler):
 
 
 class RoomsApi(BaseHandler):
-    def get(self) -> None:
-        self.write_json({"rooms": [r.to_wire() for r in self.service.room_summaries()]})
+    async def get(self) -> None:
+        try:
+            rooms = await self.service.room_summaries()
+        except StoreUnavailable:
+            self.write_json({"error": "unavailable", "message": "try again in a moment"}, 503)
+            return
+        self.write_json({"rooms": [r.to_wire() for r in rooms]})
 
 
 class MessagesApi(BaseHandler):
@@ -123,7 +129,11 @@ class MessagesApi(BaseHandler):
         if limit is None or limit < 1:
             self.write_json({"error": "bad_request", "message": "limit must be at least 1"}, 400)
             return
-        messages = await self.service.store.before(room, before, min(limit, 200))
+        try:
+            messages = await self.service.store.before(room, before, min(limit, 200))
+        except StoreUnavailable:
+            self.write_json({"error": "unavailable", "message": "try again in a moment"}, 503)
+            return
         self.write_json({"messages": [m.to_public() for m in messages]})
 
     def _int_arg(self, key: str, default: int | None) -> int | None:

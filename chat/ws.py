@@ -83,7 +83,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # Off by default: deflate costs up to ~300 KB per socket and CPU per recipient.
         return {} if self.compress else None
 
-    def open(self, *args: str, **kwargs: str) -> None:
+    async def open(self, *args: str, **kwargs: str) -> None:
         # We coalesce frames ourselves; Nagle's algorithm would only hold a
         # reply back for the peer's delayed ACK (about 40 ms).
         self.set_nodelay(True)
@@ -94,7 +94,8 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             if login is not None:
                 name = login["name"]
                 token = token or login["session"]
-        self.peer = self.service.open(self, name, token)
+        # Tornado reads no frame before open() returns.
+        self.peer = await self.service.open(self, name, token)
 
     def _query(self, key: str) -> str | None:
         """A query argument; None when absent or not UTF-8 (Tornado would raise

@@ -20,6 +20,7 @@ import tornado.websocket
 from chat.app import ChatApplication, make_app
 from chat.client import ChatClient, ChatClosed, ChatError, ChatRefused, Disconnected
 from chat.config import Settings
+from chat.history import SQLiteHistory
 
 # Generous: these machines are shared and noisy. Nothing waits this long unless a test fails.
 TIMEOUT_S = 10.0
@@ -276,11 +277,14 @@ async def test_a_full_event_queue_keeps_the_newest_events(url):
 
 async def store_unbroadcast(app: ChatApplication, room: str, text: str) -> None:
     """Store a message the way a lost broadcast would leave it: in history, never sent."""
-    app.chat.store.listen(None)
+    store = app.chat.store
+    assert isinstance(store, SQLiteHistory)
+    deliver = store._on_commit
+    store.listen(None)
     try:
-        await app.chat.store.append(room, "ghost", text, int(time.time() * 1000), "s", None)
+        await store.append(room, "ghost", text, int(time.time() * 1000), "s", None)
     finally:
-        app.chat.store.listen(app.chat._committed)
+        store.listen(deliver)
 
 
 @pytest.mark.gen_test

@@ -460,7 +460,7 @@ async def test_say_gets_unavailable_when_the_store_cannot_write_and_works_again_
     # alice meanwhile: no acknowledgement, no broadcast of her own message.
     errors = [await alice.recv() for _ in failing]
     assert [(e["type"], e["code"], e["ref"]) for e in errors] == [("error", "unavailable", ref) for ref in failing]
-    assert app.chat.store.last_seq("lobby") == 1
+    assert await app.chat.store.last_seq("lobby") == 1
     assert any(
         r.name == "chat.service" and r.levelno == logging.ERROR and fault.cause in r.getMessage()
         for r in caplog.records

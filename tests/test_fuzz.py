@@ -200,7 +200,7 @@ class Arena:
         self.alice = await self._open("alice")
         self.mallory = await self._open("mallory")
         mallory_session = self.app.chat.resolve_session(self.tokens["mallory"])[0]
-        for room, last in self.app.chat.store.rooms().items():
+        for room, last in (await self.app.chat.store.rooms()).items():
             stored = await self.app.chat.store.after(room, 0, last)
             self.model.log[room] = [m.to_public() for m in stored]
             for m in stored:

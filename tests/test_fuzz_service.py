@@ -800,10 +800,9 @@ class Bench:
             SQLiteHistory(":memory:"), SessionSigner(b"fuzz"), Limits(**limits), clock=FakeClock()
         )
 
-    def open(self, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
-        """Must run inside the event loop."""
+    async def open(self, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
         conn = FakeConn(self.service.flusher)
-        peer = self.service.open(conn, name, token)
+        peer = await self.service.open(conn, name, token)
         assert peer is not None, conn.closed
         conn.take()
         return peer, conn
@@ -918,8 +917,8 @@ class AttackModel:
 
 async def _attack(frames: list[str], max_chars: int) -> None:
     bench = Bench(rate=0, max_message_chars=max_chars, max_rooms_per_connection=4, history_on_join=3)
-    mallory, m = bench.open("mallory")
-    alice, a = bench.open("alice")
+    mallory, m = await bench.open("mallory")
+    alice, a = await bench.open("alice")
     model = AttackModel(max_chars, max_rooms=4, history_on_join=3)
     for peer, room in ((alice, "lobby"), (mallory, "lobby"), (mallory, "side")):
         await bench.send(peer, json.dumps({"type": "join", "room": room}))
@@ -954,8 +953,8 @@ def test_the_service_answers_every_frame_as_documented_and_others_see_nothing(fr
 
 async def _over_the_rate(frames: list[str]) -> None:
     bench = Bench(rate=1, burst=1, max_message_chars=40)  # the clock stands still: one frame, then the limit
-    mallory, m = bench.open("mallory")
-    alice, a = bench.open("alice")
+    mallory, m = await bench.open("mallory")
+    alice, a = await bench.open("alice")
     await bench.send(alice, '{"type":"join","room":"lobby"}')
     await bench.send(mallory, '{"type":"ping"}')  # takes the only token
     assert m.take() == [{"type": "pong"}]
@@ -977,7 +976,7 @@ def test_over_the_rate_every_frame_is_dropped_with_rate_limited_and_its_ref(fram
 async def _names(raw: str) -> None:
     bench = Bench(rate=0)
     conn = FakeConn(bench.service.flusher)
-    peer = bench.service.open(conn, raw, None)
+    peer = await bench.service.open(conn, raw, None)
     verdict = name_verdict(raw)
     if peer is None:
         assert verdict in ("bad_name", None), f"{raw!r} refused, but it is a fine name"
@@ -989,7 +988,7 @@ async def _names(raw: str) -> None:
         for variant in {raw.upper(), raw.lower(), raw.swapcase(), f" {raw.title()} "}:
             if name_verdict(variant) is not None and variant.strip().casefold() == raw.strip().casefold():
                 other = FakeConn(bench.service.flusher)
-                assert bench.service.open(other, variant, None) is None, f"{variant!r} took {raw!r}"
+                assert await bench.service.open(other, variant, None) is None, f"{variant!r} took {raw!r}"
                 assert other.closed == (1008, "name_taken")
     await bench.service.store.close()
 
@@ -1065,7 +1064,8 @@ class ChatMachine(RuleBasedStateMachine):
         """Run a service call inside the loop (queueing a frame needs it)."""
 
         async def run() -> Any:
-            return fn(*args)
+            result = fn(*args)
+            return await result if asyncio.iscoroutine(result) else result
 
         return self.loop.run_until_complete(run())
 
@@ -1304,7 +1304,7 @@ class ChatMachine(RuleBasedStateMachine):
     def the_history_store_holds_exactly_what_was_acknowledged(self) -> None:
         store = self.service.store
         for room in ROOMS:
-            assert store.last_seq(room) == len(self.log[room])
+            assert self.loop.run_until_complete(store.last_seq(room)) == len(self.log[room])
             stored = self.loop.run_until_complete(store.after(room, 0, 10_000))
             assert [x.to_public() for x in stored] == self.log[room]
 
@@ -1333,8 +1333,8 @@ TestChatMachine = ChatMachine.TestCase
 async def _one_frame(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """mallory and alice in lobby; mallory sends ``text``: what each received."""
     bench = Bench(rate=0)
-    mallory, m = bench.open("mallory")
-    alice, a = bench.open("alice")
+    mallory, m = await bench.open("mallory")
+    alice, a = await bench.open("alice")
     for peer in (alice, mallory):
         await bench.send(peer, '{"type":"join","room":"lobby"}')
     m.take()
@@ -1365,8 +1365,8 @@ def test_a_lone_surrogate_ref_is_answered_not_crashed(frame):
 
 async def _surrogate_ref_say() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     bench = Bench(rate=0)
-    mallory, m = bench.open("mallory")
-    alice, a = bench.open("alice")
+    mallory, m = await bench.open("mallory")
+    alice, a = await bench.open("alice")
     for peer in (alice, mallory):
         await bench.send(peer, '{"type":"join","room":"lobby"}')
     m.take()

@@ -19,7 +19,7 @@ async def test_seq_counts_per_room_from_one(tmp_path):
     a2 = await store.append("a", "bob", "y", 2, "s", None)
     b1 = await store.append("b", "bob", "z", 3, "s", None)
     assert (a1.seq, a2.seq, b1.seq) == (1, 2, 1)
-    assert store.rooms() == {"a": 2, "b": 1}
+    assert await store.rooms() == {"a": 2, "b": 1}
     await store.close()
 
 
@@ -30,7 +30,7 @@ async def test_seq_and_messages_survive_reopening(tmp_path):
     await fill(store, "lobby", 3)
     await store.close()
     reopened = SQLiteHistory(path)
-    assert reopened.last_seq("lobby") == 3
+    assert await reopened.last_seq("lobby") == 3
     assert (await reopened.append("lobby", "bob", "next", 5, "s", None)).seq == 4
     assert [m.text for m in await reopened.before("lobby", None, 10)] == ["m1", "m2", "m3", "next"]
     await reopened.close()
@@ -79,14 +79,14 @@ async def test_a_failed_write_raises_unavailable_and_leaves_no_gap(tmp_path):
 async def test_appends_of_one_tick_are_committed_together_in_order(tmp_path):
     store = SQLiteHistory(str(tmp_path / "h.db"))
     futures = [store.append("lobby", "bob", f"m{i}", i, "s", None) for i in range(3)]
-    assert store.last_seq("lobby") == 0  # handed out, not committed yet
+    assert await store.last_seq("lobby") == 0  # handed out, not committed yet
     assert await store.before("lobby", None, 10) == []
     order: list[int] = []
     for f in futures:
         f.add_done_callback(lambda f: order.append(f.result().seq))
     await store.drain()
     assert order == [1, 2, 3]
-    assert store.last_seq("lobby") == 3
+    assert await store.last_seq("lobby") == 3
     assert [m.text for m in await store.before("lobby", None, 10)] == ["m0", "m1", "m2"]
     await store.close()
 

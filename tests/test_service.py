@@ -53,9 +53,9 @@ def service(tmp_path, io_loop) -> Iterator[ChatService]:
     io_loop.run_sync(svc.store.close)
 
 
-def join(service: ChatService, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
+async def join(service: ChatService, name: str, token: str | None = None) -> tuple[Peer, FakeConn]:
     conn = FakeConn(service.flusher)
-    peer = service.open(conn, name, token)
+    peer = await service.open(conn, name, token)
     assert peer is not None, conn.closed
     service.flusher.flush()
     return peer, conn
@@ -72,35 +72,35 @@ async def frame(service: ChatService, peer: Peer, **f: Any) -> None:
 
 @pytest.mark.gen_test
 async def test_welcome_carries_a_session_token_that_restores_the_identity(service):
-    peer, conn = join(service, "bob")
+    peer, conn = await join(service, "bob")
     token = conn.frames[0]["session"]
     assert conn.frames[0] == {"type": "welcome", "name": "bob", "session": token}
     service.disconnect(peer)
-    again, conn2 = join(service, "bob", token)
+    again, conn2 = await join(service, "bob", token)
     assert again.session == peer.session
     assert conn2.frames[0]["session"] == token
 
 
 @pytest.mark.gen_test
 async def test_a_name_held_by_another_session_is_refused(service):
-    join(service, "bob")
+    await join(service, "bob")
     conn = FakeConn(service.flusher)
-    assert service.open(conn, "BOB", None) is None
+    assert await service.open(conn, "BOB", None) is None
     assert conn.closed == (1008, "name_taken")
 
 
 @pytest.mark.gen_test
 async def test_a_forged_session_token_gets_a_new_session(service):
-    join(service, "bob")
+    await join(service, "bob")
     conn = FakeConn(service.flusher)
-    assert service.open(conn, "bob", "stolen.0000") is None
+    assert await service.open(conn, "bob", "stolen.0000") is None
     assert conn.closed == (1008, "name_taken")
 
 
 @pytest.mark.gen_test
 async def test_say_is_stored_then_sent_to_every_member_once(service):
-    alice, a = join(service, "alice")
-    bob, b = join(service, "bob")
+    alice, a = await join(service, "alice")
+    bob, b = await join(service, "bob")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob, type="join", room="lobby")
     await frame(service, alice, type="say", room="lobby", text="hi", ref="r1")
@@ -113,9 +113,9 @@ async def test_say_is_stored_then_sent_to_every_member_once(service):
 
 @pytest.mark.gen_test
 async def test_presence_goes_to_others_once_per_name(service):
-    alice, a = join(service, "alice")
-    bob1, b1 = join(service, "bob")
-    bob2, _b2 = join(service, "bob", b1.frames[0]["session"])
+    alice, a = await join(service, "alice")
+    bob1, b1 = await join(service, "bob")
+    bob2, _b2 = await join(service, "bob", b1.frames[0]["session"])
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob1, type="join", room="lobby")
     await frame(service, bob2, type="join", room="lobby")
@@ -129,8 +129,8 @@ async def test_presence_goes_to_others_once_per_name(service):
 
 @pytest.mark.gen_test
 async def test_typing_reaches_the_other_members_only(service):
-    alice, a = join(service, "alice")
-    bob, b = join(service, "bob")
+    alice, a = await join(service, "alice")
+    bob, b = await join(service, "bob")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob, type="join", room="lobby")
     await frame(service, alice, type="typing", room="lobby")
@@ -140,33 +140,33 @@ async def test_typing_reaches_the_other_members_only(service):
 
 @pytest.mark.gen_test
 async def test_repeated_ref_returns_the_original_without_storing_again(service):
-    alice, a = join(service, "alice")
-    bob, b = join(service, "bob")
+    alice, a = await join(service, "alice")
+    bob, b = await join(service, "bob")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob, type="join", room="lobby")
     await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
     await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
     assert [(m["seq"], m["ref"]) for m in a.of("message")] == [(1, "r1"), (1, "r1")]
     assert len(b.of("message")) == 1
-    assert service.store.last_seq("lobby") == 1
+    assert await service.store.last_seq("lobby") == 1
 
 
 @pytest.mark.gen_test
 async def test_a_retry_from_a_new_connection_of_the_session_is_deduplicated(service):
-    alice, a = join(service, "alice")
+    alice, a = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, alice, type="say", room="lobby", text="once", ref="r1")
     service.disconnect(alice)
-    again, a2 = join(service, "alice", a.frames[0]["session"])
+    again, a2 = await join(service, "alice", a.frames[0]["session"])
     await frame(service, again, type="join", room="lobby", since=0)
     await frame(service, again, type="say", room="lobby", text="once", ref="r1")
-    assert service.store.last_seq("lobby") == 1
+    assert await service.store.last_seq("lobby") == 1
     assert a2.of("message")[-1]["seq"] == 1
 
 
 @pytest.mark.gen_test
 async def test_a_retry_racing_its_original_waits_for_it(service):
-    alice, a = join(service, "alice")
+    alice, a = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     say = json.dumps({"type": "say", "room": "lobby", "text": "x", "ref": "r1"})
     assert service.handle_text(alice, say) is None  # queued for the next commit
@@ -174,7 +174,7 @@ async def test_a_retry_racing_its_original_waits_for_it(service):
     assert retry is not None
     await retry
     service.flusher.flush()
-    assert service.store.last_seq("lobby") == 1
+    assert await service.store.last_seq("lobby") == 1
     assert [m["seq"] for m in a.of("message")] == [1, 1]
 
 
@@ -182,27 +182,27 @@ async def test_a_retry_racing_its_original_waits_for_it(service):
 async def test_the_idempotency_window_is_rebuilt_after_a_restart(tmp_path):
     path = str(tmp_path / "h.db")
     first = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
-    alice, a = join(first, "alice")
+    alice, a = await join(first, "alice")
     await frame(first, alice, type="join", room="lobby")
     await frame(first, alice, type="say", room="lobby", text="x", ref="r1")
     await first.store.close()
     second = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
     await second.start()
-    again, a2 = join(second, "alice", a.frames[0]["session"])
+    again, a2 = await join(second, "alice", a.frames[0]["session"])
     await frame(second, again, type="join", room="lobby")
     await frame(second, again, type="say", room="lobby", text="x", ref="r1")
-    assert second.store.last_seq("lobby") == 1
+    assert await second.store.last_seq("lobby") == 1
     assert a2.of("message")[-1]["seq"] == 1
     await second.stop()
 
 
 @pytest.mark.gen_test
 async def test_join_with_since_returns_exactly_what_was_missed(service):
-    alice, _ = join(service, "alice")
+    alice, _ = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     for i in range(5):
         await frame(service, alice, type="say", room="lobby", text=f"m{i}")
-    bob, b = join(service, "bob")
+    bob, b = await join(service, "bob")
     await frame(service, bob, type="join", room="lobby", since=2)
     joined = b.of("joined")[0]
     assert [m["seq"] for m in joined["history"]] == [3, 4, 5]
@@ -214,7 +214,7 @@ async def test_join_with_since_returns_exactly_what_was_missed(service):
 async def test_a_long_absence_is_truncated_to_the_oldest_missed(service):
     for i in range(1005):
         await service.store.append("lobby", "x", f"m{i}", i, "s", None)
-    bob, b = join(service, "bob")
+    bob, b = await join(service, "bob")
     await frame(service, bob, type="join", room="lobby", since=3)
     joined = b.of("joined")[0]
     assert joined["truncated"] is True
@@ -224,7 +224,7 @@ async def test_a_long_absence_is_truncated_to_the_oldest_missed(service):
 
 @pytest.mark.gen_test
 async def test_messages_stored_while_history_is_read_reach_the_joiner_once(service):
-    alice, _ = join(service, "alice")
+    alice, _ = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, alice, type="say", room="lobby", text="before")
     gate = asyncio.Event()
@@ -236,7 +236,7 @@ async def test_messages_stored_while_history_is_read_reach_the_joiner_once(servi
         return rows
 
     service.store.before = slow_before  # type: ignore[method-assign]
-    bob, b = join(service, "bob")
+    bob, b = await join(service, "bob")
     joining = asyncio.ensure_future(frame(service, bob, type="join", room="lobby"))
     await asyncio.sleep(0)
     await frame(service, alice, type="say", room="lobby", text="during")
@@ -249,8 +249,8 @@ async def test_messages_stored_while_history_is_read_reach_the_joiner_once(servi
 
 @pytest.mark.gen_test
 async def test_store_failure_answers_unavailable_and_acknowledges_nothing(service):
-    alice, a = join(service, "alice")
-    bob, b = join(service, "bob")
+    alice, a = await join(service, "alice")
+    bob, b = await join(service, "bob")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, bob, type="join", room="lobby")
 
@@ -269,7 +269,7 @@ async def test_store_failure_answers_unavailable_and_acknowledges_nothing(servic
 @pytest.mark.gen_test
 async def test_too_many_rooms(tmp_path):
     svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(max_rooms_per_connection=2))
-    peer, conn = join(svc, "bob")
+    peer, conn = await join(svc, "bob")
     for room in ("a", "b", "c"):
         await frame(svc, peer, type="join", room=room, ref=room)
     assert conn.of("error") == [
@@ -282,7 +282,7 @@ async def test_too_many_rooms(tmp_path):
 async def test_a_flood_is_limited_then_closed(tmp_path):
     clock = FakeClock()
     svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(rate=20, burst=40), clock=clock)
-    peer, conn = join(svc, "bob")
+    peer, conn = await join(svc, "bob")
     for _ in range(41):
         await frame(svc, peer, type="ping")
     assert conn.of("error")[-1]["code"] == "rate_limited"
@@ -298,7 +298,7 @@ async def test_a_flood_is_limited_then_closed(tmp_path):
 
 @pytest.mark.gen_test
 async def test_rooms_lists_rooms_with_history_and_live_rooms(service):
-    alice, a = join(service, "alice")
+    alice, a = await join(service, "alice")
     await service.store.append("archive", "x", "old", 1, "s", None)
     await frame(service, alice, type="join", room="lobby")
     await frame(service, alice, type="rooms", ref="q")
@@ -311,29 +311,29 @@ async def test_rooms_lists_rooms_with_history_and_live_rooms(service):
 
 @pytest.mark.gen_test
 async def test_shutdown_closes_every_socket_with_1001(service):
-    _, a = join(service, "alice")
-    _, b = join(service, "bob")
+    _, a = await join(service, "alice")
+    _, b = await join(service, "bob")
     await service.shutdown()
     assert a.closed == b.closed == (1001, "server shutting down")
 
 
 @pytest.mark.gen_test
 async def test_logout_closes_the_sessions_sockets_and_frees_the_name(service):
-    name, session, token = service.login("alice", None)
-    peer, conn = join(service, "alice", token)
+    name, session, token = await service.login("alice", None)
+    peer, conn = await join(service, "alice", token)
     await frame(service, peer, type="join", room="lobby")
-    bob, other = join(service, "bob")
+    bob, other = await join(service, "bob")
     await frame(service, bob, type="join", room="lobby")
     service.logout(name, session)
     assert conn.closed == (1000, "logged_out")
     assert other.of("presence")[-1] == {"type": "presence", "room": "lobby", "event": "leave", "name": "alice"}
     assert service.rooms.member_names("lobby") == ["bob"]
-    assert join(service, "alice")[0].session != session
+    assert (await join(service, "alice"))[0].session != session
 
 
 @pytest.mark.gen_test
 async def test_a_retry_after_leaving_the_room_still_gets_the_original(service):
-    alice, a = join(service, "alice")
+    alice, a = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
     await frame(service, alice, type="leave", room="lobby")
@@ -346,7 +346,7 @@ async def test_a_retry_after_leaving_the_room_still_gets_the_original(service):
 async def test_a_resume_is_also_truncated_by_size(service):
     for i in range(400):
         await service.store.append("lobby", "x", f"{i:04d}" + "y" * 3996, i, "s", None)
-    bob, b = join(service, "bob")
+    bob, b = await join(service, "bob")
     await frame(service, bob, type="join", room="lobby", since=0)
     joined = b.of("joined")[0]
     assert joined["truncated"] is True
@@ -356,7 +356,7 @@ async def test_a_resume_is_also_truncated_by_size(service):
 
 @pytest.mark.gen_test
 async def test_a_store_outage_is_logged_once_not_per_message(service, caplog):
-    alice, a = join(service, "alice")
+    alice, a = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
     failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
     failed.set_exception(StoreUnavailable("disk full"))
@@ -375,9 +375,9 @@ async def test_a_store_outage_is_logged_once_not_per_message(service, caplog):
 
 @pytest.mark.gen_test
 async def test_a_member_joining_as_a_batch_commits_gets_each_message_once(service):
-    alice, _ = join(service, "alice")
+    alice, _ = await join(service, "alice")
     await frame(service, alice, type="join", room="lobby")
-    bob, b = join(service, "bob")
+    bob, b = await join(service, "bob")
     say = json.dumps({"type": "say", "room": "lobby", "text": "racing"})
     assert service.handle_text(alice, say) is None  # queued: the commit runs next
     joining = service.handle_text(bob, json.dumps({"type": "join", "room": "lobby"}))

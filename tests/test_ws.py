@@ -230,7 +230,7 @@ async def test_an_idempotent_retry_after_reconnect_is_not_stored_twice(connect, 
     await alice.send(type="say", room="lobby", text="next")
     assert (await bob.recv_until("message"))["text"] == "once"
     assert (await bob.recv_until("message"))["text"] == "next"  # no second "once" in between
-    assert app.chat.store.last_seq("lobby") == 2
+    assert await app.chat.store.last_seq("lobby") == 2
 
 
 @pytest.mark.gen_test
