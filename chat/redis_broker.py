@@ -168,6 +168,7 @@ class RedisBroker:
         self._beating = False
         self._down_since: float | None = None
         self._heard = 0.0
+        self._first_try = asyncio.Event()
         self._enter = client.register_script(_ENTER)
         self._exit = client.register_script(_EXIT)
         self._reap = client.register_script(_REAP)
@@ -193,6 +194,9 @@ class RedisBroker:
             asyncio.ensure_future(self._keep_alive()),
             asyncio.ensure_future(self._run_ops()),
         ]
+        # Serve once subscribed, or once the first try failed (degraded).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._first_try.wait(), SYNC_TIMEOUT_S)
 
     async def close(self) -> None:
         for task in [*self._tasks, *self._tracking.values()]:
@@ -298,6 +302,7 @@ class RedisBroker:
                 await self._read()
             except RAISES as exc:
                 self._lost(exc)
+            self._first_try.set()
             # Jittered, so a fleet of servers does not reconnect in lockstep.
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -332,6 +337,7 @@ class RedisBroker:
                 elif kind == "subscribe":
                     if msg["channel"] == CTL:
                         self._up()
+                        self._first_try.set()
                     confirmed = self._confirm.get(msg["channel"])
                     if confirmed is not None and not confirmed.done():
                         confirmed.set_result(None)

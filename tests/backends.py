@@ -1,0 +1,62 @@
+"""Both back-ends behind one test handle: a history store and a broker, with
+queues that collect what the broker delivers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.broker import Broker, LocalBroker
+from chat.history import HistoryStore, SQLiteHistory
+from chat.model import Message
+from chat.redis_broker import RedisBroker
+from chat.redis_store import RedisHistory, connect
+from tests.support import RECV_TIMEOUT_S
+
+
+@dataclass
+class Backend:
+    store: HistoryStore
+    broker: Broker
+    messages: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    logouts: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    def __post_init__(self) -> None:
+        self.broker.listen(
+            lambda batch: [self.messages.put_nowait(m) for m in batch],
+            lambda room, name, frame: self.events.put_nowait((room, name, frame)),
+            self.logouts.put_nowait,
+        )
+
+    async def start(self) -> Backend:
+        await self.broker.start()
+        return self
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.broker.close()
+
+    async def say(self, room: str, text: str, session: str = "s1", ref: str | None = None) -> Message:
+        return await self.store.append(room, "bob", text, 1000, session, ref)
+
+    async def received(self, n: int) -> list[Message]:
+        return [await asyncio.wait_for(self.messages.get(), RECV_TIMEOUT_S) for _ in range(n)]
+
+    async def event(self) -> tuple[str, str, dict[str, Any]]:
+        return await asyncio.wait_for(self.events.get(), RECV_TIMEOUT_S)
+
+
+def sqlite_backend(path: str) -> Backend:
+    store = SQLiteHistory(path)
+    broker = LocalBroker()
+    store.listen(broker.deliver)
+    return Backend(store, broker)
+
+
+def redis_backend(url: str, presence_ttl: float = 15.0, history_max: int = 10_000) -> Backend:
+    """One server process's worth of Redis back-end: its own client and process id."""
+    client = connect(url)
+    store = RedisHistory(client, history_max)
+    return Backend(store, RedisBroker(client, store, presence_ttl=presence_ttl))
