@@ -25,10 +25,14 @@ class Backend:
 
     def __post_init__(self) -> None:
         self.broker.listen(
-            lambda batch: [self.messages.put_nowait(m) for m in batch],
+            self._delivered,
             lambda room, name, frame: self.events.put_nowait((room, name, frame)),
             self.logouts.put_nowait,
         )
+
+    def _delivered(self, batch: list[Message]) -> None:
+        for m in batch:
+            self.messages.put_nowait(m)
 
     async def start(self) -> Backend:
         await self.broker.start()

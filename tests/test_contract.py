@@ -46,16 +46,19 @@ async def test_history_reads_ranges_oldest_first(backend):
     assert [m.seq for m in await store.after("lobby", 5, 3)] == [6, 7, 8]
     assert await store.after("lobby", 10, 3) == []
     got = await store.get("lobby", 4)
-    assert got is not None and (got.text, got.name, got.ts, got.session, got.ref) == ("m4", "bob", 1000, "s1", None)
+    assert got is not None
+    assert (got.text, got.name, got.ts, got.session, got.ref) == ("m4", "bob", 1000, "s1", None)
     assert await store.get("lobby", 11) is None
 
 
 @pytest.mark.gen_test
 async def test_a_message_keeps_its_ref_and_unicode_text(backend):
-    text = "line one\nzwj 👩‍💻 \t\"quoted\" \\ é"
+    text = 'line one\nzwj 👩‍💻 \t"quoted" \\ é'
     sent = await backend.say("lobby", text, ref="")  # an empty ref is a ref
     got = await backend.store.get("lobby", sent.seq)
-    assert got == sent and got.text == text and got.ref == ""
+    assert got == sent
+    assert got.text == text
+    assert got.ref == ""
 
 
 @pytest.mark.gen_test
@@ -84,13 +87,13 @@ async def test_presence_joins_once_per_name_and_leaves_when_the_name_is_gone(bac
     broker = backend.broker
     await broker.subscribe("lobby")
     await broker.enter("lobby", "bob")
-    assert await backend.event() == ("lobby", "bob", {"type": "presence", "room": "lobby", "event": "join", "name": "bob"})
+    assert await backend.event() == ("lobby", "bob", presence_frame("lobby", "join", "bob"))
     await broker.enter("lobby", "Alice")
     assert (await backend.event())[1] == "Alice"
     assert await broker.members("lobby") == ["Alice", "bob"]
     assert await broker.member_counts() == {"lobby": 2}
     broker.exit("lobby", "bob")
-    assert await backend.event() == ("lobby", "bob", {"type": "presence", "room": "lobby", "event": "leave", "name": "bob"})
+    assert await backend.event() == ("lobby", "bob", presence_frame("lobby", "leave", "bob"))
     assert await broker.members("lobby") == ["Alice"]
     broker.exit("lobby", "Alice")
     assert (await backend.event())[2]["event"] == "leave"

@@ -4,7 +4,7 @@ here is one server process's store and broker, with its own connections."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,7 +15,7 @@ from tests.backends import Backend, redis_backend
 
 
 @pytest.fixture
-def processes(redis_url, io_loop) -> AsyncIterator[Callable[..., Backend]]:  # type: ignore[no-untyped-def]
+def processes(redis_url, io_loop) -> Iterator[Callable[..., Backend]]:  # type: ignore[no-untyped-def]
     """``await processes(**options)`` starts one more process's back-end; all are closed after the test."""
     started: list[Backend] = []
 
