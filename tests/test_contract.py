@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from chat.broker import presence_frame
 from chat.history import StoreUnavailable
 from tests.backends import Backend, redis_backend, sqlite_backend
 
