@@ -25,7 +25,7 @@ from chat.broker import OnEvent, OnLogout, OnMessages, presence_frame
 from chat.history import StoreUnavailable
 from chat.model import Message
 from chat.names import RESERVATION_S
-from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory
+from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, query
 from chat.sequencer import Sequencer
 from chat.validation import name_key
 
@@ -48,6 +48,10 @@ PUBSUB_PING_S = 5.0
 # Reconnection backoff: fast for a blip, capped so a long outage costs little.
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
+# A room whose fill failed while the subscription stayed up is tried again after this.
+RETRACK_S = 0.5
+# Longest wait for background tasks to end when the server shuts down.
+CLOSE_WAIT_S = 2.0
 # A fill after a reconnect reads the stream in pages of this many messages.
 FILL_PAGE = 1000
 
@@ -199,11 +203,15 @@ class RedisBroker:
             await asyncio.wait_for(self._first_try.wait(), SYNC_TIMEOUT_S)
 
     async def close(self) -> None:
-        for task in [*self._tasks, *self._tracking.values()]:
+        # The presence queue ends itself after what is queued; the others are
+        # cancelled. Waits are bounded: redis-py can swallow a cancellation
+        # that lands mid-command, and a shutdown must not hang on it.
+        self._ops.put_nowait(("stop", ("", ""), None))
+        ops, others = self._tasks[2:], [*self._tasks[:2], *self._tracking.values()]
+        for task in others:
             task.cancel()
-        for task in [*self._tasks, *self._tracking.values()]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait([*ops, *others], timeout=CLOSE_WAIT_S)
         self._tasks = []
         # Leave at once rather than when the heartbeat expires.
         with contextlib.suppress(*RAISES):
@@ -237,8 +245,14 @@ class RedisBroker:
     def _tracked(self, room: str, task: asyncio.Task[None]) -> None:
         if self._tracking.get(room) is task:
             del self._tracking[room]
-        if not task.cancelled():
-            task.exception()  # retrieved; whoever awaited it reported it
+        if not task.cancelled() and task.exception() is not None and room in self._seq:
+            # The room stays held (nothing is lost); try again while the
+            # subscription is up, or the next reconnect tracks it anyway.
+            asyncio.get_running_loop().call_later(RETRACK_S, self._retrack, room)
+
+    def _retrack(self, room: str) -> None:
+        if self._ps is not None and room in self._seq and not self._seq.flowing(room) and room not in self._tracking:
+            self._track(room)
 
     async def _sync(self, room: str) -> None:
         """(Re)subscribe ``room`` and fill it from the stream (see chat.sequencer)."""
@@ -310,6 +324,11 @@ class RedisBroker:
                 backoff = BACKOFF_FIRST_S
 
     async def _read(self) -> None:
+        if self._down_since is not None:
+            # Idle pooled connections from before the outage are dead (Redis
+            # may have restarted); an append must not be the one to find out,
+            # since it cannot be retried blindly.
+            await self._r.connection_pool.disconnect(inuse_connections=False)
         ps = self._r.pubsub()
         try:
             await ps.subscribe(CTL)
@@ -395,6 +414,8 @@ class RedisBroker:
         # they happened, whatever connection of the pool they take.
         while True:
             op, (room, name), done = await self._ops.get()
+            if op == "stop":
+                return
             try:
                 if op == "enter":
                     await self._do_enter(room, name)
@@ -424,28 +445,25 @@ class RedisBroker:
         task.add_done_callback(_ignore)
 
     async def members(self, room: str) -> list[str]:
-        try:
-            names: list[str] = await self._r.hkeys(P + "who:" + room)
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        names: list[str] = await query(lambda: self._r.hkeys(P + "who:" + room))
         return sorted(names, key=str.casefold)
 
     async def member_counts(self) -> dict[str, int]:
-        try:
-            rooms = sorted(await self._r.smembers(P + "active"))
+        rooms = sorted(await query(lambda: self._r.smembers(P + "active")))
+
+        async def count() -> list[int]:
             async with self._r.pipeline(transaction=False) as pipe:
                 for room in rooms:
                     pipe.hlen(P + "who:" + room)
-                counts = await pipe.execute()
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+                return list(await pipe.execute())
+
+        counts = await query(count)
         return {room: int(n) for room, n in zip(rooms, counts, strict=True) if int(n)}
 
     async def claim(self, name: str, session: str) -> bool:
-        try:
-            ok = bool(await self._claim(keys=[P + "name:" + name_key(name)], args=[session, int(RESERVATION_S)]))
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        held = P + "name:" + name_key(name)
+        # Repeating a claim only refreshes it.
+        ok = bool(await query(lambda: self._claim(keys=[held], args=[session, int(RESERVATION_S)])))
         if ok:
             key = (name, session)
             self._names[key] = self._names.get(key, 0) + 1

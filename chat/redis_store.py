@@ -44,11 +44,13 @@ Keys (all under ``chat:``; pick another DB number for another chat):
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from chat.history import Duplicate, StoreUnavailable
@@ -85,6 +87,24 @@ if ARGV[6] == '1' then ref = ARGV[7] end
 redis.call('PUBLISH', KEYS[5], 'm' .. cjson.encode({seq, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ref}))
 return {1, seq}
 """
+
+async def query(command: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a command that is safe to repeat (a read, a refresh); StoreUnavailable if Redis fails.
+
+    It runs once more when its pooled connection turns out to be dead, which
+    is what the first command on each connection meets after Redis restarted.
+    """
+    try:
+        return await command()
+    except RedisConnectionError:
+        pass
+    except RAISES as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+    try:
+        return await command()
+    except RAISES as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+
 
 def connect(url: str) -> aioredis.Redis:
     """A client for ``url``. Commands are never retried by redis-py: a retried
@@ -204,15 +224,12 @@ class RedisHistory:
                 self._flush()
 
     async def _range(self, room: str, reverse: bool, low: str, high: str, count: int) -> list[Message]:
-        try:
-            key = P + "log:" + room
-            if reverse:
-                entries = await self._r.xrevrange(key, high, low, count=count)
-                entries.reverse()
-            else:
-                entries = await self._r.xrange(key, low, high, count=count)
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        key = P + "log:" + room
+        if reverse:
+            entries = await query(lambda: self._r.xrevrange(key, high, low, count=count))
+            entries.reverse()
+        else:
+            entries = await query(lambda: self._r.xrange(key, low, high, count=count))
         return [_message(room, e) for e in entries]
 
     async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
@@ -230,16 +247,10 @@ class RedisHistory:
         return found[0] if found else None
 
     async def last_seq(self, room: str) -> int:
-        try:
-            return int(await self._r.get(P + "seq:" + room) or 0)
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        return int(await query(lambda: self._r.get(P + "seq:" + room)) or 0)
 
     async def rooms(self) -> dict[str, int]:
-        try:
-            return {room: int(seq) for room, seq in (await self._r.hgetall(P + "rooms")).items()}
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
+        return {room: int(seq) for room, seq in (await query(lambda: self._r.hgetall(P + "rooms"))).items()}
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
         return []  # the append script checks refs in Redis itself, in every process

@@ -47,6 +47,9 @@ RESUME_MAX_CHARS = 1_000_000
 STALL_CHECK_S = 5.0
 # While the store keeps failing, remind the log this often (not once per message).
 OUTAGE_LOG_EVERY_S = 10.0
+# /healthz says ``degraded`` for this long after the store last refused a
+# message: a quiet chat sends nothing that would show the store works again.
+DEGRADED_AFTER_REFUSAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,7 @@ class ChatService:
         self._outage_since: float | None = None  # when the store started refusing
         self._outage_logged = 0.0
         self._refused = 0
+        self._last_refused = 0.0
 
     async def start(self) -> None:
         """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
@@ -305,6 +309,7 @@ class ChatService:
         # must not also fill the log with a line per refused message.
         now = self.clock()
         self._refused += 1
+        self._last_refused = now
         if self._outage_since is None:
             self._outage_since = self._outage_logged = now
             log.error("history store unavailable: %s", exc)
@@ -526,7 +531,8 @@ class ChatService:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
-        degraded = self._outage_since is not None or not self.broker.healthy
+        refusing = self._outage_since is not None and self.clock() - self._last_refused < DEGRADED_AFTER_REFUSAL_S
+        degraded = refusing or not self.broker.healthy
         return {
             "status": "degraded" if degraded else "ok",
             "connections": len(self.peers),

@@ -104,6 +104,7 @@ class ServerProcess:
         self.env = {**os.environ, **(env or {})}
         self.proc: asyncio.subprocess.Process | None = None
         self.log: list[str] = []
+        self._grew = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -135,6 +136,17 @@ class ServerProcess:
         assert self.proc.stderr is not None
         async for line in self.proc.stderr:
             self.log.append(line.decode())
+            self._grew.set()
+
+    async def logged(self, text: str, start: int = 0) -> str:
+        """The first log line from ``start`` on that contains ``text``, once it is written."""
+        while True:
+            for line in self.log[start:]:
+                if text in line:
+                    return line
+            start = len(self.log)
+            self._grew.clear()
+            await asyncio.wait_for(self._grew.wait(), RECV_TIMEOUT_S)
 
     async def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the server and wait for it to exit; its exit code."""

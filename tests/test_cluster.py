@@ -1,0 +1,252 @@
+"""Several server.py processes on one Redis serve one chat: the guarantees of
+one process hold across them. Every server here is a real child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient
+
+from tests.support import REPO, RedisServer, ServerProcess, Socket
+
+
+def cluster_args(redis_url: str, tmp_path: Path, *extra: str) -> list[str]:
+    # One cookie secret for all: a session token signed by one process is valid on every other.
+    return ["--redis", redis_url, "--db", str(tmp_path / "unused.sqlite3"), "--cookie-secret", "shared",
+            "--rate", "0", "--ping-interval", "0", *extra]  # fmt: skip
+
+
+@pytest.fixture
+def servers(redis_url, tmp_path, io_loop) -> Iterator[Callable[..., Any]]:  # type: ignore[no-untyped-def]
+    """``await servers(*extra_args)``: one more server.py on the test's Redis; all stopped after."""
+    started: list[ServerProcess] = []
+    sockets: list[Socket] = []
+
+    async def start(*extra: str) -> ServerProcess:
+        server = await ServerProcess(*cluster_args(redis_url, tmp_path, *extra)).start()
+        started.append(server)
+        return server
+
+    start.sockets = sockets  # type: ignore[attr-defined]
+    yield start  # type: ignore[misc]
+
+    async def stop_all() -> None:
+        for sock in sockets:
+            sock.close()
+        for server in started:
+            await server.stop(signal.SIGKILL)
+
+    io_loop.run_sync(stop_all)
+
+
+async def member(opened: list[Socket], server: ServerProcess, name: str, room: str = "lobby", **query: str) -> Socket:
+    """A socket as ``name`` on ``server``, joined to ``room`` (kept on ``opened``, to close);
+    its welcome and joined frames are on it."""
+    params = "&".join(f"{k}={v}" for k, v in {"name": name, **query}.items())
+    sock = await Socket.connect(f"{server.url}?{params}")
+    opened.append(sock)
+    sock.welcome = await sock.recv_until("welcome")
+    await sock.send(type="join", room=room, **({"since": int(query.pop("since"))} if "since" in query else {}))
+    sock.joined = await sock.recv_until("joined")  # type: ignore[attr-defined]
+    return sock
+
+
+async def messages(sock: Socket, n: int) -> list[dict[str, Any]]:
+    return [await sock.recv_until("message") for _ in range(n)]
+
+
+async def health(server: ServerProcess) -> dict[str, Any]:
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{server.port}/healthz")
+    value: dict[str, Any] = json.loads(response.body)
+    return value
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_clients_on_two_processes_chat_with_one_seq_order_and_presence(servers):
+    a, b = await servers(), await servers()
+    alice = await member(servers.sockets, a, "alice")
+    bob = await member(servers.sockets, b, "bob")
+    assert bob.joined["members"] == ["alice", "bob"]  # type: ignore[attr-defined]
+    assert (await alice.recv_until("presence"))["name"] == "bob"  # crossed from b to a
+    for i in range(10):
+        await (alice if i % 2 else bob).send(type="say", room="lobby", text=f"m{i}")
+    for sock in (alice, bob):
+        got = await messages(sock, 10)
+        assert [m["seq"] for m in got] == list(range(1, 11))  # one order, no gap, no repeat
+        assert sorted(m["text"] for m in got) == sorted(f"m{i}" for i in range(10))
+    await bob.send(type="typing", room="lobby")
+    assert (await alice.recv_until("typing"))["name"] == "bob"
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{a.port}/api/rooms")
+    assert json.loads(response.body)["rooms"] == [{"room": "lobby", "members": 2, "last_seq": 10}]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_name_is_taken_across_processes(servers):
+    a, b = await servers(), await servers()
+    await member(servers.sockets, a, "alice")
+    thief = await Socket.connect(f"{b.url}?name=ALICE")
+    servers.sockets.append(thief)
+    assert await thief.closed() == (1008, "name_taken")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_presence_counts_a_name_once_across_processes(servers):
+    a, b = await servers(), await servers()
+    carol = await member(servers.sockets, a, "carol")
+    bob1 = await member(servers.sockets, a, "bob")
+    assert (await carol.recv_until("presence"))["event"] == "join"
+    bob2 = await member(servers.sockets, b, "bob", session=bob1.welcome["session"])  # bob's second tab, elsewhere
+    assert bob2.joined["members"] == ["bob", "carol"]  # type: ignore[attr-defined]
+    bob1.close()  # bob is still there through b: nobody hears he left
+    await carol.send(type="ping", ref="p")
+    assert (await carol.recv()) == {"type": "pong", "ref": "p"}
+    bob2.close()
+    left = await carol.recv_until("presence")
+    assert (left["event"], left["name"]) == ("leave", "bob")
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_socket_dropped_on_one_process_resumes_on_another_missing_nothing(servers):
+    a, b = await servers(), await servers()
+    alice = await member(servers.sockets, a, "alice")
+    bob = await member(servers.sockets, b, "bob")
+    for i in range(3):
+        await bob.send(type="say", room="lobby", text=f"m{i}")
+    seen = await messages(alice, 3)
+    alice.close()  # alice's network drops
+    for i in range(3, 8):
+        await bob.send(type="say", room="lobby", text=f"m{i}")
+    await messages(bob, 8)
+    again = await member(servers.sockets, b, "alice", session=alice.welcome["session"], since=str(seen[-1]["seq"]))
+    joined = again.joined  # type: ignore[attr-defined]
+    assert [m["text"] for m in joined["history"]] == [f"m{i}" for i in range(3, 8)]
+    assert joined["last_seq"] == 8
+    await bob.send(type="say", room="lobby", text="live")
+    assert (await again.recv_until("message"))["seq"] == 9
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_retry_through_another_process_returns_the_original(servers):
+    a, b = await servers(), await servers()
+    alice = await member(servers.sockets, a, "alice")
+    bob = await member(servers.sockets, b, "bob")
+    await alice.send(type="say", room="lobby", text="once", ref="r1")
+    first = await alice.recv_until("message")
+    alice.close()  # as if the acknowledgement had been lost with the connection
+    again = await member(servers.sockets, b, "alice", session=alice.welcome["session"])
+    await again.send(type="say", room="lobby", text="once", ref="r1")
+    retried = await again.recv_until("message")
+    assert (retried["seq"], retried["ref"]) == (first["seq"], "r1")
+    await again.send(type="say", room="lobby", text="next", ref="r2")
+    assert (await again.recv_until("message"))["seq"] == first["seq"] + 1
+    assert [m["text"] for m in await messages(bob, 2)] == ["once", "next"]  # the retry was not stored again
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_members_of_a_killed_process_leave(servers):
+    a, b = await servers("--presence-ttl", "1"), await servers("--presence-ttl", "1")
+    await member(servers.sockets, a, "alice")
+    bob = await member(servers.sockets, b, "bob")
+    assert a.proc is not None
+    a.proc.kill()  # no goodbye: only the missing heartbeat tells
+    started = time.monotonic()
+    left = await bob.recv_until("presence")
+    assert (left["event"], left["name"]) == ("leave", "alice")
+    assert time.monotonic() - started < 30
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{b.port}/api/rooms")
+    assert json.loads(response.body)["rooms"][0]["members"] == 1
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_redis_outage_answers_unavailable_keeps_sockets_and_recovers(tmp_path):
+    # A Redis of its own, with an append-only file, so a restart keeps the data.
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis").start()
+    server = await ServerProcess(*cluster_args(redis.url, tmp_path)).start()
+    sockets: list[Socket] = []
+    try:
+        alice = await member(sockets, server, "alice")
+        bob = await member(sockets, server, "bob")
+        await alice.send(type="say", room="lobby", text="before", ref="a1")
+        assert (await alice.recv_until("message"))["seq"] == 1
+        assert (await bob.recv_until("message"))["text"] == "before"
+
+        redis.stop()
+        for i in range(5):  # a burst of says: every one refused, none acknowledged
+            await alice.send(type="say", room="lobby", text=f"lost {i}", ref=f"x{i}")
+        errors = [await alice.recv_until("error") for _ in range(5)]
+        assert {(e["code"], e["ref"]) for e in errors} == {("unavailable", f"x{i}") for i in range(5)}
+        await server.logged("redis unreachable")
+        status = await health(server)
+        assert (status["status"], status["connections"]) == ("degraded", 2)  # the sockets stay open
+        await bob.send(type="ping", ref="p")
+        assert (await bob.recv_until("pong"))["ref"] == "p"
+
+        redis.start()  # same port, same data
+        await server.logged("redis is back")
+        await alice.send(type="say", room="lobby", text="after", ref="x0")  # the retry of a refused say
+        ack = await alice.recv_until("message")
+        assert (ack["seq"], ack["text"], ack["ref"]) == (2, "after", "x0")
+        got = await bob.recv_until("message")
+        assert (got["seq"], got["text"]) == (2, "after")  # nothing in between: the refused says were not stored
+        assert (await health(server))["status"] == "ok"
+    finally:
+        for sock in sockets:
+            sock.close()
+        await server.stop()
+        redis.stop()
+    outage_lines = [line for line in server.log if "redis unreachable" in line]
+    assert len(outage_lines) == 1, server.log  # once per outage, not once per message
+
+
+def worker_pid(line: str) -> int:
+    """The pid in a worker's log line: ``... chat.server[1234]: ...``."""
+    return int(line.split("chat.server[", 1)[1].split("]", 1)[0])
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_workers_share_the_port_and_a_dead_worker_is_replaced(redis_url, tmp_path):
+    server = await ServerProcess(*cluster_args(redis_url, tmp_path, "--workers", "2")).start()
+    sockets: list[Socket] = []
+    try:
+        first = await server.logged("chat server on")
+        second = await server.logged("chat server on", server.log.index(first) + 1)
+        workers = {worker_pid(first), worker_pid(second)}
+        assert len(workers) == 2
+        for name in ("alice", "bob", "carol", "dave"):
+            await member(sockets, server, name)
+        await sockets[0].send(type="say", room="lobby", text="hello all")
+        for sock in sockets:
+            assert (await sock.recv_until("message"))["text"] == "hello all"
+
+        victim = min(workers)
+        mark = len(server.log)
+        os.kill(victim, signal.SIGKILL)
+        await server.logged(f"(pid {victim}) exited", mark)
+        replacement = worker_pid(await server.logged("chat server on", mark))
+        assert replacement not in workers
+        late = await member(sockets, server, "erin")  # whichever worker takes it
+        await late.send(type="say", room="lobby", text="still here")
+        assert (await late.recv_until("message"))["text"] == "still here"
+    finally:
+        for sock in sockets:
+            sock.close()
+        assert await server.stop() == 0  # SIGTERM reaches the workers, which shut down gracefully
+    assert sum("stopped" in line for line in server.log) == 2  # both workers shut down gracefully
+
+
+def test_workers_without_redis_is_refused():
+    done = subprocess.run(
+        [sys.executable, "server.py", "--workers", "2"], cwd=REPO, capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 2
+    assert "--workers needs --redis" in done.stderr
