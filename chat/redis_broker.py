@@ -25,7 +25,7 @@ from chat.broker import OnEvent, OnLogout, OnMessages, presence_frame
 from chat.history import StoreUnavailable
 from chat.model import Message
 from chat.names import RESERVATION_S
-from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, query
+from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, ScriptCall, query, run_scripts
 from chat.sequencer import Sequencer
 from chat.validation import name_key
 
@@ -50,6 +50,8 @@ BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 # A room whose fill failed while the subscription stayed up is tried again after this.
 RETRACK_S = 0.5
+# Presence changes sent in one pipeline at most (bounds one round trip's work).
+OPS_PER_PIPELINE = 500
 # Longest wait for background tasks to end when the server shuts down.
 CLOSE_WAIT_S = 2.0
 # A fill after a reconnect reads the stream in pages of this many messages.
@@ -167,6 +169,7 @@ class RedisBroker:
         self._names: dict[tuple[str, str], int] = {}  # (name, session) -> local connections
         self._ops: asyncio.Queue[tuple[str, tuple[str, str], asyncio.Future[None] | None]] = asyncio.Queue()
         self._presence_dirty = False
+        self._names_refreshed = 0.0
         self._tasks: list[asyncio.Task[None]] = []
         self._subscribed = False
         self._beating = False
@@ -411,32 +414,39 @@ class RedisBroker:
 
     async def _run_ops(self) -> None:
         # One queue, one worker: a leave and a rejoin reach Redis in the order
-        # they happened, whatever connection of the pool they take.
+        # they happened, whatever connection of the pool they take. What
+        # queued up meanwhile goes as one pipeline: a burst of joins costs a
+        # round trip, not one each.
         while True:
-            op, (room, name), done = await self._ops.get()
-            if op == "stop":
-                return
+            ops = [await self._ops.get()]
+            while not self._ops.empty() and len(ops) < OPS_PER_PIPELINE:
+                ops.append(self._ops.get_nowait())
+            stop = any(op == "stop" for op, _, _ in ops)
+            ops = [o for o in ops if o[0] != "stop"]
+            calls = [
+                self._enter_call(room, name) if op == "enter" else self._exit_call(room, name)
+                for op, (room, name), _ in ops
+            ]
             try:
-                if op == "enter":
-                    await self._do_enter(room, name)
-                else:
-                    await self._do_exit(room, name)
+                results = await run_scripts(self._r, calls) if calls else []
             except RAISES as exc:
-                self._presence_dirty = True  # the heartbeat reconciles it
-                if done is not None and not done.done():
-                    done.set_exception(StoreUnavailable(f"redis: {exc}"))
-                continue
-            if done is not None and not done.done():
-                done.set_result(None)
+                results = [exc] * len(calls)
+            for (_, _, done), result in zip(ops, results, strict=True):
+                if isinstance(result, Exception):
+                    self._presence_dirty = True  # the heartbeat reconciles it
+                    if done is not None and not done.done():
+                        done.set_exception(StoreUnavailable(f"redis: {result}"))
+                elif done is not None and not done.done():
+                    done.set_result(None)
+            if stop:
+                return
 
-    async def _do_enter(self, room: str, name: str) -> None:
-        await self._enter(
-            keys=[self._here_key(self.proc), P + "who:" + room, ROOM_CHANNEL + room, P + "active"],
-            args=[f"{room}\t{name}", name, room],
-        )
+    def _enter_call(self, room: str, name: str) -> ScriptCall:
+        keys = [self._here_key(self.proc), P + "who:" + room, ROOM_CHANNEL + room, P + "active"]
+        return self._enter, keys, [f"{room}\t{name}", name, room]
 
-    async def _do_exit(self, room: str, name: str) -> None:
-        await self._exit(keys=[self._here_key(self.proc)], args=[f"{room}\t{name}", room, name])
+    def _exit_call(self, room: str, name: str) -> ScriptCall:
+        return self._exit, [self._here_key(self.proc)], [f"{room}\t{name}", room, name]
 
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
@@ -514,13 +524,16 @@ class RedisBroker:
             await self._reconcile()
         self._beating = True
         self._up()
-        if self._names:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for name, session in self._names:
-                    await self._claim(
-                        keys=[P + "name:" + name_key(name)], args=[session, int(RESERVATION_S)], client=pipe
-                    )
-                await pipe.execute()
+        now = self._clock()
+        if self._names and now - self._names_refreshed >= RESERVATION_S / 3:
+            # A hold lasts RESERVATION_S; refreshed at a third of that, it
+            # outlives two missed refreshes and still lapses within the
+            # reservation once no connection uses the name.
+            self._names_refreshed = now
+            claims = [
+                (self._claim, [P + "name:" + name_key(n)], [session, int(RESERVATION_S)]) for n, session in self._names
+            ]
+            await run_scripts(self._r, claims)
         procs = sorted(await self._r.smembers(P + "procs"))
         async with self._r.pipeline(transaction=False) as pipe:
             for proc in procs:
@@ -529,7 +542,6 @@ class RedisBroker:
         for proc, up in zip(procs, alive, strict=True):
             if not up and await self._reap(keys=self._reap_keys(proc), args=[proc]):
                 log.info("server process %s stopped beating: its members left", proc)
-        now = self._clock()
         for room, since in list(self._unneeded.items()):
             if now - since >= UNSUBSCRIBE_GRACE_S:
                 del self._unneeded[room]
@@ -542,10 +554,11 @@ class RedisBroker:
         self._presence_dirty = False
         entries = await self._r.smembers(self._here_key(self.proc))
         theirs = {_entry(e) for e in entries}
-        for room, name in theirs - self._here:
-            await self._do_exit(room, name)
-        for room, name in self._here - theirs:
-            await self._do_enter(room, name)
+        calls = [self._exit_call(room, name) for room, name in theirs - self._here]
+        calls += [self._enter_call(room, name) for room, name in self._here - theirs]
+        for result in await run_scripts(self._r, calls):
+            if isinstance(result, Exception):
+                raise result
 
     def _up(self) -> None:
         if self._ps is not None:

@@ -50,8 +50,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from chat.history import Duplicate, StoreUnavailable
 from chat.idempotency import WINDOW_S
@@ -88,6 +89,7 @@ redis.call('PUBLISH', KEYS[5], 'm' .. cjson.encode({seq, ARGV[2], ARGV[3], ARGV[
 return {1, seq}
 """
 
+
 async def query(command: Callable[[], Awaitable[Any]]) -> Any:
     """Run a command that is safe to repeat (a read, a refresh); StoreUnavailable if Redis fails.
 
@@ -106,17 +108,58 @@ async def query(command: Callable[[], Awaitable[Any]]) -> Any:
         raise StoreUnavailable(f"redis: {exc}") from exc
 
 
+ScriptCall = tuple[AsyncScript, list[str], list[Any]]
+
+
+async def run_scripts(client: Any, calls: list[ScriptCall]) -> list[Any]:
+    """Run script calls in one pipeline: one round trip, results (or errors) in order.
+
+    EVALSHA straight away: redis-py's own pipelined scripts ask SCRIPT EXISTS
+    first, a second round trip per batch. A script Redis does not have (it
+    restarted, or SCRIPT FLUSH) refuses every call of it without running any,
+    so those calls are run again, in order, once the script is loaded.
+    """
+    results: list[Any] = [None] * len(calls)
+    todo = list(range(len(calls)))
+    for attempt in range(2):
+        async with client.pipeline(transaction=False) as pipe:
+            for i in todo:
+                script, keys, args = calls[i]
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            out = await pipe.execute(raise_on_error=False)
+        refused = []
+        for i, result in zip(todo, out, strict=True):
+            if isinstance(result, NoScriptError) and attempt == 0:
+                refused.append(i)
+            else:
+                results[i] = result
+        if not refused:
+            break
+        for script in {calls[i][0] for i in refused}:
+            await client.script_load(script.script)
+        todo = refused
+    return results
+
+
+# Connections per process: commands wait for a free one rather than fail.
+# A burst of joins needs a few; pub/sub holds one.
+POOL_SIZE = 32
+
+
 def connect(url: str) -> aioredis.Redis:
     """A client for ``url``. Commands are never retried by redis-py: a retried
     append could store a message twice; we answer ``unavailable`` instead and
     the client retries with its ref, which the append script makes safe."""
-    client: aioredis.Redis = aioredis.Redis.from_url(
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
+        max_connections=POOL_SIZE,
+        timeout=5.0,  # waiting for a free connection; then ``unavailable``
         decode_responses=True,
         socket_connect_timeout=2.0,
         socket_timeout=5.0,
         retry=Retry(NoBackoff(), 0),
     )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 
@@ -164,31 +207,26 @@ class RedisHistory:
         self._flush()
 
     async def _commit(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
+        calls = [
+            (
+                self._append,
+                [P + "seq:" + m.room, P + "log:" + m.room, P + "rooms", _ref_key(m), ROOM_CHANNEL + m.room],
+                [
+                    m.room,
+                    m.name,
+                    m.text,
+                    m.ts,
+                    m.session,
+                    "1" if m.ref is not None else "0",
+                    m.ref or "",
+                    self._history_max,
+                    int(WINDOW_S),
+                ],
+            )
+            for m, _ in batch
+        ]
         try:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for m, _ in batch:
-                    await self._append(
-                        keys=[
-                            P + "seq:" + m.room,
-                            P + "log:" + m.room,
-                            P + "rooms",
-                            _ref_key(m),
-                            ROOM_CHANNEL + m.room,
-                        ],
-                        args=[
-                            m.room,
-                            m.name,
-                            m.text,
-                            m.ts,
-                            m.session,
-                            "1" if m.ref is not None else "0",
-                            m.ref or "",
-                            self._history_max,
-                            int(WINDOW_S),
-                        ],
-                        client=pipe,
-                    )
-                results = await pipe.execute(raise_on_error=False)
+            results = await run_scripts(self._r, calls)
         except RAISES as exc:
             # The pipeline may or may not have run: the sender hears
             # ``unavailable`` and retries with its ref, which the script dedupes.
@@ -262,5 +300,3 @@ class RedisHistory:
 
 def _ref_key(m: Message) -> str:
     return f"{P}ref:{m.session}:{m.ref}" if m.ref is not None else P + "ref:-"
-
-

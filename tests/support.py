@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -119,6 +120,7 @@ class ServerProcess:
             env=self.env,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,  # its own process group: stop() can take its workers too
         )
         assert self.proc.stderr is not None
         while True:
@@ -153,7 +155,14 @@ class ServerProcess:
         assert self.proc is not None
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
-        code = await asyncio.wait_for(self.proc.wait(), RECV_TIMEOUT_S)
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), RECV_TIMEOUT_S)
+        except TimeoutError:
+            # Never leave a server (or its workers) running after a failed test.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            await self.proc.wait()
+            raise
         await self._drain
         return code
 

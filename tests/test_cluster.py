@@ -202,8 +202,10 @@ async def test_a_redis_outage_answers_unavailable_keeps_sockets_and_recovers(tmp
     finally:
         for sock in sockets:
             sock.close()
-        await server.stop()
-        redis.stop()
+        try:
+            await server.stop()
+        finally:
+            redis.stop()
     outage_lines = [line for line in server.log if "redis unreachable" in line]
     assert len(outage_lines) == 1, server.log  # once per outage, not once per message
 

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 
 from chat.history import Duplicate
 from chat.redis_broker import _REAP, PRESENCE_TTL_S
+from chat.redis_store import POOL_SIZE
 from tests.backends import Backend, redis_backend
 
 
@@ -154,3 +155,24 @@ async def test_names_are_held_across_processes_and_logout_reaches_every_process(
     a.broker.logout("Bob", "s1")
     assert await asyncio.wait_for(b.logouts.get(), 5) == "s1"
     assert await b.broker.claim("bob", "s2")
+
+
+@pytest.mark.gen_test
+async def test_appends_go_on_after_redis_forgets_its_scripts(processes, redis_url):
+    a = await processes()
+    await a.say("lobby", "m0")
+    async with aioredis.Redis.from_url(redis_url) as admin:
+        await admin.script_flush()  # as a Redis restart does
+    stored = await asyncio.gather(*(a.say("lobby", f"m{i}") for i in range(1, 6)))
+    assert [m.seq for m in stored] == [2, 3, 4, 5, 6]  # each refused EVALSHA ran again, in order, once
+
+
+@pytest.mark.gen_test
+async def test_more_concurrent_commands_than_pooled_connections_wait_their_turn(processes):
+    a = await processes()
+    await a.broker.subscribe("lobby")
+    n = 10 * POOL_SIZE
+    claimed = await asyncio.gather(*(a.broker.claim(f"user{i}", f"s{i}") for i in range(n)))
+    assert all(claimed)
+    await asyncio.gather(*(a.broker.enter("lobby", f"user{i}") for i in range(n)))
+    assert len(await a.broker.members("lobby")) == n
