@@ -3,15 +3,18 @@
     .venv/bin/python bench/run.py               # the whole suite -> bench/results.md
     .venv/bin/python bench/run.py --quick       # every scenario, shortened: a smoke test of the harness
     .venv/bin/python bench/run.py --only burst --servers ours,naive
+    .venv/bin/python bench/run.py --only redis  # ours alone, with Redis, and 2 workers with Redis
 
 For every scenario, each server is started fresh (its own process, free port,
 throwaway history), driven by the project's load tester (``python -m
 chat.loadtest``) with the same options, and stopped. Besides the load tester's
 own report, this harness reads the server's CPU time (utime + stime from
-``/proc/PID/stat``) and RSS (``VmRSS``) before and after each run and samples
-them during it, so CPU per delivery is computed the same way for all three
-servers. It also samples the load generator's CPU, to show when the generator
-rather than the server was the limit. bench/README.md explains the suite.
+``/proc/PID/stat``, summed over the server process and every process below it)
+and RSS (``VmRSS``) before and after each run and samples them during it, so CPU
+per delivery is computed the same way for all servers. It also samples the load
+generator's CPU, to show when the generator rather than the server was the
+limit. A run of only some scenarios rewrites only their sections of the results
+file and keeps the others' text. bench/README.md explains the suite.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import http.server
 import json
 import os
 import platform
+import re
 import resource
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -73,6 +79,13 @@ QUIET_BUDGET_RUNS = 10
 FD_HEADROOM = 20
 # Client sockets spread over these loopback addresses: one address has ~28k ephemeral ports.
 SOURCE_IPS = "127.0.0.2-127.0.0.9"
+# The redis scenario's Redis: started by the harness on a free loopback port, nothing persisted.
+REDIS_SERVER = "redis-server"
+# Server log lines at these levels are listed beside a redis-scenario run's figures (at most this many kinds).
+LOG_LEVELS_NOTED = ("WARNING", "ERROR", "CRITICAL")
+LOG_KINDS_NOTED = 3
+# Redis's own CPU use with nothing connected is measured over this long when it starts.
+REDIS_IDLE_SAMPLE_S = 2.0
 
 
 def raise_fd_limit() -> int:
@@ -91,6 +104,7 @@ class ServerKind:
     label: str
     ready: str  # a line holding this in the server's log means it accepts connections
     argv: Callable[[int, Path], list[str]]  # (port, scratch dir) -> command, run from the repo root
+    ready_count: int = 1  # that many such lines: one per worker process
 
 
 def _ours(port: int, scratch: Path) -> list[str]:
@@ -182,20 +196,28 @@ def wait_ready(server: RunningServer) -> None:
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.kind.label} exited with {server.proc.returncode}: see {server.log_path}")
-        if server.kind.ready in server.log_path.read_text(errors="replace"):
+        if server.log_path.read_text(errors="replace").count(server.kind.ready) >= server.kind.ready_count:
             return
         time.sleep(0.05)
     raise RuntimeError(f"{server.kind.label} not ready after {START_TIMEOUT_S:.0f} s: see {server.log_path}")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code."""
+    """SIGTERM, then SIGKILL if it does not exit in time; returns the exit code.
+
+    The SIGKILL goes to every process below it too: a supervisor killed alone would leave its
+    workers running (and holding the port).
+    """
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
             return proc.wait(STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
+            below = descendants(proc.pid)[1:]
             proc.kill()
+            for pid in below:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
     return proc.wait()
 
 
@@ -207,6 +229,38 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and every process below it: utime + stime of each live one, plus the
+    cutime + cstime each holds for children it has reaped (a worker that died and was replaced).
+
+    For a server without children this is :func:`cpu_seconds` (its cutime and cstime do not move).
+    """
+    total = 0.0
+    for i, proc in enumerate(descendants(pid)):
+        try:
+            with open(f"/proc/{proc}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            if i == 0:
+                raise
+            continue  # a child that exited meanwhile
+        total += sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return total
+
+
+def tree_status_bytes(pid: int, key: str) -> int:
+    """:func:`status_bytes` summed over ``pid`` and every process below it (pages shared after a fork
+    count once per process)."""
+    total = 0
+    for i, proc in enumerate(descendants(pid)):
+        try:
+            total += status_bytes(proc, key)
+        except (FileNotFoundError, ProcessLookupError):
+            if i == 0:
+                raise
+    return total
 
 
 def status_bytes(pid: int, key: str) -> int:
@@ -246,18 +300,20 @@ def descendants(pid: int) -> list[int]:
 @dataclasses.dataclass
 class Sample:
     t: float
-    server_cpu: float
+    server_cpu: float  # the server process and every process below it (workers)
     server_rss: int
     generator_cpu: dict[int, float]  # pid -> cpu seconds, for each load-generating process
     machine_cpu: float  # busy seconds of all CPUs together
+    redis_cpu: float = 0.0  # the redis scenario's redis-server, when it is watched
 
 
 class Sampler:
-    """Samples the server's CPU and RSS and the load generator's CPU in a thread."""
+    """Samples the server's CPU and RSS and the load generator's CPU (and Redis's) in a thread."""
 
-    def __init__(self, server_pid: int, generator_pid: int) -> None:
+    def __init__(self, server_pid: int, generator_pid: int, redis_pid: int | None = None) -> None:
         self.server_pid = server_pid
         self.generator_pid = generator_pid
+        self.redis_pid = redis_pid
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -280,10 +336,11 @@ class Sampler:
                 self.samples.append(
                     Sample(
                         time.monotonic(),
-                        cpu_seconds(self.server_pid),
-                        status_bytes(self.server_pid, "VmRSS"),
+                        tree_cpu_seconds(self.server_pid),
+                        tree_status_bytes(self.server_pid, "VmRSS"),
                         generator,
                         machine_busy_seconds(),
+                        cpu_seconds(self.redis_pid) if self.redis_pid is not None else 0.0,
                     )
                 )
             except (FileNotFoundError, ProcessLookupError):
@@ -313,7 +370,13 @@ class Sampler:
         for pid in pids:
             seen = [s.generator_cpu[pid] for s in self.samples if pid in s.generator_cpu]
             generator += seen[-1] - seen[0]
-        busy = last.machine_cpu - first.machine_cpu - (last.server_cpu - first.server_cpu) - generator
+        busy = (
+            last.machine_cpu
+            - first.machine_cpu
+            - (last.server_cpu - first.server_cpu)
+            - (last.redis_cpu - first.redis_cpu)
+            - generator
+        )
         return max(0.0, busy / (last.t - first.t))
 
     def busiest_generator(self) -> float:
@@ -358,6 +421,12 @@ class Run:
     generator_busiest: float = 0.0  # cores, busiest second of the busiest generating process
     others_cores: float = 0.0  # cores used meanwhile by every other process on the machine
     waited_s: float = 0.0  # waited beforehand for other work on the machine to calm down
+    # The redis scenario: the offered deliveries/s, redis-server's CPU around the whole load-tester run
+    # and its busiest second (cores), and the server log's warnings and errors ("2x ERROR logger: text").
+    offered_per_s: int | None = None
+    redis_cpu_s: float = 0.0
+    redis_busiest: float = 0.0
+    log_notes: list[str] = dataclasses.field(default_factory=list)
 
     def get(self, *path: str) -> Any:
         """A value of the load tester's report, or None."""
@@ -444,6 +513,8 @@ class Harness:
         # Seconds each run may wait for other work on the machine to calm down, and the suite's total.
         self.quiet_wait_s = quiet_wait_s
         self.quiet_budget_s = quiet_wait_s * QUIET_BUDGET_RUNS
+        # What a scenario records beside its runs, for the report (the redis scenario's Redis).
+        self.extra: dict[str, Any] = {}
 
     def wait_for_quiet(self) -> float:
         """Wait (within the budgets) until the machine is nearly idle; returns the seconds waited.
@@ -458,10 +529,22 @@ class Harness:
         self.quiet_budget_s = max(0.0, self.quiet_budget_s - waited)
         return waited
 
-    def run(self, kind: ServerKind, load: Load, adjust: Callable[[RunningServer], list[str]] | None = None) -> Run:
+    def run(
+        self,
+        kind: ServerKind,
+        load: Load,
+        adjust: Callable[[RunningServer], list[str]] | None = None,
+        *,
+        server_pid_option: bool = True,
+        redis_pid: int | None = None,
+        scan_log: bool = False,
+    ) -> Run:
         """Start a fresh ``kind``, drive it with ``load``, stop it; the figures go in the returned Run.
 
-        ``adjust`` may replace the load tester's options once the server runs.
+        ``adjust`` may replace the load tester's options once the server runs. Without
+        ``server_pid_option`` the load tester gets no ``--server-pid`` (its options then name where it
+        reads the server's figures). ``redis_pid``: a redis-server whose CPU is read too. ``scan_log``:
+        note the server log's warnings and errors.
         """
         runs_dir = OUT / "runs"
         runs_dir.mkdir(parents=True, exist_ok=True)
@@ -478,33 +561,37 @@ class Harness:
                     *self.loadtest,
                     server.url,
                     *options,
-                    "--server-pid",
-                    str(server.proc.pid),
+                    *(["--server-pid", str(server.proc.pid)] if server_pid_option else []),
                     "--json",
                     str(report_path.relative_to(ROOT)),
                     "-q",
                 ]
                 run = Run(kind.key, load.key, command, server.command, waited_s=waited)
-                self._drive(run, server, load, report_path)
+                self._drive(run, server, load, report_path, redis_pid)
                 run.server_exit = stop(server.proc)
+            if scan_log:
+                run.log_notes = log_notes(server.log_path.read_text(errors="replace"))
         except (RuntimeError, OSError) as exc:  # a server that would not start, or vanished from /proc
             run = Run(kind.key, load.key, [], [], error=str(exc), waited_s=waited)
         self.runs.append(run)
         print(summary_line(run), flush=True)
         return run
 
-    def _drive(self, run: Run, server: RunningServer, load: Load, report_path: Path) -> None:
+    def _drive(
+        self, run: Run, server: RunningServer, load: Load, report_path: Path, redis_pid: int | None = None
+    ) -> None:
         pid = server.proc.pid
         run.server_fds_before = open_fds(pid)
-        run.server_rss_before = status_bytes(pid, "VmRSS")
-        cpu_before = cpu_seconds(pid)
+        run.server_rss_before = tree_status_bytes(pid, "VmRSS")
+        cpu_before = tree_cpu_seconds(pid)
+        redis_before = cpu_seconds(redis_pid) if redis_pid is not None else 0.0
         # No other child of ours is reaped while the load tester runs (servers are reaped when stopped),
         # so the difference in children's usage is the load tester's, its own children included.
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started_at = time.monotonic()
         generator = subprocess.Popen(run.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         output = b""
-        with Sampler(pid, generator.pid) as sampler:
+        with Sampler(pid, generator.pid, redis_pid) as sampler:
             try:
                 output, _ = generator.communicate(timeout=load.timeout_s)
             except subprocess.TimeoutExpired:
@@ -519,10 +606,13 @@ class Harness:
         if server.proc.poll() is not None:
             run.error = f"the server died (exit {server.proc.returncode}): see {server.log_path}"
             return
-        run.server_cpu_s = cpu_seconds(pid) - cpu_before
-        run.server_rss_after = status_bytes(pid, "VmRSS")
-        run.server_rss_peak = max([status_bytes(pid, "VmHWM"), *(s.server_rss for s in sampler.samples)])
+        run.server_cpu_s = tree_cpu_seconds(pid) - cpu_before
+        run.server_rss_after = tree_status_bytes(pid, "VmRSS")
+        run.server_rss_peak = max([tree_status_bytes(pid, "VmHWM"), *(s.server_rss for s in sampler.samples)])
         run.server_busiest = sampler.busiest(lambda s: s.server_cpu)
+        if redis_pid is not None:
+            run.redis_cpu_s = cpu_seconds(redis_pid) - redis_before
+            run.redis_busiest = sampler.busiest(lambda s: s.redis_cpu)
         run.generator_busiest = sampler.busiest_generator()
         run.others_cores = sampler.others()
         if generator.returncode not in (0, 1) and run.error is None:  # 1: an --slo missed, still a report
@@ -547,13 +637,38 @@ def summary_line(run: Run) -> str:
         parts.append(f"{fmt(run.window_us_per_delivery, 2)} us/delivery ({fmt(run.cpu_us_per_delivery, 2)} whole run)")
         parts.append(f"p50 {fmt(run.get('latency_ms', 'p50'), 1)} p99 {fmt(run.get('latency_ms', 'p99'), 1)} ms")
         parts.append(f"lost {fmt(run.get('deliveries', 'lost'))}")
-    parts.append(f"busiest s: server {run.server_busiest:.2f}, generator {run.generator_busiest:.2f} cores")
+    busiest = f"busiest s: server {run.server_busiest:.2f}, generator {run.generator_busiest:.2f}"
+    if run.redis_busiest:
+        busiest += f", redis {run.redis_busiest:.2f}"
+    parts.append(busiest + " cores")
     parts.append(f"others {run.others_cores:.2f} cores")
     if run.waited_s >= QUIET_SAMPLE_S + 1:
         parts.append(f"(waited {run.waited_s:.0f} s for a quiet machine)")
     if run.error:
         parts.append(f"ERROR {run.error}")
+    if run.log_notes:
+        parts.append("server log: " + "; ".join(run.log_notes))
     return "  ".join(parts)
+
+
+LOG_LINE = re.compile(r"^\S+ \S+ (?P<level>[A-Z]+) (?P<logger>[\w.]+)(?:\[\d+\])?: (?P<text>.*)$")
+
+
+def log_notes(log: str) -> list[str]:
+    """The server log's warnings and errors, alike lines counted once: ``["2x ERROR chat.x: text", ...]``.
+
+    Worker processes log the same line with their pid (``chat.x[123]``), which is left out.
+    """
+    seen: dict[str, int] = {}
+    for line in log.splitlines():
+        match = LOG_LINE.match(line)
+        if match and match["level"] in LOG_LEVELS_NOTED:
+            key = f"{match['level']} {match['logger']}: {match['text']}"
+            seen[key] = seen.get(key, 0) + 1
+    notes = [f"{n}x {key}" for key, n in list(seen.items())[:LOG_KINDS_NOTED]]
+    if len(seen) > LOG_KINDS_NOTED:
+        notes.append(f"{len(seen) - LOG_KINDS_NOTED} more kinds")
+    return notes
 
 
 # -- the suite -----------------------------------------------------------------
@@ -598,6 +713,16 @@ class Suite:
     slow_message_bytes: int = 3900
     slow_duration_s: float = 20.0
     slow_drain_s: float = 20.0
+    # The redis scenario: one room of this many members, scale_senders sending at each offered rate of
+    # the ladder (deliveries/s = messages/s x members) for scale_duration_s, up to scale_drain_s to
+    # drain. A configuration leaves the ladder at its first step with any loss, error or shortfall;
+    # no step starts once the scenario has run scale_budget_s.
+    scale_members: int = 1000
+    scale_senders: int = 10
+    scale_per_s: tuple[int, ...] = (10_000, 20_000, 40_000, 60_000, 80_000, 100_000, 150_000, 200_000)
+    scale_duration_s: float = 5.0
+    scale_drain_s: float = 10.0
+    scale_budget_s: float = 900.0
 
     @staticmethod
     def quick() -> Suite:
@@ -614,6 +739,11 @@ class Suite:
             hold_max=False,
             repeat=1,
             slow_duration_s=6,
+            scale_members=200,
+            scale_per_s=(2000, 4000),
+            scale_duration_s=3,
+            scale_drain_s=5,
+            scale_budget_s=120,
         )
 
     @property
@@ -659,6 +789,16 @@ class Suite:
         connecting = self.slow_members / self.ramp_per_s
         return Load(f"slow-{stalled}", opts, self._timeout(connecting, self.slow_duration_s, self.slow_drain_s))
 
+    def scale(self, per_s: int, metrics_url: str) -> Load:
+        """A step of the redis scenario's ladder; the load tester reads the server's figures from
+        ``metrics_url`` (the harness's :class:`TreeMetrics`), not from one process's /proc."""
+        rate = per_s / self.scale_members
+        opts = self._chat(self.scale_senders, rate, self.scale_duration_s, self.scale_drain_s)
+        opts[opts.index("--clients") + 1] = str(self.scale_members)
+        opts += ["--metrics-url", metrics_url]
+        connecting = self.scale_members / self.ramp_per_s
+        return Load(scale_key(per_s), opts, self._timeout(connecting, self.scale_duration_s, self.scale_drain_s))
+
     def _chat(self, senders: int, rate: float, duration: float, drain: float) -> list[str]:
         return [
             "--scenario",
@@ -693,7 +833,11 @@ def load_key(per_s: int) -> str:
     return f"load-{per_s / 1000:g}k"
 
 
-SCENARIOS = ("burst", "loads", "idle", "hold", "slow")
+def scale_key(per_s: int) -> str:
+    return f"scale-{per_s / 1000:g}k"
+
+
+SCENARIOS = ("burst", "loads", "idle", "hold", "slow", "redis")
 
 
 def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], only: Sequence[str]) -> None:
@@ -727,6 +871,8 @@ def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], onl
         if "ours" in [k.key for k in servers]:
             for stalled in (0, 1):
                 harness.run(SERVERS["ours"], suite.slow(stalled))
+    if "redis" in only and "ours" in [k.key for k in servers]:
+        redis_scenario(harness, suite)
 
 
 def hold_ladder(harness: Harness, suite: Suite, kind: ServerKind) -> None:
@@ -746,6 +892,299 @@ def hold_ladder(harness: Harness, suite: Suite, kind: ServerKind) -> None:
         return suite.idle(hard - open_fds(server.proc.pid) - FD_HEADROOM, "hold-max").options
 
     harness.run(kind, suite.idle(hard, "hold-max"), at_limit)
+
+
+# -- the redis scenario ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaleConfig:
+    """One of the redis scenario's server configurations: ours, with or without Redis, N processes."""
+
+    key: str
+    label: str
+    redis: bool
+    workers: int
+
+    def argv(self, redis_url: str) -> Callable[[int, Path], list[str]]:
+        def command(port: int, _scratch: Path) -> list[str]:
+            # History in memory without Redis, as Redis here persists nothing either (--save '').
+            words = [*python(), "server.py", "--port", str(port), "--db", ":memory:", "--rate", "0"]
+            words += ["--cookie-secret", "bench", "--max-connections-per-ip", "0"]
+            if self.redis:
+                words += ["--redis", redis_url]
+            if self.workers > 1:
+                words += ["--workers", str(self.workers)]
+            return words
+
+        return command
+
+    def kind(self, redis_url: str) -> ServerKind:
+        # Each worker logs the ready line; connections made before all are up would all go to the first.
+        return ServerKind(self.key, self.label, "chat server on", self.argv(redis_url), ready_count=self.workers)
+
+
+SCALE_CONFIGS: dict[str, ScaleConfig] = {
+    c.key: c
+    for c in (
+        ScaleConfig("single", "1 process, no Redis", redis=False, workers=1),
+        ScaleConfig("redis", "1 process + Redis", redis=True, workers=1),
+        ScaleConfig("redis-2w", "2 workers + Redis", redis=True, workers=2),
+    )
+}
+
+
+def label_of(key: str) -> str:
+    """A run's server label, whichever scenario it belongs to."""
+    if key in SERVERS:
+        return SERVERS[key].label
+    return SCALE_CONFIGS[key].label if key in SCALE_CONFIGS else key
+
+
+def redis_command(port: int, *args: str, timeout: float = 5.0) -> str:
+    """One command to the Redis on 127.0.0.1:``port``; its simple, integer or bulk-string reply."""
+    request = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock, sock.makefile("rb") as reader:
+        sock.sendall(request.encode())
+        line = reader.readline()
+        kind, rest = line[:1], line[1:].strip().decode()
+        if kind in (b"+", b":"):
+            return rest
+        if kind == b"$":
+            return "" if int(rest) < 0 else reader.read(int(rest) + 2)[:-2].decode()
+        if kind == b"-":
+            raise RuntimeError(f"redis: {rest}")
+        raise RuntimeError(f"redis: unexpected reply {line!r}")
+
+
+def redis_info(port: int, section: str = "default") -> dict[str, str]:
+    """``INFO`` as a dict: used_cpu_user, used_cpu_sys (getrusage, microsecond resolution), redis_version,
+    and with section ``all`` cmdstat_publish (``calls=N,usec=...``)..."""
+    info = {}
+    for line in redis_command(port, "INFO", section).splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            info[key] = value.strip()
+    return info
+
+
+def command_calls(info: dict[str, str], command: str) -> int:
+    """How often Redis ran ``command``, from ``INFO all``'s ``cmdstat_<command>:calls=N,...`` (0: never)."""
+    stats = dict(part.partition("=")[::2] for part in info.get(f"cmdstat_{command}", "").split(",") if part)
+    return int(stats.get("calls", 0))
+
+
+@dataclasses.dataclass
+class RedisServer:
+    proc: subprocess.Popen[bytes]
+    port: int
+    command: list[str]
+    version: str
+    idle_cpu: float  # cores used with no client connected (its timers), measured at start
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+def redis_cpu(info: dict[str, str]) -> float:
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def idle_cpu(port: int, seconds: float = REDIS_IDLE_SAMPLE_S) -> float:
+    """Cores a fresh Redis uses doing nothing: the floor under its CPU per message at low rates."""
+    before = redis_cpu(redis_info(port))
+    time.sleep(seconds)
+    return (redis_cpu(redis_info(port)) - before) / seconds
+
+
+@contextmanager
+def redis_started(tag: str) -> Iterator[RedisServer]:
+    """A redis-server of our own on a free loopback port that persists nothing; stopped afterwards."""
+    exe = shutil.which(REDIS_SERVER)
+    if exe is None:
+        raise RuntimeError(f"{REDIS_SERVER} not found on PATH")
+    logs = OUT / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{tag}-redis-server.log"
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as scratch, log_path.open("wb") as log_file:
+        port = free_port()
+        command = [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command += ["--dir", scratch]
+        proc = subprocess.Popen(command, cwd=scratch, stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + START_TIMEOUT_S
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{REDIS_SERVER} exited with {proc.returncode}: see {log_path}")
+                try:
+                    if redis_command(port, "PING") == "PONG":
+                        break
+                except (OSError, RuntimeError):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{REDIS_SERVER} not ready: see {log_path}") from None
+                time.sleep(0.05)
+            yield RedisServer(proc, port, command, redis_info(port).get("redis_version", "?"), idle_cpu(port))
+        finally:
+            stop(proc)
+
+
+class TreeMetrics:
+    """A ``/metrics`` page of the harness's own, which the load tester scrapes (``--metrics-url``) just
+    before sending starts and when the drain ends, in place of ``--server-pid`` (one process's /proc):
+
+    - ``process_cpu_seconds_total``, ``process_resident_memory_bytes``: the server process and every
+      process below it (its workers), from /proc;
+    - ``process_redis_cpu_seconds_total``, ``process_redis_commands_total``,
+      ``process_redis_publish_total``: redis-server's CPU (``used_cpu_user`` + ``used_cpu_sys``), the
+      commands it ran (those run by Lua scripts included) and its PUBLISH calls, from ``INFO all``.
+
+    The report's ``server.cpu_seconds`` is then the whole server's CPU over the send + drain window,
+    and ``server.metrics_delta`` holds Redis's over the same window.
+    """
+
+    def __init__(self) -> None:
+        self.server_pid: int | None = None
+        self.redis_port: int | None = None
+        page = self.page
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    body, status = page().encode(), 200
+                except (OSError, RuntimeError) as exc:
+                    body, status = f"{exc}\n".encode(), 503
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/metrics"
+
+    def __enter__(self) -> TreeMetrics:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+    def page(self) -> str:
+        lines = []
+        if self.server_pid is not None:
+            lines.append(f"process_cpu_seconds_total {tree_cpu_seconds(self.server_pid)!r}")
+            lines.append(f"process_resident_memory_bytes {tree_status_bytes(self.server_pid, 'VmRSS')}")
+            lines.append(f"process_server_processes {len(descendants(self.server_pid))}")
+        if self.redis_port is not None:
+            info = redis_info(self.redis_port, "all")
+            lines.append(f"process_redis_cpu_seconds_total {redis_cpu(info)!r}")
+            lines.append(f"process_redis_commands_total {info['total_commands_processed']}")
+            lines.append(f"process_redis_publish_total {command_calls(info, 'publish')}")
+        return "\n".join(lines) + "\n"
+
+
+def scale_clean(run: Run) -> bool:
+    """Every socket connected, every delivery made (within the drain) once and in order, no error."""
+    if run.error is not None or run.report is None or not run.fully_connected:
+        return False
+    expected = run.get("deliveries", "expected")
+    if not expected or run.received != expected:
+        return False
+    if any(run.get("deliveries", k) for k in ("lost", "duplicated", "out_of_order")):
+        return False
+    kinds = run.get("errors", "by_kind")
+    # How the server then stopped (a shutdown that hangs) is noted beside the step, not held against it.
+    return not (isinstance(kinds, dict) and any(kinds.values()))
+
+
+def kept_up(run: Run) -> bool:
+    """Clean, and the median second while sending delivered at least SATURATED of the offered rate."""
+    sustained = run.sustained_per_s
+    return (
+        scale_clean(run)
+        and run.offered_per_s is not None
+        and sustained is not None
+        and sustained >= SATURATED * run.offered_per_s
+    )
+
+
+def zero_loss_max(steps: Iterable[Run]) -> Run | None:
+    """The step with the most deliveries/s (the median second while sending) among the clean ones."""
+    clean = [r for r in steps if scale_clean(r) and r.sustained_per_s is not None]
+    return max(clean, key=lambda r: (r.sustained_per_s or 0.0, r.offered_per_s or 0), default=None)
+
+
+def common_rate(steps_by_config: dict[str, list[Run]]) -> int | None:
+    """The highest offered rate every configuration kept up with (clean, at least SATURATED of it)."""
+    rates: set[int] | None = None
+    for steps in steps_by_config.values():
+        kept = {r.offered_per_s for r in steps if r.offered_per_s is not None and kept_up(r)}
+        rates = kept if rates is None else rates & kept
+    return max(rates) if rates else None
+
+
+def redis_scenario(harness: Harness, suite: Suite) -> None:
+    """Ours alone, ours with Redis, and two workers with Redis, up a ladder of offered rates.
+
+    Every step starts each configuration fresh against an emptied Redis (FLUSHALL). A configuration
+    leaves the ladder at its first step that is not clean or falls short of the offered rate.
+    """
+    print(
+        f"redis: 1 room of {suite.scale_members:,}, {suite.scale_senders} senders, offered"
+        f" {', '.join(f'{r:,}' for r in suite.scale_per_s)} deliveries/s, {suite.scale_duration_s:g} s each"
+    )
+    try:
+        with redis_started(harness.tag) as redis, TreeMetrics() as metrics:
+            harness.extra["redis_command"] = [Path(redis.command[0]).name, *redis.command[1:]]
+            harness.extra["redis_version"] = redis.version
+            harness.extra["redis_idle_cpu"] = redis.idle_cpu
+            active = list(SCALE_CONFIGS.values())
+            deadline = time.monotonic() + suite.scale_budget_s
+            for per_s in suite.scale_per_s:
+                for config in list(active):
+                    if time.monotonic() > deadline:
+                        harness.extra["scale_note"] = (
+                            f"stopped after {suite.scale_budget_s:g} s, before {config.label} at {per_s:,}/s"
+                        )
+                        print(f"  {harness.extra['scale_note']}")
+                        return
+                    redis_command(redis.port, "FLUSHALL")
+                    load = suite.scale(per_s, metrics.url)
+
+                    def watch(server: RunningServer, config: ScaleConfig = config, load: Load = load) -> list[str]:
+                        metrics.server_pid = server.proc.pid
+                        metrics.redis_port = redis.port if config.redis else None
+                        return load.options
+
+                    try:
+                        run = harness.run(
+                            config.kind(redis.url),
+                            load,
+                            watch,
+                            server_pid_option=False,
+                            redis_pid=redis.proc.pid if config.redis else None,
+                            scan_log=True,
+                        )
+                    finally:
+                        metrics.server_pid = metrics.redis_port = None
+                    run.offered_per_s = per_s
+                    if not kept_up(run):
+                        active.remove(config)
+                if not active:
+                    return
+    except (RuntimeError, OSError) as exc:  # no redis-server, or one that would not start or went away
+        harness.extra["redis_error"] = str(exc)
+        print(f"  not run: {exc}")
 
 
 # -- results ---------------------------------------------------------------------
@@ -808,8 +1247,11 @@ def errors(runs: Sequence[Run]) -> str:
         kinds = r.get("errors", "by_kind")
         if isinstance(kinds, dict):
             notes += [f"{k}: {v}" for k, v in kinds.items() if v]
-        if r.server_exit not in (0, None):
+        if r.server_exit == -signal.SIGKILL:
+            notes.append(f"server still running {STOP_TIMEOUT_S:g} s after SIGTERM: killed")
+        elif r.server_exit not in (0, None):
             notes.append(f"server exit {r.server_exit}")
+        notes += [f"server log: {note}" for note in r.log_notes]
     busiest_others = max((r.others_cores for r in runs), default=0.0)
     if busiest_others >= OTHERS_NOTED:
         notes.append(f"other processes on the machine used up to {busiest_others:.2f} cores meanwhile")
@@ -827,6 +1269,8 @@ class Report:
         started: datetime.datetime,
         load_before: tuple[float, float, float],
         took_s: float,
+        only: Sequence[str] = SCENARIOS,
+        extra: dict[str, Any] | None = None,
     ):
         self.runs = runs
         self.load_before = load_before
@@ -834,6 +1278,8 @@ class Report:
         self.suite = suite
         self.servers = servers
         self.started = started
+        self.only = [s for s in SCENARIOS if s in only]
+        self.extra = extra or {}
 
     def saved(self) -> dict[str, Any]:
         """Everything the markdown is built from, for ``--render``."""
@@ -843,8 +1289,15 @@ class Report:
             "took_s": self.took_s,
             "suite": dataclasses.asdict(self.suite),
             "servers": [kind.key for kind in self.servers],
+            "only": self.only,
+            "extra": self.extra,
             "runs": [dataclasses.asdict(r) for r in self.runs],
         }
+
+    @property
+    def partial(self) -> bool:
+        """Only some scenarios ran: the results file keeps the other sections' text."""
+        return set(self.only) != set(SCENARIOS)
 
     def of(self, load: str, server: str) -> list[Run]:
         return [r for r in self.runs if r.load == load and r.server == server]
@@ -1254,47 +1707,230 @@ class Report:
             ]
         )
 
-    def build(self, commands: Sequence[str]) -> str:
+    def scale_steps(self) -> dict[str, list[Run]]:
+        """The redis scenario's steps, by configuration, in the order they ran."""
+        steps: dict[str, list[Run]] = {}
+        for r in self.runs:
+            if r.load.startswith("scale-") and r.server in SCALE_CONFIGS:
+                steps.setdefault(r.server, []).append(r)
+        return {key: steps[key] for key in SCALE_CONFIGS if key in steps}
+
+    def scale_section(self) -> str:
+        s = self.suite
+        by_config = self.scale_steps()
+        if not by_config:
+            why = self.extra.get("redis_error")
+            return "Not measured in this run" + (f": {why}." if why else ".")
+        common = common_rate(by_config)
+        summary = []
+        for key, steps in by_config.items():
+            at = next((r for r in steps if r.offered_per_s == common), None)
+            best = zero_loss_max(steps)
+            redis = SCALE_CONFIGS[key].redis
+            summary.append(
+                [
+                    label_of(key),
+                    fmt(at.window_us_per_delivery, 2) if at else "-",
+                    fmt(redis_per_message(at, "process_redis_cpu_seconds_total"), 1, 1e6) if at and redis else "-",
+                    fmt(redis_per_message(at, "process_redis_commands_total"), 1) if at and redis else "-",
+                    fmt(redis_per_message(at, "process_redis_publish_total"), 2) if at and redis else "-",
+                    (f"{fmt(best.sustained_per_s)} (offered {fmt(best.offered_per_s)})" if best else "none"),
+                    fmt(best.get("latency_ms", "p99"), 1) if best else "-",
+                    fmt(best.server_busiest, 2) if best else "-",
+                    fmt(best.generator_busiest, 2) if best else "-",
+                    ladder_end(steps),
+                ]
+            )
+        rows = []
+        for per_s in s.scale_per_s:
+            for key, steps in by_config.items():
+                for r in (r for r in steps if r.offered_per_s == per_s):
+                    redis = SCALE_CONFIGS[key].redis
+                    rows.append(
+                        [
+                            f"{per_s:,}/s",
+                            label_of(key),
+                            fmt(r.sustained_per_s),
+                            loss([r]),
+                            fmt(r.get("latency_ms", "p50"), 1),
+                            fmt(r.get("latency_ms", "p99"), 1),
+                            fmt(r.get("server", "cpu_seconds"), 2),
+                            fmt(r.window_us_per_delivery, 2),
+                            fmt(redis_per_message(r, "process_redis_cpu_seconds_total"), 1, 1e6) if redis else "-",
+                            fmt(redis_per_message(r, "process_redis_commands_total"), 1) if redis else "-",
+                            fmt(redis_per_message(r, "process_redis_publish_total"), 2) if redis else "-",
+                            fmt(r.server_busiest, 2),
+                            fmt(r.redis_busiest, 2) if redis else "-",
+                            fmt(r.get("load_generator", "cpu_us_per_delivery"), 1),
+                            fmt(r.generator_busiest, 2),
+                            errors([r]),
+                        ]
+                    )
+        common_text = (
+            f"The CPU columns are at {common:,} deliveries/s offered, the highest rate all kept up with"
+            if common
+            else "The CPU columns are empty: no offered rate was kept up with by every configuration, so there is"
+            " none to compare them at (every step's figures are in the table after)"
+        )
+        nproc = os.cpu_count() or 0
         return "\n".join(
             [
-                "# Benchmark results",
+                f"Ours three ways, driven by the same load tester: one process without Redis (history in SQLite"
+                f" `:memory:`), one process with `--redis`, and `--redis --workers 2`. Measured on"
+                f" {self.started:%Y-%m-%d %H:%M} UTC against redis-server {self.extra.get('redis_version', '?')}"
+                " started by the harness on a free loopback port with `--save '' --appendonly no` (nothing"
+                " persisted: like the in-memory SQLite) and emptied with FLUSHALL before every step. One room of"
+                f" {s.scale_members:,} members, {s.scale_senders} senders, {s.message_bytes}-byte messages; each"
+                f" step offers a fixed rate (deliveries/s = messages/s x {s.scale_members:,}) for"
+                f" {s.scale_duration_s:g} s with up to {s.scale_drain_s:g} s to drain, to a freshly started server."
+                " The offered rates climb"
+                f" ({', '.join(f'{r:,}' for r in s.scale_per_s)}/s); a configuration leaves the ladder at its"
+                " first step with a lost, duplicated or reordered delivery, an error, a socket not connected or"
+                f" a median second below {SATURATED:.0%} of the offered rate.",
                 "",
-                f"Written by `make bench` (`.venv/bin/python bench/run.py`) on {self.started:%Y-%m-%d %H:%M} UTC;"
-                f" every figure comes from that one run ({self.took_s / 60:.0f} minutes), all three servers side by"
-                " side. bench/README.md describes the suite.",
+                "- *server CPU*: utime + stime of the server process **and every process below it** (the 2"
+                " workers and their supervisor), plus what they hold for reaped children, from /proc. The load"
+                " tester reads it just before sending starts and when the drain ends, from a `/metrics` page the"
+                " harness serves for it (`--metrics-url`, no `--server-pid`), so it is the send + drain window,"
+                " as in section 1. *µs/delivery* divides it by the deliveries received.",
+                "- *Redis CPU µs/message*: redis-server's `used_cpu_user + used_cpu_sys` (INFO, microsecond"
+                " resolution) over the same window, divided by the messages sent. *commands/message*: its"
+                " `total_commands_processed` likewise, which counts the commands Lua scripts run (the append"
+                " script's INCR, XADD, HSET and PUBLISH), each process's heartbeat and the refresh of every"
+                " connected name it runs every few seconds (a cost per socket, not per message), and the"
+                " harness's two INFOs. Both include what Redis spends per second whatever the load (its own"
+                f" timers: {fmt(self.extra.get('redis_idle_cpu'), 2, 1000)} ms of CPU per second with nothing"
+                " connected, measured when it started; with a server, its heartbeat and name refreshes), so at"
+                " low rates they overstate the cost of a message. *PUBLISH/message*: the PUBLISH calls"
+                " (`cmdstat_publish`) per message:"
+                " 1 when every process subscribed to the room gets a message from one publish. A message goes"
+                f" to {s.scale_members:,} members, so a Redis cost per delivery would show as"
+                f" {s.scale_members:,} times these.",
+                "- *highest zero-loss deliveries/s*: among the steps with every socket connected, every delivery"
+                " made once and in order within the drain, and no error, the highest median second while"
+                " sending (the first second left out), with the offered rate of that step. *Ladder ended at*:"
+                " the step that ended a configuration's ladder, and why.",
+                f"- **This machine has {nproc} cores, and the load generator ({s.procs} processes, in Python)"
+                " runs on the same cores as the server, its workers and Redis**, and spends more CPU per"
+                " delivery than the server (the *generator* columns): the highest zero-loss rate is this"
+                " machine's ceiling for server and generator together, not the server's alone. Two workers"
+                " cannot show a second core's worth of capacity here; their figures show what the split costs.",
                 "",
-                "Machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()) + ".",
-                # Other work on the machine skews every figure: say how busy it was.
-                "Load average (1, 5, 15 min) before the suite started: "
-                + ", ".join(f"{x:.2f}" for x in self.load_before)
-                + ".",
+                f"Per configuration. {common_text}:",
                 "",
-                "## Targets",
+                table(
+                    [
+                        "configuration",
+                        "server CPU µs/delivery",
+                        "Redis CPU µs/message",
+                        "Redis commands/message",
+                        "Redis PUBLISH/message",
+                        "highest zero-loss deliveries/s",
+                        "p99 ms there",
+                        "server busiest s there (cores)",
+                        "generator busiest s there (cores)",
+                        "ladder ended at",
+                    ],
+                    summary,
+                ),
                 "",
-                self.targets(),
+                "Every step:",
                 "",
-                "## 1. Burst: server CPU per delivery",
+                table(
+                    [
+                        "offered",
+                        "configuration",
+                        "sustained deliveries/s",
+                        "lost / dup / ooo",
+                        "p50 ms",
+                        "p99 ms",
+                        "server CPU s (send + drain)",
+                        "server CPU µs/delivery",
+                        "Redis CPU µs/message",
+                        "Redis commands/message",
+                        "Redis PUBLISH/message",
+                        "server busiest s (cores)",
+                        "Redis busiest s (cores)",
+                        "generator µs/delivery",
+                        "generator busiest s (cores)",
+                        "errors",
+                    ],
+                    rows,
+                ),
+                *([f"\nThe ladder was cut short: {self.extra['scale_note']}."] if self.extra.get("scale_note") else []),
                 "",
-                self.burst_section(),
+                "Commands (`R` is Redis's free port, `P` the server's, `TMP` a scratch directory, `URL`"
+                " `ws://127.0.0.1:P/ws`, `METRICS` the harness's `/metrics` page, `JSON` the step's report in"
+                " bench/out/runs/):",
                 "",
-                "## 2. Fixed offered loads",
-                "",
-                self.loads_section(),
-                "",
-                "## 3. Memory per idle socket",
-                "",
-                self.idle_section(),
-                "",
-                "## 4. Most sockets held",
-                "",
-                self.hold_section(),
-                "",
-                "## 5. Slow consumer",
-                "",
-                self.slow_section(),
-                "",
-                "## Reading the columns",
-                "",
+                "```",
+                shlex.join(redis_command_template(self.extra.get("redis_command", [REDIS_SERVER]))),
+                *[
+                    shlex.join(c.argv("redis://127.0.0.1:R/0")(0, Path("TMP"))).replace("--port 0", "--port P")
+                    for key, c in SCALE_CONFIGS.items()
+                    if key in by_config
+                ],
+                *dict.fromkeys(scale_command(r) for steps in by_config.values() for r in steps if r.command),
+                "```",
+            ]
+        )
+
+    def sections(self, commands: Sequence[str]) -> list[tuple[str, tuple[str, ...], str]]:
+        """``(heading, the scenarios it shows, body)`` for every section after the preamble.
+
+        A run of only some scenarios rewrites the sections whose scenarios all ran, and keeps the
+        others' text from the results file (see :func:`merge_partial`).
+        """
+        suite = ("burst", "loads", "idle", "hold", "slow")
+        return [
+            ("Targets", suite, self.targets()),
+            ("1. Burst: server CPU per delivery", ("burst",), self.burst_section()),
+            ("2. Fixed offered loads", ("loads",), self.loads_section()),
+            ("3. Memory per idle socket", ("idle",), self.idle_section()),
+            ("4. Most sockets held", ("hold",), self.hold_section()),
+            ("5. Slow consumer", ("slow",), self.slow_section()),
+            ("6. Scaling out: Redis and worker processes", ("redis",), self.scale_section()),
+            ("Reading the columns", (), self.columns_text()),
+            ("Commands", suite, self.commands_text(commands)),
+        ]
+
+    def fresh_headings(self) -> list[str]:
+        return [heading for heading, needs, _ in self.sections([]) if set(needs) <= set(self.only)]
+
+    def build(self, commands: Sequence[str]) -> str:
+        lines = [
+            "# Benchmark results",
+            "",
+            f"Written by `make bench` (`.venv/bin/python bench/run.py`) on {self.started:%Y-%m-%d %H:%M} UTC;"
+            f" every figure comes from that one run ({self.took_s / 60:.0f} minutes), all three servers side by"
+            " side. bench/README.md describes the suite.",
+            "",
+            "Machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()) + ".",
+            # Other work on the machine skews every figure: say how busy it was.
+            "Load average (1, 5, 15 min) before the suite started: "
+            + ", ".join(f"{x:.2f}" for x in self.load_before)
+            + ".",
+            "",
+        ]
+        for heading, _needs, body in self.sections(commands):
+            lines += [f"## {heading}", "", body, ""]
+        return "\n".join(lines)
+
+    def partial_note(self) -> str:
+        """The line a partial run adds to the results file's preamble."""
+        rewrote = [h for h, needs, _ in self.sections([]) if needs and set(needs) <= set(self.only)]
+        return (
+            f"{PARTIAL_NOTE} `--only {','.join(self.only)}` on {self.started:%Y-%m-%d %H:%M} UTC"
+            f" ({self.took_s / 60:.1f} minutes; load average before it "
+            + ", ".join(f"{x:.2f}" for x in self.load_before)
+            + ") rewrote "
+            + (", ".join(f"*{h}*" for h in rewrote) or "nothing")
+            + "; every other section is from the run above."
+        )
+
+    def columns_text(self) -> str:
+        return "\n".join(
+            [
                 "- *server busiest s*: the server's CPU use over its busiest second of the run, sampled by the"
                 " harness from /proc (1.00 = one core: these servers are single-threaded, so 1.00 is saturated).",
                 "- *generator busiest s*: the same for the busiest of the load generator's processes; at"
@@ -1306,9 +1942,12 @@ class Report:
                 "- *errors*: the harness's notes (a failed run, a killed load tester, a server's non-zero exit,"
                 f" other processes busy on the machine: {OTHERS_NOTED} cores or more on average during the run)"
                 " and the load tester's errors by kind.",
-                "",
-                "## Commands",
-                "",
+            ]
+        )
+
+    def commands_text(self, commands: Sequence[str]) -> str:
+        return "\n".join(
+            [
                 "Servers, each started fresh for every run from the repository root (`P` is a free port, `TMP` a"
                 " scratch directory):",
                 "",
@@ -1321,9 +1960,102 @@ class Report:
                 "```",
                 *commands,
                 "```",
-                "",
             ]
         )
+
+
+PARTIAL_NOTE = "A partial run"
+
+
+def split_sections(text: str) -> tuple[str, dict[str, str]]:
+    """A markdown file cut at its ``## `` headings: (what precedes the first, {heading: what follows it})."""
+    preamble: list[str] = []
+    sections: dict[str, list[str]] = {}
+    current = preamble
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            current = sections.setdefault(line[3:].strip(), [])
+        else:
+            current.append(line)
+    return "".join(preamble), {heading: "".join(body) for heading, body in sections.items()}
+
+
+def merge_partial(old: str, new: str, fresh: Iterable[str], note: str) -> str:
+    """``new``'s sections in ``new``'s order: those headed ``fresh`` (or missing from ``old``) from ``new``,
+    the others as ``old`` has them; ``old``'s preamble, with ``note`` in place of an earlier note of a
+    partial run of the same scenarios (the note's text up to " on ")."""
+    old_preamble, old_sections = split_sections(old)
+    _, new_sections = split_sections(new)
+    fresh = set(fresh)
+    same = note.split(" on ", 1)[0] + " on "
+    kept = [line for line in old_preamble.rstrip("\n").split("\n\n") if not line.startswith(same)]
+    parts = ["\n\n".join([*kept, note]) + "\n\n"]
+    for heading, body in new_sections.items():
+        use_old = heading not in fresh and heading in old_sections
+        parts.append(f"## {heading}\n" + (old_sections[heading] if use_old else body))
+    return "".join(parts)
+
+
+def results_text(report: Report, commands: Sequence[str], output: Path) -> str:
+    """The results file's new text: all of it after a full run; after a partial one, the sections it
+    rewrote merged into the file's existing text."""
+    text = report.build(commands)
+    if report.partial and output.exists():
+        text = merge_partial(output.read_text(), text, report.fresh_headings(), report.partial_note())
+    return text
+
+
+def redis_per_message(run: Run, sample: str) -> float | None:
+    """A sample of the harness's /metrics page (see :class:`TreeMetrics`), its change over the send +
+    drain window per message sent."""
+    value = run.get("server", "metrics_delta", sample)
+    sent = run.get("messages", "sent")
+    return float(value) / int(sent) if value is not None and sent else None
+
+
+def ladder_end(steps: Sequence[Run]) -> str:
+    """The step that ended a configuration's ladder and why, or that it kept up to the last step."""
+    last = steps[-1] if steps else None
+    if last is None or kept_up(last):
+        return "kept up at every step" if last else "-"
+    why = []
+    if last.error:
+        why.append(last.error.replace("|", "/"))
+    attempted = last.get("connect", "attempted")
+    if attempted and last.sockets_held != attempted:
+        why.append(f"{fmt(last.sockets_held)} of {fmt(attempted)} sockets connected")
+    if any(last.get("deliveries", k) for k in ("lost", "duplicated", "out_of_order")):
+        why.append(f"lost / dup / ooo {loss([last])}")
+    kinds = last.get("errors", "by_kind")
+    if isinstance(kinds, dict) and any(kinds.values()):
+        why.append(", ".join(f"{k}: {v}" for k, v in kinds.items() if v))
+    if not why and last.sustained_per_s is not None:
+        why.append(f"sustained {fmt(last.sustained_per_s)}/s")
+    return f"{fmt(last.offered_per_s)}/s: " + ("; ".join(why) or "not clean")
+
+
+def scale_command(run: Run) -> str:
+    """A redis-scenario step's load-tester command, with the run-specific words as placeholders."""
+    words = list(run.command)
+    for i, word in enumerate(words):
+        if word.startswith("ws://"):
+            words[i] = "URL"
+        elif i and words[i - 1] == "--metrics-url":
+            words[i] = "METRICS"
+        elif i and words[i - 1] == "--json":
+            words[i] = "JSON"
+    return shlex.join(words)
+
+
+def redis_command_template(words: Sequence[str]) -> list[str]:
+    """The redis-server command with its port and scratch directory as ``R`` and ``TMP``."""
+    template = list(words)
+    for i in range(1, len(template)):
+        if template[i - 1] == "--port":
+            template[i] = "R"
+        elif template[i - 1] == "--dir":
+            template[i] = "TMP"
+    return template
 
 
 def load_saved(path: Path) -> tuple[Report, list[str]]:
@@ -1338,26 +2070,37 @@ def load_saved(path: Path) -> tuple[Report, list[str]]:
         datetime.datetime.fromisoformat(data["started"]),
         (data["load_before"][0], data["load_before"][1], data["load_before"][2]),
         float(data["took_s"]),
+        data.get("only", SCENARIOS),
+        data.get("extra", {}),
     )
-    return report, [command_line(r) for r in runs]
+    return report, suite_commands(runs)
+
+
+def suite_commands(runs: Iterable[Run]) -> list[str]:
+    """The Commands section's load-tester lines; the redis scenario lists its own in its section."""
+    return [command_line(r) for r in runs if r.server not in SCALE_CONFIGS]
 
 
 def command_line(run: Run) -> str:
     words = list(run.command)
     if not words:
-        return f"# {run.load}, {SERVERS[run.server].label}: not run ({run.error})"
+        return f"# {run.load}, {label_of(run.server)}: not run ({run.error})"
     for i, word in enumerate(words):
         if word.startswith("ws://"):
             words[i] = "URL"
         elif i and words[i - 1] == "--server-pid":
             words[i] = "PID"
-    return f"# {run.load}, {SERVERS[run.server].label}\n{shlex.join(words)}"
+    return f"# {run.load}, {label_of(run.server)}\n{shlex.join(words)}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer sockets: a smoke test of the harness")
-    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run, comma-separated [%(default)s]")
+    parser.add_argument(
+        "--only",
+        default=",".join(SCENARIOS),
+        help="scenarios to run, comma-separated; the results file keeps the other sections' text [%(default)s]",
+    )
     parser.add_argument("--servers", default=",".join(SERVERS), help="servers to run, comma-separated [%(default)s]")
     parser.add_argument("--repeat", type=int, help="run the burst this many times; tables show medians [3]")
     parser.add_argument(
@@ -1379,12 +2122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render is not None:
         report, commands = load_saved(args.render)
-        args.output.write_text(report.build(commands))
+        args.output.write_text(results_text(report, commands, args.output))
         print(f"wrote {args.output}")
         return 0
 
-    raise_fd_limit()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SCENARIOS))
+    if unknown:
+        parser.error(f"unknown scenario {', '.join(unknown)}: choose from {', '.join(SCENARIOS)}")
+    raise_fd_limit()
     servers = [SERVERS[s.strip()] for s in args.servers.split(",") if s.strip()]
     suite = Suite.quick() if args.quick else Suite()
     if args.repeat is not None:
@@ -1399,15 +2145,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     took = time.monotonic() - began
     print(f"suite done in {took:.0f} s\n")
 
-    report = Report(harness.runs, suite, servers, started_at, load_before, took)
-    text = report.build([command_line(r) for r in harness.runs])
+    report = Report(harness.runs, suite, servers, started_at, load_before, took, only, harness.extra)
+    text = results_text(report, suite_commands(harness.runs), args.output)
     args.output.write_text(text)
     saved = OUT / f"{harness.tag}-runs.json"
     saved.write_text(json.dumps(report.saved(), indent=1))
     print(text)
     print(f"saved every figure in {saved.relative_to(ROOT)}")
     print(f"wrote {args.output}")
-    return 0 if all(r.error is None for r in harness.runs) else 1
+    failed = any(r.error is not None for r in harness.runs) or "redis_error" in harness.extra
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
