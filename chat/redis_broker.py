@@ -170,12 +170,14 @@ class RedisBroker:
         self._ops: asyncio.Queue[tuple[str, tuple[str, str], asyncio.Future[None] | None]] = asyncio.Queue()
         self._presence_dirty = False
         self._names_refreshed = 0.0
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []  # the subscription reader and the heartbeat
+        self._presence: asyncio.Task[None] | None = None  # runs the presence queue
         self._subscribed = False
         self._beating = False
         self._down_since: float | None = None
         self._heard = 0.0
         self._first_try = asyncio.Event()
+        self._was_up = False  # the current connection attempt got subscribed
         self._enter = client.register_script(_ENTER)
         self._exit = client.register_script(_EXIT)
         self._reap = client.register_script(_REAP)
@@ -196,11 +198,8 @@ class RedisBroker:
         """Start the background tasks; with Redis down the server starts degraded and keeps trying."""
         with contextlib.suppress(*RAISES):
             await self._beat()
-        self._tasks = [
-            asyncio.ensure_future(self._read_forever()),
-            asyncio.ensure_future(self._keep_alive()),
-            asyncio.ensure_future(self._run_ops()),
-        ]
+        self._tasks = [asyncio.ensure_future(self._read_forever()), asyncio.ensure_future(self._keep_alive())]
+        self._presence = asyncio.ensure_future(self._run_ops())
         # Serve once subscribed, or once the first try failed (degraded).
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._first_try.wait(), SYNC_TIMEOUT_S)
@@ -210,12 +209,13 @@ class RedisBroker:
         # cancelled. Waits are bounded: redis-py can swallow a cancellation
         # that lands mid-command, and a shutdown must not hang on it.
         self._ops.put_nowait(("stop", ("", ""), None))
-        ops, others = self._tasks[2:], [*self._tasks[:2], *self._tracking.values()]
+        others = [*self._tasks, *self._tracking.values()]
         for task in others:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait([*ops, *others], timeout=CLOSE_WAIT_S)
-        self._tasks = []
+        waits = [*others, *([self._presence] if self._presence is not None else [])]
+        if waits:
+            await asyncio.wait(waits, timeout=CLOSE_WAIT_S)
+        self._tasks, self._presence = [], None
         # Leave at once rather than when the heartbeat expires.
         with contextlib.suppress(*RAISES):
             await self._r.delete(self._alive_key(self.proc))
@@ -315,16 +315,20 @@ class RedisBroker:
     async def _read_forever(self) -> None:
         backoff = BACKOFF_FIRST_S
         while True:
+            self._was_up = False
             try:
                 await self._read()
             except RAISES as exc:
                 self._lost(exc)
+            except Exception as exc:  # a bug must not end delivery for good: log it, reconnect
+                log.exception("the redis subscription failed")
+                self._lost(exc)
             self._first_try.set()
+            if self._was_up:
+                backoff = BACKOFF_FIRST_S  # a new outage starts with a quick retry
             # Jittered, so a fleet of servers does not reconnect in lockstep.
             await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
-            if self._subscribed:
-                backoff = BACKOFF_FIRST_S
 
     async def _read(self) -> None:
         if self._down_since is not None:
@@ -355,9 +359,14 @@ class RedisBroker:
                 self._heard = self._clock()
                 kind = msg["type"]
                 if kind == "message":
-                    self._dispatch(msg["channel"], msg["data"])
+                    try:
+                        self._dispatch(msg["channel"], msg["data"])
+                    except (ValueError, TypeError, KeyError):
+                        # Not ours (someone else published on the channel): skip it.
+                        log.warning("ignored a malformed message on %s: %.100r", msg["channel"], msg["data"])
                 elif kind == "subscribe":
                     if msg["channel"] == CTL:
+                        self._was_up = True
                         self._up()
                         self._first_try.set()
                     confirmed = self._confirm.get(msg["channel"])
@@ -514,6 +523,8 @@ class RedisBroker:
             except RAISES as exc:
                 self._beating = False
                 self._lost(exc)
+            except Exception:  # a bug must not stop the heartbeat: others would reap a live process
+                log.exception("the redis heartbeat failed")
 
     async def _beat(self) -> None:
         """Refresh this process's heartbeat and names, reap dead processes, drop unneeded rooms."""

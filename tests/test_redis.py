@@ -103,7 +103,7 @@ async def test_the_members_of_a_process_that_dies_leave(processes, redis_url):
     await a.broker.enter("lobby", "alice")
     assert (await b.event())[2]["event"] == "join"
     # a dies: its tasks stop, nothing is cleaned up, its heartbeat expires.
-    for task in a.broker._tasks:  # type: ignore[attr-defined]
+    for task in [*a.broker._tasks, a.broker._presence]:  # type: ignore[attr-defined]
         task.cancel()
     room, name, frame = await b.event()
     assert (room, name, frame["event"]) == ("lobby", "alice", "leave")
@@ -176,3 +176,17 @@ async def test_more_concurrent_commands_than_pooled_connections_wait_their_turn(
     assert all(claimed)
     await asyncio.gather(*(a.broker.enter("lobby", f"user{i}") for i in range(n)))
     assert len(await a.broker.members("lobby")) == n
+
+
+@pytest.mark.gen_test
+async def test_a_malformed_publish_on_a_room_channel_is_skipped(processes, redis_url, caplog):
+    a = await processes()
+    await a.broker.subscribe("lobby")
+    async with aioredis.Redis.from_url(redis_url) as admin:
+        for junk in ("m{not json", "m[1]", "p[]", ""):
+            await admin.publish("chat:room:lobby", junk)
+    await a.say("lobby", "after the junk")
+    [got] = await a.received(1)
+    assert (got.seq, got.text) == (1, "after the junk")
+    # An unknown kind ("") is skipped quietly: a newer server may publish kinds this one does not know.
+    assert sum("malformed" in r.message for r in caplog.records) == 3
