@@ -15,8 +15,9 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+# make run REDIS=redis://127.0.0.1:6379/0 WORKERS=4: several workers on one Redis.
 run: $(VENV)/.runtime
-	$(PY) server.py --port $(PORT)
+	$(PY) server.py --port $(PORT) $(if $(REDIS),--redis $(REDIS)) $(if $(WORKERS),--workers $(WORKERS))
 
 # Chromium comes from Debian: Playwright's own browser download cannot work here.
 browser:
