@@ -166,6 +166,20 @@ async def test_the_members_of_a_killed_process_leave(servers):
     assert json.loads(response.body)["rooms"][0]["members"] == 1
 
 
+@pytest.mark.gen_test(timeout=60)
+async def test_the_members_of_a_process_shut_down_gracefully_leave_at_once(servers):
+    a, b = await servers(), await servers()  # the default 15 s presence TTL
+    alice = await member(servers.sockets, a, "alice")
+    bob = await member(servers.sockets, b, "bob")
+    await alice.recv_until("presence")
+    started = time.monotonic()
+    assert await a.stop() == 0
+    assert (await alice.closed())[0] == 1001  # alice's client would now reconnect elsewhere
+    left = await bob.recv_until("presence")
+    assert (left["event"], left["name"]) == ("leave", "alice")
+    assert time.monotonic() - started < 15  # not by the heartbeat running out
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_a_redis_outage_answers_unavailable_keeps_sockets_and_recovers(tmp_path):
     # A Redis of its own, with an append-only file, so a restart keeps the data.
