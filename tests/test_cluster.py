@@ -3,6 +3,7 @@ one process hold across them. Every server here is a real child process."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from tornado.httpclient import AsyncHTTPClient
 
-from tests.support import REPO, RedisServer, ServerProcess, Socket
+from chat.client import ChatClient
+from tests import test_faults as faults
+from tests.support import RECV_TIMEOUT_S, REPO, RedisServer, ServerProcess, Socket
 
 
 def cluster_args(redis_url: str, tmp_path: Path, *extra: str) -> list[str]:
@@ -266,3 +270,69 @@ def test_workers_without_redis_is_refused():
     )
     assert done.returncode == 2
     assert "--workers needs --redis" in done.stderr
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_kill_9_of_one_process_under_load_loses_and_repeats_nothing_anywhere(redis_url, tmp_path):
+    """tests/test_faults.py's kill -9 under load, across two processes on one Redis:
+    clients of the killed one reconnect to its replacement and resume, while
+    the other process's clients chat on throughout."""
+    args = cluster_args(redis_url, tmp_path)
+    a, b = await ServerProcess(*args).start(), await ServerProcess(*args).start()
+    servers = [a, b]
+    on_a = {"s0", "s1", "r0"}
+    members: list[faults.Member] = []
+    load = faults.Load()
+    try:
+        for name in faults.SENDERS + faults.READERS:
+            url = (a if name in on_a else b).url
+            member = faults.Member(ChatClient(url, name, **faults.CLIENT_OPTIONS))
+            await member.client.connect()
+            members.append(member)
+            for room in faults.ROOMS:
+                await member.client.join(room)
+            member.reader = asyncio.ensure_future(faults.read_events(member, load.changed))
+        senders = members[: len(faults.SENDERS)]
+
+        async def kill_a() -> None:
+            await asyncio.wait_for(load.strike.wait(), faults.PHASE_TIMEOUT_S)
+            await a.stop(signal.SIGKILL)
+            servers.append(await ServerProcess(*args, port=a.port).start())
+
+        crash = asyncio.ensure_future(kill_a())
+        await asyncio.wait_for(faults.drive(senders, load), faults.PHASE_TIMEOUT_S)
+        await asyncio.wait_for(crash, faults.PHASE_TIMEOUT_S)
+        done, _ = await asyncio.wait(load.says.values(), timeout=faults.PHASE_TIMEOUT_S)
+        assert len(done) == faults.TOTAL_SAYS, f"{faults.TOTAL_SAYS - len(done)} says never acknowledged"
+        last = {room: max(m["seq"] for m in load.acked.values() if m["room"] == room) for room in faults.ROOMS}
+        await faults.until(
+            lambda: all(m.seen[r] and m.seen[r][-1][0] >= last[r] for m in members for r in faults.ROOMS),
+            load.changed,
+        )
+        for member in members:
+            await member.client.close()
+            await asyncio.wait_for(member.reader, RECV_TIMEOUT_S)  # type: ignore[arg-type]
+            assert member.welcomes == (2 if member.client.name in on_a else 1), member.client.name
+    finally:
+        for member in members:
+            await member.client.close()
+        await asyncio.gather(*(m.reader for m in members if m.reader), *load.says.values(), return_exceptions=True)
+        for server in servers:
+            await server.stop(signal.SIGKILL)
+
+    async with aioredis.Redis.from_url(redis_url, decode_responses=True) as client:
+        r: Any = client
+        history = {
+            room: [(int(i.split("-")[0]), f["t"], f["n"]) for i, f in await r.xrange(f"chat:log:{room}")]
+            for room in faults.ROOMS
+        }
+    for room in faults.ROOMS:
+        assert [seq for seq, _, _ in history[room]] == list(range(1, len(history[room]) + 1)), room
+    stored = [(room, text) for room in faults.ROOMS for _, text, _ in history[room]]
+    assert len(stored) == len(set(stored)) == faults.TOTAL_SAYS  # every say once, retries included
+    by_text = {text: (room, seq) for room in faults.ROOMS for seq, text, _ in history[room]}
+    for text, message in load.acked.items():
+        assert by_text[text] == (message["room"], message["seq"]), text
+    for member in members:  # every client, on either process, saw each room's history exactly
+        for room in faults.ROOMS:
+            assert member.seen[room] == history[room], f"{member.client.name} in {room}"
