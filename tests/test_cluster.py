@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,40 +229,54 @@ async def test_a_redis_outage_answers_unavailable_keeps_sockets_and_recovers(tmp
     assert len(outage_lines) == 1, server.log  # once per outage, not once per message
 
 
-def worker_pid(line: str) -> int:
+def log_pid(line: str) -> int:
     """The pid in a worker's log line: ``... chat.server[1234]: ...``."""
-    return int(line.split("chat.server[", 1)[1].split("]", 1)[0])
+    return int(re.search(r"\[(\d+)\]: ", line).group(1))  # type: ignore[union-attr]
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_workers_share_the_port_and_a_dead_worker_is_replaced(redis_url, tmp_path):
-    server = await ServerProcess(*cluster_args(redis_url, tmp_path, "--workers", "2")).start()
+async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_url, tmp_path):
+    server = await ServerProcess(*cluster_args(redis_url, tmp_path, "--workers", "2", "--presence-ttl", "1")).start()
     sockets: list[Socket] = []
     try:
         first = await server.logged("chat server on")
         second = await server.logged("chat server on", server.log.index(first) + 1)
-        workers = {worker_pid(first), worker_pid(second)}
+        workers = {log_pid(first), log_pid(second)}
         assert len(workers) == 2
-        for name in ("alice", "bob", "carol", "dave"):
+        # The kernel hands each connection to either worker: connect until both have members.
+        where: dict[str, int] = {}
+        for i in range(40):
+            name = f"user{i}"
             await member(sockets, server, name)
+            where[name] = log_pid(await server.logged(f"GET /ws?name={name} "))
+            if set(where.values()) == workers:
+                break
+        assert set(where.values()) == workers, where
         await sockets[0].send(type="say", room="lobby", text="hello all")
         for sock in sockets:
             assert (await sock.recv_until("message"))["text"] == "hello all"
 
-        victim = min(workers)
+        victim = where["user0"]
+        gone = sorted(name for name, pid in where.items() if pid == victim)
+        survivors = [sock for sock, pid in zip(sockets, where.values(), strict=True) if pid != victim]
         mark = len(server.log)
         os.kill(victim, signal.SIGKILL)
+        for sock in survivors:  # the dead worker's members leave, through the heartbeat running out
+            left = sorted([(await sock.recv_until("presence"))["name"] for _ in gone])
+            assert left == gone
         await server.logged(f"(pid {victim}) exited", mark)
-        replacement = worker_pid(await server.logged("chat server on", mark))
+        replacement = log_pid(await server.logged("chat server on", mark))
         assert replacement not in workers
-        late = await member(sockets, server, "erin")  # whichever worker takes it
+        late = await member(sockets, server, "latecomer")  # whichever worker takes it
+        assert late.joined["members"] == sorted(set(where) - set(gone) | {"latecomer"})  # type: ignore[attr-defined]
         await late.send(type="say", room="lobby", text="still here")
-        assert (await late.recv_until("message"))["text"] == "still here"
+        for sock in [*survivors, late]:
+            assert (await sock.recv_until("message"))["text"] == "still here"
     finally:
         for sock in sockets:
             sock.close()
         assert await server.stop() == 0  # SIGTERM reaches the workers, which shut down gracefully
-    assert sum("stopped" in line for line in server.log) == 2  # both workers shut down gracefully
+    assert sum(line.rstrip().endswith(": stopped") for line in server.log) == 2  # both workers, gracefully
 
 
 def test_workers_without_redis_is_refused():
