@@ -278,7 +278,9 @@ export class ChatSync extends EventTarget {
       .catch((err) => {
         if (this.rooms.get(room.name) !== room) return; // left meanwhile
         if (err instanceof Disconnected) return; // rejoined on the next welcome
-        if (err instanceof RequestError && err.code === "rate_limited") {
+        // Over the rate, or the server's store (Redis) away for a moment: the
+        // room is still wanted, so ask again rather than forget it.
+        if (err instanceof RequestError && (err.code === "rate_limited" || err.code === "unavailable")) {
           setTimeout(() => this.conn.online && !room.live && this.rooms.get(room.name) === room && this.#sendJoin(room), JOIN_RETRY_MS);
           return;
         }

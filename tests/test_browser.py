@@ -481,3 +481,31 @@ def test_a_gap_frame_makes_the_page_fetch_the_missing_range(server: ServerProces
 
     page_sides[-1].send(json.dumps({"type": "gap", "room": "holes", "from_seq": 2, "to_seq": 3}))
     expect(alice.texts).to_have_text(["one", "two", "three"])
+
+
+def test_a_join_refused_as_unavailable_is_retried_not_dropped(server: ServerProcess, open_chat: OpenChat) -> None:
+    # Playwright answers Alice's first join of the room the way a server answers
+    # while Redis is away; her page must try again, not forget the room.
+    refused: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        upstream = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "join" and frame.get("room") == "flaky" and not refused:
+                refused.append(frame.get("ref", ""))
+                error = {"type": "error", "code": "unavailable", "message": "history is unavailable; try again"}
+                ws.send(json.dumps({**error, "ref": frame.get("ref")}))
+                return
+            upstream.send(message)
+
+        ws.on_message(from_page)
+
+    alice = open_chat(server, "alice", setup=lambda context: context.route_web_socket("**/ws", route))
+    bob = open_chat(server, "bob")
+    alice.join("flaky")
+    bob.join("flaky")
+    bob.send("made it")
+    expect(alice.texts).to_have_text(["made it"])
+    assert len(refused) == 1
