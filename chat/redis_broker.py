@@ -57,18 +57,7 @@ CLOSE_WAIT_S = 2.0
 # A fill after a reconnect reads the stream in pages of this many messages.
 FILL_PAGE = 1000
 
-_ENTER = """
--- KEYS: here, who, channel, active  ARGV: entry, name, room
-if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-  redis.call('SADD', KEYS[4], ARGV[3])
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], 1) == 1 then
-    redis.call('PUBLISH', KEYS[3], 'p' .. cjson.encode({'join', ARGV[2]}))
-  end
-end
-return 1
-"""
-
-# Shared by exit and reap: one process no longer has ``name`` in ``room``.
+# Shared by presence changes and reaps: one process no longer has ``name`` in ``room``.
 _DEPART = """
 local function depart(room, name)
   local who = 'chat:who:' .. room
@@ -80,11 +69,24 @@ local function depart(room, name)
 end
 """
 
-_EXIT = (
+# Enter and exit are one script, so a pipeline of them is refused (NOSCRIPT)
+# or run as a whole, and a refused one is run again in the same order.
+_PRESENCE = (
     _DEPART
     + """
--- KEYS: here  ARGV: entry, room, name
-if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then depart(ARGV[2], ARGV[3]) end
+-- KEYS: here  ARGV: 'enter' or 'exit', room, name
+local room, name = ARGV[2], ARGV[3]
+local entry = room .. '\t' .. name
+if ARGV[1] == 'enter' then
+  if redis.call('SADD', KEYS[1], entry) == 1 then
+    redis.call('SADD', 'chat:active', room)
+    if redis.call('HINCRBY', 'chat:who:' .. room, name, 1) == 1 then
+      redis.call('PUBLISH', 'chat:room:' .. room, 'p' .. cjson.encode({'join', name}))
+    end
+  end
+elseif redis.call('SREM', KEYS[1], entry) == 1 then
+  depart(room, name)
+end
 return 1
 """
 )
@@ -178,8 +180,7 @@ class RedisBroker:
         self._heard = 0.0
         self._first_try = asyncio.Event()
         self._was_up = False  # the current connection attempt got subscribed
-        self._enter = client.register_script(_ENTER)
-        self._exit = client.register_script(_EXIT)
+        self._presence_script = client.register_script(_PRESENCE)
         self._reap = client.register_script(_REAP)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._claim = client.register_script(_CLAIM)
@@ -433,7 +434,7 @@ class RedisBroker:
             stop = any(op == "stop" for op, _, _ in ops)
             ops = [o for o in ops if o[0] != "stop"]
             calls = [
-                self._enter_call(room, name) if op == "enter" else self._exit_call(room, name)
+                self._presence_call(op, room, name)
                 for op, (room, name), _ in ops
             ]
             try:
@@ -450,12 +451,8 @@ class RedisBroker:
             if stop:
                 return
 
-    def _enter_call(self, room: str, name: str) -> ScriptCall:
-        keys = [self._here_key(self.proc), P + "who:" + room, ROOM_CHANNEL + room, P + "active"]
-        return self._enter, keys, [f"{room}\t{name}", name, room]
-
-    def _exit_call(self, room: str, name: str) -> ScriptCall:
-        return self._exit, [self._here_key(self.proc)], [f"{room}\t{name}", room, name]
+    def _presence_call(self, op: str, room: str, name: str) -> ScriptCall:
+        return self._presence_script, [self._here_key(self.proc)], [op, room, name]
 
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
@@ -565,8 +562,8 @@ class RedisBroker:
         self._presence_dirty = False
         entries = await self._r.smembers(self._here_key(self.proc))
         theirs = {_entry(e) for e in entries}
-        calls = [self._exit_call(room, name) for room, name in theirs - self._here]
-        calls += [self._enter_call(room, name) for room, name in self._here - theirs]
+        calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
+        calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
         for result in await run_scripts(self._r, calls):
             if isinstance(result, Exception):
                 raise result

@@ -190,3 +190,15 @@ async def test_a_malformed_publish_on_a_room_channel_is_skipped(processes, redis
     assert (got.seq, got.text) == (1, "after the junk")
     # An unknown kind ("") is skipped quietly: a newer server may publish kinds this one does not know.
     assert sum("malformed" in r.message for r in caplog.records) == 3
+
+
+@pytest.mark.gen_test
+async def test_a_leave_and_rejoin_sent_together_keep_their_order(processes):
+    a = await processes()
+    await a.broker.subscribe("lobby")
+    await a.broker.enter("lobby", "bob")
+    # bob's last tab closes and a new one joins at once: both go in one pipeline,
+    # the first leave this process ever sent.
+    a.broker.exit("lobby", "bob")
+    await a.broker.enter("lobby", "bob")
+    assert await a.broker.members("lobby") == ["bob"]
