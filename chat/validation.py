@@ -43,8 +43,13 @@ def normalize_name(raw: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """Names are unique regardless of case, so "Bob" cannot pose as "bob"."""
-    return unicodedata.normalize("NFKC", name).casefold()
+    """Names are unique regardless of case, so "Bob" cannot pose as "bob".
+
+    Normalized again after case folding: folding can leave a sequence that
+    NFKC composes differently ("ῧ" folds to three code points, its upper case
+    to two), and both spellings must meet on one key (Unicode's caseless
+    identifier matching, NFKC_Casefold, does the same)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
 
 
 def normalize_room(raw: str) -> str:

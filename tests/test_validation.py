@@ -19,6 +19,11 @@ def test_name_key_ignores_case():
     assert name_key("Bob") == name_key("bob") == name_key("BOB")
 
 
+def test_name_key_meets_case_variants_that_fold_to_other_sequences():
+    # "ῧ" folds to three code points, its upper case "Ϋ͂" to two: NFKC must run after folding too.
+    assert name_key("ῧ") == name_key("ῧ".upper())
+
+
 @pytest.mark.parametrize(
     ("raw", "room"), [("Lobby", "lobby"), ("a", "a"), ("dev_ops-2", "dev_ops-2"), ("9" * 64, "9" * 64)]
 )
