@@ -36,6 +36,14 @@ class Duplicate(Exception):
         self.message = message
 
 
+def append_future(closed: bool) -> asyncio.Future[Message]:
+    """The future an append hands back: failed at once if the store is closed."""
+    future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    if closed:
+        future.set_exception(StoreUnavailable("the history store is closed"))
+    return future
+
+
 class HistoryStore(Protocol):
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
@@ -149,15 +157,13 @@ class SQLiteHistory:
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
     ) -> asyncio.Future[Message]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
+        future = append_future(self._closed)
         if self._closed:
-            future.set_exception(StoreUnavailable("the history store is closed"))
             return future
         seq = self._next.get(room, 0) + 1
         self._next[room] = seq
         if not self._batch:
-            loop.call_soon(self._commit)
+            asyncio.get_running_loop().call_soon(self._commit)
         self._batch.append((Message(room, seq, name, text, ts, session, ref), future))
         return future
 

@@ -54,7 +54,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
-from chat.history import Duplicate, StoreUnavailable
+from chat.history import Duplicate, StoreUnavailable, append_future
 from chat.idempotency import WINDOW_S
 from chat.model import Message
 
@@ -183,13 +183,11 @@ class RedisHistory:
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
     ) -> asyncio.Future[Message]:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Message] = loop.create_future()
+        future = append_future(self._closed)
         if self._closed:
-            future.set_exception(StoreUnavailable("the history store is closed"))
             return future
         if not self._batch and self._inflight is None:
-            loop.call_soon(self._flush)
+            asyncio.get_running_loop().call_soon(self._flush)
         # seq 0 until Redis hands one out.
         self._batch.append((Message(room, 0, name, text, ts, session, ref), future))
         return future

@@ -175,12 +175,11 @@ class ChatService:
         session_id, token = self.resolve_session(token)
         if not self.names.reserve(name, session_id, self.clock()):
             raise Refused("name_taken", f"the name {name!r} is in use")
-        try:
-            claimed = await self.broker.claim(name, session_id)
-        except StoreUnavailable:
-            raise Refused("unavailable", "the chat is unavailable; try again in a moment") from None
-        if not claimed:
-            raise Refused("name_taken", f"the name {name!r} is in use")
+        refusal = await self._claim(name, session_id)
+        if refusal == "unavailable":
+            raise Refused(refusal, "the chat is unavailable; try again in a moment")
+        if refusal is not None:
+            raise Refused(refusal, f"the name {name!r} is in use")
         self.broker.release(name, session_id)  # held by the reservation, not by a connection
         return name, session_id, token
 
@@ -194,6 +193,14 @@ class ChatService:
         for peer in [peer for peer in self.peers if peer.session == session_id]:
             peer.conn.close(CloseCode.NORMAL, "logged_out")
             self.disconnect(peer)
+
+    async def _claim(self, name: str, session_id: str) -> str | None:
+        """Hold ``name`` across processes: None, or why not (``name_taken``, ``unavailable``)."""
+        try:
+            claimed = await self.broker.claim(name, session_id)
+        except StoreUnavailable:
+            return "unavailable"
+        return None if claimed else "name_taken"
 
     @staticmethod
     def _valid_name(raw_name: str | None) -> str:
@@ -216,15 +223,10 @@ class ChatService:
         if not self.names.acquire(name, session_id, self.clock()):
             conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
             return None
-        try:
-            claimed = await self.broker.claim(name, session_id)
-        except StoreUnavailable:
+        refusal = await self._claim(name, session_id)
+        if refusal is not None:
             self.names.release(name, session_id, self.clock())
-            conn.close(CloseCode.TRY_AGAIN_LATER, "unavailable")
-            return None
-        if not claimed:
-            self.names.release(name, session_id, self.clock())
-            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
+            conn.close(CloseCode.TRY_AGAIN_LATER if refusal == "unavailable" else CloseCode.POLICY_VIOLATION, refusal)
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
         peer = Peer(conn, outbox, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
