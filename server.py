@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
 import ssl
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from types import FrameType
@@ -20,6 +22,7 @@ import tornado.web
 
 from chat.app import make_app
 from chat.config import Settings, cookie_secret, parse_settings
+from chat.metrics import MULTIPROC_ENV, Cluster, mark_process_dead
 
 log = logging.getLogger("chat.server")
 
@@ -48,8 +51,8 @@ def make_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
     )
 
 
-async def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
-    app = make_app(settings)
+async def serve(settings: Settings, sockets: list[socket.socket] | None = None, cluster: Cluster | None = None) -> None:
+    app = make_app(settings, cluster=cluster)
     await app.chat.start()
     server = make_server(app, settings)
     if sockets is None:
@@ -84,7 +87,21 @@ def supervise(settings: Settings) -> int:
     The kernel hands each new connection to one of them; Redis makes them one
     chat. SIGTERM and SIGINT are passed on, so each worker shuts down
     gracefully; a worker that dies otherwise is started again.
+
+    The workers' figures meet in a fresh private directory (prometheus_client's
+    multiprocess mode), so /metrics on any worker reports the whole server; it
+    is removed when the supervisor exits.
     """
+    directory = tempfile.mkdtemp(prefix="chat-metrics-")  # mode 0700: only this user reads the figures
+    # Set before the fork, so every worker (and anything it runs) sees it.
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        return _supervise(settings, Cluster(directory, os.getpid()))
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _supervise(settings: Settings, cluster: Cluster) -> int:
     sockets = tornado.netutil.bind_sockets(settings.port, settings.host)
     # Resolved once, before the fork: every worker must sign cookies and
     # session tokens with the same secret.
@@ -99,7 +116,7 @@ def supervise(settings: Settings) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             code = 0
             try:
-                asyncio.run(serve(settings, sockets))
+                asyncio.run(serve(settings, sockets, cluster))
             except BaseException:
                 log.exception("worker %d failed", number)
                 code = 1
@@ -127,6 +144,8 @@ def supervise(settings: Settings) -> int:
         except ChildProcessError:
             break
         number = children.pop(pid, -1)
+        # Its connections and rooms leave the livesum gauges; its counts stay in the totals.
+        mark_process_dead(pid, cluster.directory)
         if number < 0 or stopping:
             continue
         log.warning("worker %d (pid %d) exited with status %d; starting it again", number, pid, status)

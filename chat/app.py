@@ -13,6 +13,7 @@ from chat.admission import Admission
 from chat.broker import Broker
 from chat.config import Settings, cookie_secret
 from chat.history import HistoryStore, SQLiteHistory
+from chat.metrics import Cluster, Metrics
 from chat.redis_broker import RedisBroker
 from chat.redis_store import RedisHistory, connect
 from chat.service import ChatService, Limits
@@ -26,9 +27,7 @@ class ChatApplication(tornado.web.Application):
     chat: ChatService
 
 
-def make_backend(
-    settings: Settings, clock: Callable[[], float] = time.monotonic
-) -> tuple[HistoryStore, Broker | None]:
+def make_backend(settings: Settings, clock: Callable[[], float] = time.monotonic) -> tuple[HistoryStore, Broker | None]:
     """The history store and broker ``settings`` ask for: Redis with --redis,
     else SQLite and the in-process broker (None: the service makes it)."""
     if settings.redis:
@@ -46,8 +45,13 @@ def make_app(
     broker: Broker | None = None,
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
+    cluster: Cluster | None = None,
 ) -> ChatApplication:
-    """The application; ``await app.chat.start()`` before serving."""
+    """The application; ``await app.chat.start()`` before serving.
+
+    ``cluster``: this is one worker of ``server.py --workers``, and /metrics
+    reports every worker (see :mod:`chat.metrics`).
+    """
     secret = cookie_secret(settings)
     if store is None:
         store, broker = make_backend(settings, clock)
@@ -65,6 +69,7 @@ def make_app(
         broker=broker,
         clock=clock,
         wall=wall,
+        metrics=Metrics(cluster),
     )
     deps = {"service": service}
     app = ChatApplication(

@@ -99,6 +99,7 @@ class ChatService:
         broker: Broker | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         if broker is None:
@@ -126,7 +127,7 @@ class ChatService:
         self._idle = asyncio.Event()
         self._idle.set()
         self.flusher = Flusher()
-        self.metrics = Metrics(lambda: len(self.peers), lambda: len(self.rooms))
+        self.metrics = metrics if metrics is not None else Metrics()
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
         self._outage_since: float | None = None  # when the store started refusing
@@ -231,6 +232,7 @@ class ChatService:
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
         peer = Peer(conn, outbox, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
         self.peers.add(peer)
+        self.metrics.connections.set(len(self.peers))
         self._idle.clear()
         peer.send({"type": "welcome", "name": name, "session": token})
         return peer
@@ -242,6 +244,7 @@ class ChatService:
         peer.open = False
         peer.outbox.close()
         self.peers.discard(peer)
+        self.metrics.connections.set(len(self.peers))
         if not self.peers:
             self._idle.set()
         for room in list(peer.rooms):
@@ -364,6 +367,7 @@ class ChatService:
         first = False
         if not rejoin:
             first = self.rooms.join(room, peer, peer.name)
+            self.metrics.rooms.set(len(self.rooms))
             peer.rooms.add(room)
         # The member is in the room (syncing) and the room is subscribed before
         # history is read, so a message stored meanwhile is buffered, never lost.
@@ -410,6 +414,7 @@ class ChatService:
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
         if self.rooms.leave(room, peer, peer.name):
+            self.metrics.rooms.set(len(self.rooms))
             self.broker.exit(room, peer.name)
             if room not in self.rooms:
                 self.broker.unsubscribe(room)

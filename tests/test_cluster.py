@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 from tornado.httpclient import AsyncHTTPClient
 
+from chat import proctree
 from chat.client import ChatClient
 from tests import test_faults as faults
 from tests.support import RECV_TIMEOUT_S, REPO, RedisServer, ServerProcess, Socket
@@ -342,3 +343,83 @@ async def test_kill_9_of_one_process_under_load_loses_and_repeats_nothing_anywhe
             for room in faults.ROOMS
         }
     faults.check_history(history, load, members)  # every client, on either process, included
+
+
+async def scrape(server: ServerProcess) -> dict[str, float]:
+    """One ``GET /metrics``, answered by whichever worker takes it: every sample by name."""
+    response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{server.port}/metrics")
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1])
+        for line in response.body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def scrape_every_worker(server: ServerProcess, workers: set[int]) -> dict[int, dict[str, float]]:
+    """A /metrics page from each of ``workers`` (the access log says which one answered)."""
+    pages: dict[int, dict[str, float]] = {}
+    for _ in range(60):  # the kernel picks the worker: a bounded number of tries
+        mark = len(server.log)
+        page = await scrape(server)
+        pages[log_pid(await server.logged("GET /metrics ", mark))] = page
+        if set(pages) >= workers:
+            break
+    assert set(pages) >= workers, sorted(pages)
+    return {pid: pages[pid] for pid in workers}
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path):
+    private = tmp_path / "tmp"
+    private.mkdir()
+    server = await ServerProcess(
+        *cluster_args(redis_url, tmp_path, "--workers", "2"), env={"TMPDIR": str(private)}
+    ).start()
+    sockets: list[Socket] = []
+    try:
+        [directory] = private.glob("chat-metrics-*")  # the supervisor's, fresh
+        assert directory.stat().st_mode & 0o077 == 0  # nobody else reads it
+        first = await server.logged("chat server on")
+        second = await server.logged("chat server on", server.log.index(first) + 1)
+        workers = {log_pid(first), log_pid(second)}
+        where: dict[str, int] = {}
+        for i in range(40):  # connect until both workers have members
+            name = f"user{i}"
+            await member(sockets, server, name)
+            where[name] = log_pid(await server.logged(f"GET /ws?name={name} "))
+            if set(where.values()) == workers:
+                break
+        assert set(where.values()) == workers, where
+        await sockets[0].send(type="say", room="lobby", text="hello all")
+        for sock in sockets:
+            await sock.recv_until("message")
+        assert server.proc is not None
+        tree = proctree.tree_usage(server.proc.pid)
+        assert tree.processes == 3  # the supervisor and its two workers
+
+        for pid, page in (await scrape_every_worker(server, workers)).items():
+            assert page["chat_connections"] == len(sockets), pid  # each worker's own count is smaller
+            assert page["chat_rooms"] == 2, pid  # the lobby, once on each worker
+            assert page["chat_messages_total"] == 2, pid  # broadcast by each worker to its members
+            assert page["chat_deliveries_total"] == len(sockets), pid  # fanned out by both workers
+            assert page["chat_processes"] == 3, pid
+            # The memory of all three processes, not one worker's.
+            assert page["process_resident_memory_bytes"] > tree.rss_bytes * 2 / 3, pid
+            assert page["process_cpu_seconds_total"] >= tree.cpu_seconds, pid
+
+        victim = where["user0"]
+        gone = sum(pid == victim for pid in where.values())
+        mark = len(server.log)
+        os.kill(victim, signal.SIGKILL)
+        await server.logged(f"(pid {victim}) exited", mark)  # reaped, and marked dead
+        replacement = log_pid(await server.logged("chat server on", mark))
+        for pid, page in (await scrape_every_worker(server, workers - {victim} | {replacement})).items():
+            assert page["chat_connections"] == len(sockets) - gone, pid  # the dead worker's left the gauge
+            assert page["chat_rooms"] == 1, pid
+            assert page["chat_messages_total"] == 2, pid  # a dead worker's counts stay in the totals
+            assert page["chat_processes"] == 3, pid
+    finally:
+        for sock in sockets:
+            sock.close()
+        assert await server.stop() == 0
+    assert list(private.iterdir()) == []  # removed at exit
