@@ -14,7 +14,7 @@ from chat.loadtest.accounting import Ledger
 from chat.loadtest.client import Member, Target, message_text, parse_text
 from chat.loadtest.connection import Connection
 from chat.loadtest.counters import Counters
-from chat.loadtest.metrics import metrics_delta, parse_metrics, parse_proc_cpu_seconds, parse_proc_rss_bytes
+from chat.loadtest.metrics import metrics_delta, parse_metrics
 from chat.loadtest.monitor import Monitor
 from chat.loadtest.options import parse_args
 from chat.loadtest.schedule import MemberPlan, members_of, parse_source_ips, send_times, storm_victims
@@ -331,12 +331,6 @@ def test_command_line_refuses_a_bad_slo_and_needs_a_url_or_spawn(capsys):
 
 
 # -- server figures ---------------------------------------------------------------------------
-
-
-def test_proc_stat_is_read_after_a_command_name_with_spaces_and_parentheses():
-    stat = "4242 (python (a) b) S 1 4242 4242 0 -1 4194560 10 0 0 0 250 150 0 0 20 0 1 0 100 0 0"
-    assert parse_proc_cpu_seconds(stat, 100) == 4.0
-    assert parse_proc_rss_bytes("Name:\tpython\nVmRSS:\t  2048 kB\n") == 2048 * 1024
 
 
 def test_metrics_delta_keeps_chat_and_process_samples_but_not_buckets():

@@ -191,7 +191,8 @@ async def test_idle_reports_server_memory_per_socket(tmp_path):
     idle = report["idle"]
     assert idle["sockets"] == 50
     assert idle["rss_bytes_before"] is not None
-    assert idle["bytes_per_socket"] is not None
+    assert idle["bytes_per_socket"] == round((idle["rss_bytes_after"] - idle["rss_bytes_before"]) / 50, 1)
+    assert idle["processes"] == 1  # one server process, no workers: its own figures
     assert report["messages"]["sent"] == 0
 
 

@@ -6,13 +6,17 @@ server, including ones without ``/metrics`` (the benchmark's baselines). When
 both are there, CPU and memory come from ``/proc``: reading a file costs the
 server nothing, while rendering ``/metrics`` costs it CPU. A server without
 ``/metrics`` (404, refused, not the text format) is simply not scraped again.
+
+``--server-pid`` names the server's top process; its figures are the sums over
+that process and every process below it (:mod:`chat.proctree`), so
+``server.py --workers N`` is measured whole: the supervisor and every worker.
+Our ``/metrics`` under ``--workers`` reports the same sums.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import ssl
 import urllib.error
 import urllib.request
@@ -20,6 +24,8 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from chat import proctree
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +41,8 @@ SKIPPED_SUFFIXES = ("_bucket", "_created")
 @dataclass(frozen=True, slots=True)
 class ServerSnapshot:
     cpu_seconds: float | None = None
-    rss_bytes: int | None = None
+    rss_bytes: int | None = None  # summed over the server's processes
+    processes: int | None = None  # how many the figures cover
     samples: dict[str, float] = field(default_factory=dict)
 
 
@@ -68,24 +75,6 @@ def metrics_delta(before: dict[str, float], after: dict[str, float]) -> dict[str
     return dict(sorted(delta.items()))
 
 
-def parse_proc_cpu_seconds(stat: str, ticks_per_second: int) -> float:
-    """User plus system CPU time from the text of ``/proc/PID/stat``."""
-    # The command name (field 2) may hold spaces and parentheses: split after its last ')'.
-    fields = stat[stat.rindex(")") + 2 :].split()
-    utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of the whole line
-    return (utime + stime) / ticks_per_second
-
-
-def parse_proc_rss_bytes(status: str) -> int | None:
-    """``VmRSS`` from the text of ``/proc/PID/status``, in bytes."""
-    for line in status.splitlines():
-        if line.startswith("VmRSS:"):
-            value, unit = line.split()[1:3]
-            assert unit == "kB", unit
-            return int(value) * 1024
-    return None
-
-
 class ServerProbe:
     """Reads the server's figures; every failure is logged once and leaves the figure unknown."""
 
@@ -100,11 +89,13 @@ class ServerProbe:
         cpu = samples.get("process_cpu_seconds_total")
         rss_sample = samples.get("process_resident_memory_bytes")
         rss = int(rss_sample) if rss_sample is not None else None
+        # Our /metrics counts its processes under --workers; without the count it describes one.
+        processes: int | None = int(samples.get("chat_processes", 1)) if cpu is not None else None
         if self.pid is not None:
-            proc_cpu, proc_rss = self._read_proc(self.pid)
-            cpu = proc_cpu if proc_cpu is not None else cpu
-            rss = proc_rss if proc_rss is not None else rss
-        return ServerSnapshot(cpu, rss, samples)
+            usage = self._read_proc(self.pid)
+            if usage is not None:
+                cpu, rss, processes = usage.cpu_seconds, usage.rss_bytes, usage.processes
+        return ServerSnapshot(cpu, rss, processes, samples)
 
     async def _scrape(self) -> dict[str, float]:
         if self.metrics_url is None or self.metrics_note is not None:
@@ -129,13 +120,9 @@ class ServerProbe:
         return body.decode("utf-8")
 
     @staticmethod
-    def _read_proc(pid: int) -> tuple[float | None, int | None]:
+    def _read_proc(pid: int) -> proctree.Usage | None:
         try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-                cpu = parse_proc_cpu_seconds(f.read(), os.sysconf("SC_CLK_TCK"))
-            with open(f"/proc/{pid}/status", encoding="utf-8") as f:
-                rss = parse_proc_rss_bytes(f.read())
+            return proctree.tree_usage(pid)
         except OSError as exc:
             log.warning("cannot read /proc/%d: %s", pid, exc)
-            return None, None
-        return cpu, rss
+            return None

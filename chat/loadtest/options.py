@@ -145,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-url", help="the server's Prometheus endpoint [derived from URL: http://host:port/metrics]"
     )
     parser.add_argument(
-        "--server-pid", type=int, help="read the server's CPU time and memory from /proc/PID (servers without /metrics)"
+        "--server-pid",
+        type=int,
+        help="read the server's CPU time and memory from /proc: PID and every process below it"
+        " (a --workers supervisor covers its workers; needed for servers without /metrics)",
     )
     parser.add_argument(
         "--spawn-server",

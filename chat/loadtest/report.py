@@ -117,6 +117,8 @@ def _server(data: RunData, deliveries: int) -> dict[str, Any]:
         "cpu_us_per_delivery": round(cpu * 1e6 / deliveries, 3) if cpu is not None and deliveries else None,
         "metrics_delta": metrics_delta(before.samples, after.samples),
         "metrics_note": data.metrics_note,
+        # How many server processes the CPU and RSS figures add up (a supervisor and its workers).
+        "processes": after.processes if after.processes is not None else before.processes,
     }
 
 
@@ -137,11 +139,19 @@ def _idle(data: RunData) -> dict[str, Any] | None:
     if data.config.scenario != "idle":
         return None
     sockets = sum(r.connected for r in data.results)
+    # Both figures are sums over every server process, so the growth is the
+    # whole server's, divided by the sockets every process holds together.
     before, after = data.server_before.rss_bytes, data.server_after.rss_bytes
     per_socket = None
     if before is not None and after is not None and sockets:
         per_socket = round((after - before) / sockets, 1)
-    return {"sockets": sockets, "rss_bytes_before": before, "rss_bytes_after": after, "bytes_per_socket": per_socket}
+    return {
+        "sockets": sockets,
+        "rss_bytes_before": before,
+        "rss_bytes_after": after,
+        "bytes_per_socket": per_socket,
+        "processes": data.server_after.processes,
+    }
 
 
 def _storm(data: RunData, summary: Summary) -> dict[str, Any] | None:
@@ -252,7 +262,7 @@ def render(report: Report) -> str:
         per = "-" if i["bytes_per_socket"] is None else f"{i['bytes_per_socket'] / 1024:.1f} KB"
         lines.append(
             f"idle         {i['sockets']} sockets: server RSS {_mb(i['rss_bytes_before'])} -> "
-            f"{_mb(i['rss_bytes_after'])}, {per} per socket"
+            f"{_mb(i['rss_bytes_after'])}{_over(i['processes'])}, {per} per socket"
         )
     if report["storm"] is not None:
         s = report["storm"]
@@ -312,7 +322,7 @@ def _server_lines(server: dict[str, Any]) -> list[str]:
     if server["rss_bytes_before"] is not None or server["rss_bytes_after"] is not None:
         figures.append(f"RSS {_mb(server['rss_bytes_before'])} -> {_mb(server['rss_bytes_after'])}")
     if figures:
-        lines.append("server       " + ";  ".join(figures))
+        lines.append("server       " + ";  ".join(figures) + _over(server["processes"]))
     else:
         lines.append("server       no figures (give --server-pid, or a server with /metrics)")
     delta = server["metrics_delta"]
@@ -324,3 +334,8 @@ def _server_lines(server: dict[str, Any]) -> list[str]:
     elif server.get("metrics_note"):
         lines.append(f"             /metrics not read: {server['metrics_note']}")
     return lines
+
+
+def _over(processes: int | None) -> str:
+    """Says the figures are a whole tree's when they add up several processes."""
+    return f" (sum over {processes} processes)" if processes is not None and processes > 1 else ""
