@@ -1235,6 +1235,97 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
 
+# -- sentences from figures: every comparison in the prose is computed, both ways ---------------
+
+# Two figures within this share of each other are worded as level: runs of the same build on this
+# shared 2-core machine differ by 10-25 % (docs/scaling.md), so a smaller gap says nothing.
+LEVEL_WITHIN = 0.10
+
+
+def compared(a: float, b: float) -> str:
+    """``a`` against ``b``: "more", "less", or "about as much" when within LEVEL_WITHIN of ``b``."""
+    if abs(a - b) <= LEVEL_WITHIN * abs(b):
+        return "about as much"
+    return "more" if a > b else "less"
+
+
+def cpu_than_server(word: str) -> str:
+    return f"{word} CPU per delivery " + ("as" if word == "about as much" else "than") + " the server"
+
+
+def generator_vs_server(figures: dict[str, tuple[float | None, float | None]]) -> str:
+    """How the load generator's CPU per delivery compares with the server's, per configuration.
+
+    ``figures``: configuration label -> (generator µs/delivery, server µs/delivery), either None
+    when not measured. A clause to follow "the load generator ...".
+    """
+    known = {label: (g, s) for label, (g, s) in figures.items() if g is not None and s is not None}
+    if not known:
+        return "has no CPU per delivery to compare with the server's (no rate every configuration kept up with)"
+    detail = "; ".join(f"{label}: {g:.1f} µs against {s:.1f} µs" for label, (g, s) in known.items())
+    words = {label: compared(g, s) for label, (g, s) in known.items()}
+    if len(set(words.values())) == 1:
+        where = "in every configuration" if len(known) > 1 else "in the one configuration measured"
+        return f"spends {cpu_than_server(next(iter(words.values())))} {where} (generator against server: {detail})"
+    by_word: dict[str, list[str]] = {}
+    for label, word in words.items():
+        by_word.setdefault(word, []).append(label)
+    parts = [f"{cpu_than_server(word)} with {', '.join(labels)}" for word, labels in by_word.items()]
+    return "spends " + "; ".join(parts) + f" (generator against server: {detail})"
+
+
+def workers_vs_one(
+    one: float | None, two: float | None, one_topped: bool, two_topped: bool, top: int | None, nproc: int
+) -> str:
+    """What two workers' highest zero-loss rate says against one process's, both with Redis.
+
+    ``*_topped``: that configuration kept up with every step of the ladder, so its limit was not found.
+    """
+    if one is None or two is None:
+        missing = "one process" if one is None else "two workers"
+        return f"With no zero-loss step for {missing}, the two cannot be compared."
+    if one_topped and two_topped:
+        return (
+            f"Both kept up with every offered rate, up to {top or 0:,}/s: the ladder did not reach either's limit,"
+            " so it cannot tell whether the second worker adds capacity."
+        )
+    word = compared(two, one)
+    figures = f"{two:,.0f} against {one:,.0f} deliveries/s"
+    if word == "more":
+        times = f"{two / one:.2f}x" if one else "more than"
+        return f"Two workers sustained {times} one process's highest zero-loss rate ({figures})."
+    shared = f"on {nproc} cores shared with the load generator and Redis"
+    if word == "less":
+        return f"Two workers sustained less than one process ({figures}): {shared}, the split cost more than it added."
+    return (
+        f"Two workers sustained about as much as one process ({figures}): {shared}, a second worker added no"
+        " capacity; their figures show what the split costs."
+    )
+
+
+def hold_verdict(most: int, hard: int, target: int = TARGET_SOCKETS) -> str:
+    """The verdict on "one process holds ``target`` sockets", given the per-process open-file limit."""
+    if most >= target:
+        return verdict(True)
+    if hard < target:
+        return f"cannot be shown here ({hard:,} open files per process at most)"
+    return verdict(False)
+
+
+def hold_cap(hard: int, target: int = TARGET_SOCKETS) -> str:
+    """What the per-process open-file limit allows, against the target."""
+    if hard < target:
+        return (
+            f" **This machine caps every process at {hard:,} open files (the hard RLIMIT_NOFILE, which an"
+            f" unprivileged process cannot raise), so no server process can hold the issue's {target:,} sockets on"
+            " it**: the table shows how close each server gets to that cap."
+        )
+    return (
+        f" This machine allows {hard:,} open files per process, enough for the issue's {target:,} sockets: the"
+        " table shows how many each server held."
+    )
+
+
 def loss(runs: Sequence[Run]) -> str:
     return " / ".join(fmt(median(r.get("deliveries", k) for r in runs)) for k in ("lost", "duplicated", "out_of_order"))
 
@@ -1563,10 +1654,8 @@ class Report:
                 ]
             )
             + "; the ladder stops at the first count not fully connected."
-            " **This machine caps every"
-            f" process at {hard:,} open files (the hard RLIMIT_NOFILE, which cannot be raised here), so no server"
-            f" process can hold the issue's {TARGET_SOCKETS:,} sockets on it**: the table shows how close each"
-            " server gets to that cap.\n\n"
+            + hold_cap(hard)
+            + "\n\n"
             + table(
                 [
                     "server",
@@ -1628,7 +1717,7 @@ class Report:
                 [
                     f"one process holds {TARGET_SOCKETS:,} sockets",
                     f"{most['ours']:,} fully connected; this machine allows {hard:,} open files per process",
-                    "cannot be shown here" if most["ours"] else verdict(False),
+                    hold_verdict(most["ours"], hard),
                 ]
             )
         slow = self.slow_figures()
@@ -1773,6 +1862,23 @@ class Report:
             " none to compare them at (every step's figures are in the table after)"
         )
         nproc = os.cpu_count() or 0
+        generator_figures: dict[str, tuple[float | None, float | None]] = {}
+        for key, steps in by_config.items():
+            at = next((r for r in steps if r.offered_per_s == common), None)
+            if at is not None:
+                generator_figures[label_of(key)] = (
+                    at.get("load_generator", "cpu_us_per_delivery"),
+                    at.window_us_per_delivery,
+                )
+        one_steps, two_steps = by_config.get("redis", []), by_config.get("redis-2w", [])
+        one_best, two_best = zero_loss_max(one_steps), zero_loss_max(two_steps)
+        workers_figures = (
+            one_best.sustained_per_s if one_best else None,
+            two_best.sustained_per_s if two_best else None,
+            bool(one_steps) and kept_up(one_steps[-1]),
+            bool(two_steps) and kept_up(two_steps[-1]),
+            max((r.offered_per_s or 0 for r in one_steps + two_steps), default=None),
+        )
         return "\n".join(
             [
                 f"Ours three ways, driven by the same load tester: one process without Redis (history in SQLite"
@@ -1811,10 +1917,10 @@ class Report:
                 " sending (the first second left out), with the offered rate of that step. *Ladder ended at*:"
                 " the step that ended a configuration's ladder, and why.",
                 f"- **This machine has {nproc} cores, and the load generator ({s.procs} processes, in Python)"
-                " runs on the same cores as the server, its workers and Redis**, and spends more CPU per"
-                " delivery than the server (the *generator* columns): the highest zero-loss rate is this"
-                " machine's ceiling for server and generator together, not the server's alone. Two workers"
-                " cannot show a second core's worth of capacity here; their figures show what the split costs.",
+                " runs on the same cores as the server, its workers and Redis**: the highest zero-loss rate is"
+                " this machine's ceiling for server and generator together, not the server's alone. At the rate"
+                f" of the CPU columns the load generator {generator_vs_server(generator_figures)}. "
+                + workers_vs_one(*workers_figures, nproc),
                 "",
                 f"Per configuration. {common_text}:",
                 "",

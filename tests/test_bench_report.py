@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import importlib.util
 import sys
 from pathlib import Path
@@ -69,3 +71,75 @@ def test_a_partial_run_rewrites_its_sections_and_keeps_the_others(bench):
     assert merged.count("Partial run: redis on ") == 1
     again = bench.merge_partial(merged, new, ["6. Scaling out"], "Partial run: redis on tomorrow")
     assert again.count("Partial run: redis on ") == 1  # the earlier note of the same scenarios is replaced
+
+
+def test_the_generator_is_worded_against_the_server_from_the_figures(bench):
+    more = bench.generator_vs_server({"1 process": (20.0, 5.0), "2 workers": (18.0, 8.0)})
+    assert more.startswith("spends more CPU per delivery than the server in every configuration")
+    assert "1 process: 20.0 µs against 5.0 µs" in more
+    less = bench.generator_vs_server({"1 process": (3.0, 5.0), "2 workers": (4.0, 8.0)})
+    assert less.startswith("spends less CPU per delivery than the server in every configuration")
+    level = bench.generator_vs_server({"1 process": (5.2, 5.0)})
+    assert level.startswith("spends about as much CPU per delivery as the server in the one configuration")
+    mixed = bench.generator_vs_server({"1 process": (20.0, 5.0), "2 workers": (4.0, 8.0), "none": (None, 3.0)})
+    assert mixed.startswith(
+        "spends more CPU per delivery than the server with 1 process; less CPU per delivery than the server"
+        " with 2 workers"
+    )
+    assert "none" not in mixed  # not measured: not compared
+    assert "no CPU per delivery to compare" in bench.generator_vs_server({})
+
+
+def test_two_workers_are_worded_against_one_process_from_the_figures(bench):
+    more = bench.workers_vs_one(100_000.0, 150_000.0, False, False, 200_000, 4)
+    assert (
+        more
+        == "Two workers sustained 1.50x one process's highest zero-loss rate (150,000 against 100,000 deliveries/s)."
+    )
+    less = bench.workers_vs_one(100_000.0, 60_000.0, False, False, 200_000, 2)
+    assert less.startswith("Two workers sustained less than one process (60,000 against 100,000 deliveries/s)")
+    assert "on 2 cores" in less
+    level = bench.workers_vs_one(100_000.0, 95_000.0, False, True, 200_000, 2)
+    assert level.startswith("Two workers sustained about as much as one process")
+    both_topped = bench.workers_vs_one(200_000.0, 200_000.0, True, True, 200_000, 2)
+    assert "did not reach either's limit" in both_topped
+    assert "200,000/s" in both_topped
+    assert "cannot be compared" in bench.workers_vs_one(None, 50_000.0, False, False, 200_000, 2)
+
+
+def test_the_50k_socket_verdict_comes_from_the_count_and_the_limit(bench):
+    assert bench.hold_verdict(19_970, 20_000) == "cannot be shown here (20,000 open files per process at most)"
+    assert bench.hold_verdict(50_000, 1_048_576) == "**met**"
+    assert bench.hold_verdict(31_000, 1_048_576) == "**missed**"  # the machine allows it; the server fell short
+    assert "no server process can hold the issue's 50,000" in bench.hold_cap(20_000)
+    assert "enough for the issue's 50,000 sockets" in bench.hold_cap(1_048_576)
+
+
+def scale_report(bench: ModuleType, generator_us: float, workers_per_s: int) -> str:
+    """The redis scenario's section for a ladder of two rates: the load generator spent
+    ``generator_us`` per delivery everywhere, the servers 5 µs (8 over two workers); two workers
+    sustained ``workers_per_s`` at the second rate, one process with Redis lost one there."""
+    runs = []
+    for key, server_us in (("single", 5.0), ("redis", 5.0), ("redis-2w", 8.0)):
+        for offered in (10_000, 20_000):
+            per_second = workers_per_s if key == "redis-2w" and offered == 20_000 else offered
+            r = step(bench, offered, per_second, lost=1 if key == "redis" and offered == 20_000 else 0)
+            r.server = key
+            r.report["server"] = {"cpu_us_per_delivery": server_us}
+            r.report["load_generator"] = {"cpu_us_per_delivery": generator_us}
+            runs.append(r)
+    suite = dataclasses.replace(bench.Suite(), scale_per_s=(10_000, 20_000))
+    report = bench.Report(runs, suite, [], datetime.datetime(2026, 1, 1), (0.0, 0.0, 0.0), 60.0, only=("redis",))
+    text: str = report.scale_section()
+    return text
+
+
+def test_the_scaling_section_says_what_its_figures_say(bench):
+    costly = scale_report(bench, 20.0, 20_000)
+    assert "the load generator spends more CPU per delivery than the server in every configuration" in costly
+    assert "1 process, no Redis: 20.0 µs against 5.0 µs" in costly
+    assert "Two workers sustained 2.00x one process's highest zero-loss rate (20,000 against 10,000" in costly
+    cheap = scale_report(bench, 2.0, 10_000)
+    assert "the load generator spends less CPU per delivery than the server in every configuration" in cheap
+    assert "Two workers sustained about as much as one process (10,000 against 10,000 deliveries/s)" in cheap
+    assert "spends more CPU" not in cheap
