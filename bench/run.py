@@ -791,7 +791,7 @@ class Suite:
 
     def scale(self, per_s: int, metrics_url: str) -> Load:
         """A step of the redis scenario's ladder; the load tester reads the server's figures from
-        ``metrics_url`` (the harness's :class:`TreeMetrics`), not from one process's /proc."""
+        ``metrics_url`` (the harness's :class:`TreeMetrics`, which adds Redis's)."""
         rate = per_s / self.scale_members
         opts = self._chat(self.scale_senders, rate, self.scale_duration_s, self.scale_drain_s)
         opts[opts.index("--clients") + 1] = str(self.scale_members)
@@ -1031,7 +1031,8 @@ def redis_started(tag: str) -> Iterator[RedisServer]:
 
 class TreeMetrics:
     """A ``/metrics`` page of the harness's own, which the load tester scrapes (``--metrics-url``) just
-    before sending starts and when the drain ends, in place of ``--server-pid`` (one process's /proc):
+    before sending starts and when the drain ends, in place of ``--server-pid``, so that Redis's
+    figures come with the server's:
 
     - ``process_cpu_seconds_total``, ``process_resident_memory_bytes``: the server process and every
       process below it (its workers), from /proc;
