@@ -89,7 +89,12 @@ class Metrics:
             multiprocess_mode="livesum",
             registry=r,
         )
-        self.messages = Counter("chat_messages", "Room messages stored and broadcast", registry=r)
+        self.messages = Counter(
+            "chat_messages",
+            "Room messages broadcast (under --workers, once by each worker with members in the room;"
+            " chat_history_write_seconds_count counts each stored once)",
+            registry=r,
+        )
         self.deliveries = Counter("chat_deliveries", "Room messages queued to members", registry=r)
         self.gaps = Counter("chat_gaps", "Gap notices sent to slow consumers", registry=r)
         self.slow_closes = Counter(

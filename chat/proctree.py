@@ -53,7 +53,12 @@ def parse_stat(text: str, page_bytes: int = PAGE_BYTES) -> Stat:
 
 
 def descendants(pid: int, proc: Path = PROC) -> list[int]:
-    """``pid`` and every live process below it, parents before children."""
+    """``pid`` and every live process below it, parents before children.
+
+    From each thread's ``children`` file (proc(5); kernels built with CONFIG_PROC_CHILDREN, as
+    every mainstream distribution's is): one read per process, where scanning every /proc/PID
+    for its parent would read every process on the machine.
+    """
     found = [pid]
     for parent in found:
         try:

@@ -401,6 +401,7 @@ async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path)
             assert page["chat_connections"] == len(sockets), pid  # each worker's own count is smaller
             assert page["chat_rooms"] == 2, pid  # the lobby, once on each worker
             assert page["chat_messages_total"] == 2, pid  # broadcast by each worker to its members
+            assert page["chat_history_write_seconds_count"] == 1, pid  # stored once, by the sender's worker
             assert page["chat_deliveries_total"] == len(sockets), pid  # fanned out by both workers
             assert page["chat_processes"] == 3, pid
             # The memory of all three processes, not one worker's.
