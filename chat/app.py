@@ -27,7 +27,9 @@ class ChatApplication(tornado.web.Application):
     chat: ChatService
 
 
-def make_backend(settings: Settings, clock: Callable[[], float] = time.monotonic) -> tuple[HistoryStore, Broker | None]:
+def make_backend(
+    settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> tuple[HistoryStore, Broker | None]:
     """The history store and broker ``settings`` ask for: Redis with --redis,
     else SQLite and the in-process broker (None: the service makes it)."""
     if settings.redis:
