@@ -291,12 +291,6 @@ def test_hostile_frames_get_the_documented_answer_and_nobody_else_sees_them(io_l
 # -- names at the handshake -----------------------------------------------------------
 
 
-def tornado_query_value(raw: str) -> str:
-    """What tornado's get_query_argument makes of a value: C0 controls other
-    than \\t\\n\\v\\f\\r become spaces, then it is stripped."""
-    return "".join(" " if ord(ch) < 0x20 and ch not in "\t\n\x0b\x0c\r" else ch for ch in raw).strip()
-
-
 names = service_names().filter(lambda n: not has_surrogate(n))  # a URL carries UTF-8 only
 
 
@@ -310,11 +304,10 @@ async def _admit(app: ChatApplication, clock: FakeClock, url: str, raw: str) -> 
     sock.close()
     await app.chat.wait_idle()
     clock.advance(61)  # the name's reservation for its session lapses
-    cleaned = tornado_query_value(raw)
-    verdict = name_verdict(cleaned)
+    verdict = name_verdict(raw)  # the server sees the name exactly as sent, control characters included
     if first is not None:
         assert verdict != "bad_name", f"{raw!r} was admitted as {first}"
-        assert (first["type"], first["name"]) == ("welcome", cleaned.strip()), first
+        assert (first["type"], first["name"]) == ("welcome", raw.strip()), first
     else:
         assert closed == (1008, "bad_name"), closed
         assert verdict in ("bad_name", None), f"{raw!r} was refused, but is a fine name"
