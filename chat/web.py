@@ -97,6 +97,10 @@ class PageHandler(BaseHandler):
         else:
             self.render("chat.html", name=login["name"])
 
+    def head(self) -> None:
+        # Uptime checks ask with HEAD: the same answer, and Tornado leaves the body out.
+        self.get()
+
 
 class LoginHandler(BaseHandler):
     async def post(self) -> None:
@@ -178,6 +182,9 @@ class MessagesApi(BaseHandler):
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         self.write_json(self.service.health())
+
+    def head(self) -> None:
+        self.get()  # as for the page: load balancers and uptime checks use HEAD
 
 
 class MetricsHandler(BaseHandler):

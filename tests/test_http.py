@@ -210,3 +210,16 @@ async def test_healthz_counts_connections_and_rooms(http_client, base_url, conne
     response = await fetch(http_client, base_url, "/healthz")
     assert response.code == 200
     assert json.loads(response.body) == {"status": "ok", "connections": 1, "rooms": 1}
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(("path", "content_type"), [("/", "text/html"), ("/healthz", "application/json")])
+async def test_head_answers_like_get_without_a_body(http_client, base_url, path, content_type):
+    # Uptime checks use HEAD; it answered 405.
+    got = await fetch(http_client, base_url, path)
+    head = await fetch(http_client, base_url, path, method="HEAD")
+    assert (head.code, got.code) == (200, 200)
+    assert head.body == b""
+    assert head.headers["Content-Type"].startswith(content_type)
+    assert int(head.headers["Content-Length"]) == len(got.body) > 0
+    assert head.headers["Content-Security-Policy"] == got.headers["Content-Security-Policy"]
