@@ -1049,6 +1049,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.since is not None and not args.tail:
         parser.error("--since goes with --tail")
+    try:
+        _ws_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the

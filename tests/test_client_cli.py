@@ -166,6 +166,14 @@ async def test_help_describes_the_modes():
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_url_that_is_not_a_chat_server_is_a_usage_error():
+    code, _, err = await run("ftp://127.0.0.1/ws", "--name", "carol", "--room", "lobby", "--send", "hi")
+    assert code == 2
+    assert "not a ws://" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_tail_since_prints_the_earlier_messages_first(url):
     async with ChatClient(url, "alice") as alice:
         await alice.join("lobby")
