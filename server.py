@@ -20,7 +20,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from chat.app import make_app
+from chat.app import ChatApplication, make_app
 from chat.config import Settings, cookie_secret, parse_settings
 from chat.metrics import MULTIPROC_ENV, Cluster, mark_process_dead
 
@@ -69,16 +69,26 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None, 
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
 
+    await shut_down(app, server)
+    log.info("stopped")
+
+
+async def shut_down(app: ChatApplication, server: tornado.httpserver.HTTPServer, grace: float = CLOSE_GRACE_S) -> None:
+    """Stop accepting, close every socket with 1001, and give the sockets and
+    then the remaining HTTP connections ``grace`` seconds each: a peer that
+    never answers must not hold the shutdown (or the exit status) hostage."""
     log.info("shutting down: closing %d sockets", len(app.chat.peers))
     server.stop()  # stop accepting
     peers = list(app.chat.peers)
     await app.chat.shutdown(peers)
     try:
-        await asyncio.wait_for(app.chat.wait_idle(), CLOSE_GRACE_S)
+        await asyncio.wait_for(app.chat.wait_idle(), grace)
     except TimeoutError:
         log.warning("%d sockets did not close in time", len(app.chat.peers))
-    await asyncio.wait_for(server.close_all_connections(), CLOSE_GRACE_S)
-    log.info("stopped")
+    try:
+        await asyncio.wait_for(server.close_all_connections(), grace)
+    except TimeoutError:
+        log.warning("HTTP connections did not close in time; dropping them")
 
 
 def supervise(settings: Settings) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -31,14 +32,17 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TextIO, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import tornado.httpclient
 import tornado.websocket
+
+from chat.validation import name_key
 
 log = logging.getLogger(__name__)
 
@@ -849,7 +853,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("url", help="the server, e.g. ws://127.0.0.1:8888/ws (http://host:port works too)")
     parser.add_argument("--name", required=True, help="your name in the chat")
     parser.add_argument("--room", required=True, help="the room to join")
-    parser.add_argument("--session", help="a session token to resume (keeps your name reserved)")
+    parser.add_argument(
+        "--session",
+        help="a session token to resume (keeps your name reserved); by default the token of the last run "
+        "with this name and server, kept under $XDG_CONFIG_HOME/chat/sessions/ (~/.config/chat/sessions/)",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--send", metavar="TEXT", help="send one message, exit 0 once the server stored it")
     mode.add_argument("--tail", action="store_true", help="print every new message as a JSON line until interrupted")
@@ -939,10 +947,85 @@ async def _interactive(client: ChatClient, room: str) -> None:
             await printer
 
 
+# -- the command line's session file -------------------------------------------------
+#
+# The server holds a name for its session 60 s after the session's last socket
+# closes. A run that started a new session every time would find its own name
+# held by the previous run's, so the command line keeps the token in a file per
+# server and name, and the next run resumes the same session.
+
+
+def session_file(url: str, name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Where the token for ``name`` on the server at ``url`` is kept, or None
+    when there is no config directory (no $XDG_CONFIG_HOME and no home).
+
+    One file per server (``http://h:p`` and ``ws://h:p/ws`` are one server)
+    and per name as the server compares names (``Bob`` and ``bob`` are one
+    name there, so they share a session here too). The file is named by a
+    hash: names may hold any character, paths may not."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME", "")
+    if os.path.isabs(base):  # the XDG spec says to ignore a relative one
+        config = Path(base)
+    else:
+        try:
+            config = Path.home() / ".config"
+        except RuntimeError:  # no $HOME and no password entry
+            return None
+    key = f"{_server_key(url)}\n{name_key(name.strip())}".encode("utf-8", "surrogatepass")
+    return config / "chat" / "sessions" / (hashlib.sha256(key).hexdigest()[:32] + ".json")
+
+
+def _server_key(url: str) -> str:
+    parts = urlsplit(_ws_url(url))
+    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
+
+
+def load_session(path: Path) -> str | None:
+    """The token kept in ``path``, or None (no file yet, or one we cannot read: start a new session)."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the session file %s: %s", path, exc)
+        return None
+    token = value.get("session") if isinstance(value, dict) else None
+    return token if isinstance(token, str) and token else None
+
+
+def save_session(path: Path, url: str, name: str, token: str) -> None:
+    """Keep ``token`` in ``path``, readable by the user only from the first byte:
+    the file is created 0600 (in a 0700 directory) and renamed into place, so a
+    reader never sees half a file. A failure is logged: the message still goes out."""
+    sessions = path.parent
+    tmp = sessions / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    try:
+        sessions.parent.parent.mkdir(parents=True, exist_ok=True)  # the config directory itself
+        for folder in (sessions.parent, sessions):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump({"server": _server_key(url), "name": name, "session": token}, out, ensure_ascii=False)
+            out.write("\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not keep the session in %s: %s", path, exc)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 async def run_cli(args: argparse.Namespace) -> int:
-    client = ChatClient(args.url, args.name, session=args.session, cafile=args.cafile)
+    path = session_file(args.url, args.name)
+    kept = load_session(path) if path is not None else None
+    # An explicit --session wins over the file (and replaces it once welcomed).
+    client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
     try:
         async with client:
+            # Kept as soon as we are welcomed: a send the server then refuses
+            # (too long, say) still leaves the session for the next run.
+            if path is not None and client.session is not None and client.session != kept:
+                save_session(path, args.url, args.name, client.session)
             if args.send is not None:
                 await asyncio.wait_for(_send_once(client, args.room, args.send), args.timeout)
             elif args.tail:
@@ -966,6 +1049,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.since is not None and not args.tail:
         parser.error("--since goes with --tail")
+    try:
+        _ws_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 import tornado.web
@@ -39,6 +41,30 @@ def read_login_cookie(handler: tornado.web.RequestHandler) -> dict[str, str] | N
     return {"name": value["name"], "session": value["session"]}
 
 
+def raw_argument(arguments: Mapping[str, list[bytes]], key: str, *, strict: bool = False) -> str | None:
+    """The last value of ``key`` in ``arguments`` (a request's ``query_arguments``
+    or ``body_arguments``) exactly as sent; None when absent.
+
+    Tornado's ``get_argument`` turns control characters into spaces and trims,
+    so ``?name=a%00b`` would pass for ``a b``: validation must see the real
+    characters. Bytes that are not UTF-8 become lone surrogates
+    (surrogateescape), which no name may hold, so such a name is a bad name;
+    with ``strict`` they make the value None instead (a session token)."""
+    values = arguments.get(key)
+    if not values:
+        return None
+    try:
+        return values[-1].decode("utf-8", "strict" if strict else "surrogateescape")
+    except UnicodeDecodeError:
+        return None
+
+
+def _printable(raw: str) -> str:
+    """A refused name, fit to be shown again in the form: control characters and
+    lone surrogates (from bytes that were not UTF-8) become U+FFFD."""
+    return "".join("\ufffd" if unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in raw)
+
+
 class BaseHandler(tornado.web.RequestHandler):
     service: ChatService
 
@@ -71,16 +97,20 @@ class PageHandler(BaseHandler):
         else:
             self.render("chat.html", name=login["name"])
 
+    def head(self) -> None:
+        # Uptime checks ask with HEAD: the same answer, and Tornado leaves the body out.
+        self.get()
+
 
 class LoginHandler(BaseHandler):
     async def post(self) -> None:
-        raw = self.get_body_argument("name", "")
+        raw = raw_argument(self.request.body_arguments, "name") or ""
         old = read_login_cookie(self)
         try:
             name, _, token = await self.service.login(raw, old["session"] if old else None)
         except Refused as exc:
             self.set_status({"name_taken": 409, "unavailable": 503}.get(exc.reason, 400))
-            self.render("login.html", error=exc.message, name=raw[:64])
+            self.render("login.html", error=exc.message, name=_printable(raw[:64]))
             return
         self.set_signed_cookie(
             LOGIN_COOKIE,
@@ -152,6 +182,9 @@ class MessagesApi(BaseHandler):
 class HealthHandler(BaseHandler):
     def get(self) -> None:
         self.write_json(self.service.health())
+
+    def head(self) -> None:
+        self.get()  # as for the page: load balancers and uptime checks use HEAD
 
 
 class MetricsHandler(BaseHandler):

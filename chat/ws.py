@@ -7,13 +7,12 @@ import logging
 from collections.abc import Awaitable
 
 import tornado.iostream
-import tornado.web
 import tornado.websocket
 
 from chat.admission import Admission
 from chat.frames import OutFrame
 from chat.service import ChatService, Peer
-from chat.web import read_login_cookie
+from chat.web import raw_argument, read_login_cookie
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # reply back for the peer's delayed ACK (about 40 ms).
         self.set_nodelay(True)
         name = self._query("name")
-        token = self._query("session")
+        token = self._query("session", strict=True)
         if name is None:
             login = read_login_cookie(self)
             if login is not None:
@@ -97,14 +96,12 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # Tornado reads no frame before open() returns.
         self.peer = await self.service.open(self, name, token)
 
-    def _query(self, key: str) -> str | None:
-        """A query argument; None when absent or not UTF-8 (Tornado would raise
-        HTTPError after the upgrade: a name that is not UTF-8 is a bad name,
-        and such a session token is ignored)."""
-        try:
-            return self.get_query_argument(key, None)
-        except tornado.web.HTTPError:
-            return None
+    def _query(self, key: str, *, strict: bool = False) -> str | None:
+        """A query argument exactly as sent, control characters included, so
+        that ``?name=a%00b`` is refused as ``bad_name`` (see
+        :func:`chat.web.raw_argument`). A name that is not UTF-8 is a bad name;
+        with ``strict`` such a value is None (a session token is then ignored)."""
+        return raw_argument(self.request.query_arguments, key, strict=strict)
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         # When this returns an awaitable, Tornado awaits it before it reads the

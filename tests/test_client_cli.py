@@ -6,13 +6,14 @@ import asyncio
 import json
 import re
 import signal
+import stat
 import sys
 from pathlib import Path
 
 import pytest
 import tornado.testing
 
-from chat.client import ChatClient
+from chat.client import ChatClient, session_file
 
 ROOT = Path(__file__).resolve().parent.parent
 # A child interpreter starts and imports Tornado first: generous on a busy machine.
@@ -24,7 +25,15 @@ def url(http_server: object, http_port: int) -> str:
     return f"ws://127.0.0.1:{http_port}/ws"
 
 
-async def start(*args: str, stdin: bool = False) -> asyncio.subprocess.Process:
+@pytest.fixture(autouse=True)
+def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The children keep their session files here, never in the real ~/.config."""
+    home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    return home
+
+
+async def start(*args: str, stdin: bool = False, umask: int = -1) -> asyncio.subprocess.Process:
     # asyncio's subprocess API keeps the test's loop, and so the server, running.
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -35,11 +44,12 @@ async def start(*args: str, stdin: bool = False) -> asyncio.subprocess.Process:
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        umask=umask,
     )
 
 
-async def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-    proc = await start(*args, stdin=stdin is not None)
+async def run(*args: str, stdin: str | None = None, umask: int = -1) -> tuple[int, str, str]:
+    proc = await start(*args, stdin=stdin is not None, umask=umask)
     out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), TIMEOUT_S)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -156,6 +166,14 @@ async def test_help_describes_the_modes():
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_url_that_is_not_a_chat_server_is_a_usage_error():
+    code, _, err = await run("ftp://127.0.0.1/ws", "--name", "carol", "--room", "lobby", "--send", "hi")
+    assert code == 2
+    assert "not a ws://" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_tail_since_prints_the_earlier_messages_first(url):
     async with ChatClient(url, "alice") as alice:
         await alice.join("lobby")
@@ -173,3 +191,100 @@ async def test_tail_since_prints_the_earlier_messages_first(url):
                 proc.kill()
                 await proc.wait()
     assert proc.returncode == 130
+
+
+# -- the session file: consecutive runs are one session ------------------------------
+
+
+def kept_files(config_home: Path) -> list[Path]:
+    folder = config_home / "chat" / "sessions"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def kept_token(path: Path | None) -> str:
+    assert path is not None
+    return str(json.loads(path.read_text())["session"])
+
+
+@pytest.mark.gen_test(timeout=240)
+async def test_a_loop_of_sends_with_one_name_all_succeed_as_one_session(app, url):
+    # Without the session file the second run exits 2 with name_taken: the first
+    # run's session holds the name for 60 s after its socket closed.
+    for i in range(20):
+        code, out, err = await run(url, "--name", "scripter", "--room", "ops", "--send", f"deploy {i}")
+        assert code == 0, f"run {i}: {err}"
+        assert json.loads(out)["text"] == f"deploy {i}"
+    messages = await app.chat.store.after("ops", 0, 100)
+    assert [(m.seq, m.name, m.text) for m in messages] == [(i + 1, "scripter", f"deploy {i}") for i in range(20)]
+    assert len({m.session for m in messages}) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_session_file_is_private_from_creation(app, url, config_home):
+    # Run with umask 0: were the file created with the default mode and
+    # restricted afterwards, or the folders made with it, others could read them.
+    code, _, err = await run(url, "--name", "scripter", "--room", "ops", "--send", "hi", umask=0)
+    assert code == 0, err
+    [path] = kept_files(config_home)
+    assert path == session_file(url, "scripter")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(path.parent.parent.stat().st_mode) == 0o700
+    [message] = await app.chat.store.after("ops", 0, 10)
+    assert app.chat.resolve_session(kept_token(path))[0] == message.session
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_the_session_flag_wins_over_the_file(app, url, config_home):
+    async with ChatClient(url, "carol") as carol:
+        assert carol.session is not None
+        path = session_file(url, "carol")
+        assert path is not None
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps({"session": "a token from another server"}))
+        code, _, err = await run(url, "--name", "carol", "--room", "lobby", "--send", "kept token")
+        assert (code, "name_taken" in err) == (2, True)  # the kept token is not carol's session
+        code, _, err = await run(url, "--name", "carol", "--session", carol.session, "--room", "lobby", "--send", "hi")
+        assert code == 0, err
+        assert kept_token(path) == carol.session  # the next run without --session resumes it
+        code, _, err = await run(url, "--name", "carol", "--room", "lobby", "--send", "again")
+        assert code == 0, err
+    assert await stored(app) == [("carol", "hi"), ("carol", "again")]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_each_name_keeps_its_own_session(app, url, config_home):
+    for name in ("scripter", "other"):
+        code, _, err = await run(url, "--name", name, "--room", "ops", "--send", f"from {name}")
+        assert code == 0, err
+    files = kept_files(config_home)
+    assert set(files) == {session_file(url, "scripter"), session_file(url, "other")}
+    sessions = {m.name: m.session for m in await app.chat.store.after("ops", 0, 10)}
+    assert {app.chat.resolve_session(kept_token(path))[0] for path in files} == set(sessions.values())
+    assert len(set(sessions.values())) == 2
+
+
+def test_the_session_file_is_per_server_and_per_name_as_the_server_compares_names(tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path)}
+    here = session_file("ws://127.0.0.1:8888/ws", "scripter", env)
+    assert here is not None
+    assert here.parent == tmp_path / "chat" / "sessions"
+    # The same server written another way, the same name in another case: one file.
+    assert session_file("http://127.0.0.1:8888", " Scripter ", env) == here
+    assert session_file("ws://127.0.0.1:8888/ws?x=1", "SCRIPTER", env) == here
+    others = {
+        session_file("ws://127.0.0.1:8889/ws", "scripter", env),
+        session_file("wss://127.0.0.1:8888/ws", "scripter", env),
+        session_file("ws://chat.example:8888/ws", "scripter", env),
+        session_file("ws://127.0.0.1:8888/ws", "scripter2", env),
+    }
+    assert here not in others
+    assert len(others) == 4
+
+
+def test_without_xdg_config_home_the_file_is_under_dot_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for env in ({}, {"XDG_CONFIG_HOME": ""}, {"XDG_CONFIG_HOME": "relative/dir"}):  # a relative one is ignored
+        path = session_file("ws://127.0.0.1:8888/ws", "scripter", env)
+        assert path is not None
+        assert path.parent == tmp_path / ".config" / "chat" / "sessions"

@@ -11,6 +11,7 @@ import pytest
 from chat.broker import presence_frame
 from chat.history import StoreUnavailable
 from tests.backends import Backend, redis_backend, sqlite_backend
+from tests.support import free_port
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -117,7 +118,25 @@ async def test_a_closed_store_stores_what_it_took_and_refuses_the_rest(backend):
         await backend.store.append("lobby", "bob", "late", 2, "s", None)
 
 
+# ``healthy`` and ``claim`` are no contract of both back-ends: in one process
+# the LocalBroker has no backplane to lose and the service's NameRegistry alone
+# decides who holds a name, so they are constants there (held names are
+# tested through the service: tests/test_names.py, tests/test_ws.py). On Redis
+# they are behaviour: health here, claims in tests/test_redis.py.
+
+
 @pytest.mark.gen_test
-async def test_the_broker_is_healthy_once_started(backend):
-    assert backend.broker.healthy
-    assert await backend.broker.claim("bob", "s1")
+async def test_the_redis_broker_is_healthy_only_while_redis_answers(redis_url):
+    down = redis_backend(f"redis://127.0.0.1:{free_port()}/0")  # nobody listens there
+    await down.start()
+    try:
+        assert not down.broker.healthy
+        with pytest.raises(StoreUnavailable):
+            await down.broker.claim("bob", "s1")
+    finally:
+        await down.close()
+    up = await redis_backend(redis_url).start()
+    try:
+        assert up.broker.healthy
+    finally:
+        await up.close()

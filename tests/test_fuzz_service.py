@@ -7,7 +7,8 @@ Unicode edge cases). The expected answer of each frame comes from
 docs/protocol.md, not from the server's code. The properties:
 
 - ``parse_client_frame`` returns the frame the oracle expects, or raises
-  ``ProtocolError`` with one of the documented codes, never anything else.
+  ``ProtocolError`` with the documented code (that of the frame's first
+  fault), never anything else.
 - ``ChatService.handle_text`` never raises; a bad frame gets exactly one
   ``error`` of the documented code, echoing its ``ref`` when it had a valid one;
   another member of the room sees nothing of it; good frames get exactly their
@@ -66,7 +67,6 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "ping": (),
 }
 ALL_FIELDS = ("room", "text", "since", "before", "after", "limit")
-PARSE_CODES = frozenset({"bad_json", "unknown_type", "bad_request", "bad_room", "empty", "too_long"})
 REF_MAX = 64
 ROOM_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch, ASCII only
 INT64_MAX = 2**63 - 1
@@ -86,15 +86,22 @@ def _parse_int(digits: str) -> int | LongInt:
 class Judged:
     """What the protocol says about one client frame."""
 
-    codes: set[str]  # the error codes it may get; empty: the frame is good
-    alt: set[str]  # codes it may get instead of succeeding (what the doc leaves open)
+    code: str | None  # the one error it gets; None: the frame is good
     ref: str | None  # the ref every reply must echo
     kind: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)  # normalized values
 
     @property
     def good(self) -> bool:
-        return not self.codes
+        return self.code is None
+
+
+class _Fault(Exception):
+    """The first fault of a frame: docs/protocol.md answers only that one."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 def _is_int(value: object) -> bool:
@@ -103,16 +110,14 @@ def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _seq_field(obj: dict[str, Any], key: str, j: Judged) -> int | None:
+def _seq_field(obj: dict[str, Any], key: str) -> int | None:
     value = obj.get(key)
     if value is None:  # absent, or JSON null
         return None
     if not _is_int(value) or value < 0:
-        j.codes.add("bad_request")
-        return None
+        raise _Fault("bad_request")
     if value > INT64_MAX:  # docs/protocol.md: a seq past 2^63-1 is bad_request
-        j.codes.add("bad_request")
-        return None
+        raise _Fault("bad_request")
     return int(value)
 
 
@@ -134,61 +139,64 @@ def _valid_ref(ref: object) -> bool:
 
 
 def judge(text: str, max_chars: int) -> Judged:
+    """The answer to ``text``. A frame with several faults gets the error of the
+    first (docs/protocol.md, "Bad input"): the JSON, then the ref (a bad one is
+    not echoed), the type, then the fields in the order of the frame table."""
     try:
         obj = json.loads(text, parse_int=_parse_int)
     except (ValueError, RecursionError):
-        return Judged({"bad_json"}, set(), None)
+        return Judged("bad_json", None)
     if not isinstance(obj, dict):
-        return Judged({"bad_json"}, set(), None)
-    j = Judged(set(), set(), None)
+        return Judged("bad_json", None)
     ref = obj.get("ref")
-    if ref is not None:
-        if _valid_ref(ref):
-            j.ref = ref
-        else:
-            j.codes.add("bad_request")
+    if ref is not None and not _valid_ref(ref):
+        return Judged("bad_request", None)
+    j = Judged(None, ref)
+    try:
+        _judge_fields(obj, j, max_chars)
+    except _Fault as fault:
+        j.code = fault.code
+    return j
+
+
+def _judge_fields(obj: dict[str, Any], j: Judged, max_chars: int) -> None:
     kind = obj.get("type")
     if not isinstance(kind, str):
-        j.codes.add("bad_request")
-        return j
+        raise _Fault("bad_request")
     if kind not in TYPES:
-        j.codes.add("unknown_type")
-        return j
+        raise _Fault("unknown_type")
     j.kind = kind
     if "room" in FIELDS[kind]:
         room = obj.get("room")
         if not isinstance(room, str):
-            j.codes.add("bad_request")
-        elif ROOM_RULE.fullmatch(room.strip().lower()):
-            j.fields["room"] = room.strip().lower()
-        else:
-            j.codes.add("bad_room")
+            raise _Fault("bad_request")
+        if not ROOM_RULE.fullmatch(room.strip().lower()):
+            raise _Fault("bad_room")
+        j.fields["room"] = room.strip().lower()
     if kind == "say":
         raw = obj.get("text")
         if not isinstance(raw, str):
-            j.codes.add("bad_request")
-        elif not raw.strip():
-            j.codes.add("empty")
-        else:
-            said = raw.strip()
-            if len(said) > max_chars:
-                j.codes.add("too_long")
-            if any(refused_in_text(ch) for ch in said):
-                j.codes.add("bad_request")
-            j.fields["text"] = said
+            raise _Fault("bad_request")
+        said = raw.strip()
+        if not said:
+            raise _Fault("empty")
+        if len(said) > max_chars:
+            raise _Fault("too_long")
+        if any(refused_in_text(ch) for ch in said):
+            raise _Fault("bad_request")
+        j.fields["text"] = said
     if kind == "join":
-        j.fields["since"] = _seq_field(obj, "since", j)
+        j.fields["since"] = _seq_field(obj, "since")
     if kind == "history":
-        before, after = _seq_field(obj, "before", j), _seq_field(obj, "after", j)
+        before, after = _seq_field(obj, "before"), _seq_field(obj, "after")
         if before is not None and after is not None:
-            j.codes.add("bad_request")
+            raise _Fault("bad_request")
         limit = obj.get("limit")
         if limit is None:
             limit = HISTORY_DEFAULT
         elif not _is_int(limit) or limit < 1:
-            j.codes.add("bad_request")
-        j.fields.update(before=before, after=after, limit=min(limit, HISTORY_MAX) if _is_int(limit) else None)
-    return j
+            raise _Fault("bad_request")
+        j.fields.update(before=before, after=after, limit=min(limit, HISTORY_MAX))
 
 
 def valid_ref_of(text: str) -> str | None:
@@ -201,21 +209,18 @@ def valid_ref_of(text: str) -> str | None:
     return ref if _valid_ref(ref) else None
 
 
-def name_verdict(raw: str) -> str | None:
-    """The name a handshake gets, "bad_name", or None where the doc leaves it open.
+def name_verdict(raw: str) -> str:
+    """The name a handshake gets, or "bad_name".
 
     Names are 1 to 32 characters after trimming, without control or format
-    characters; lone surrogates are no characters at all. Private-use and
-    unassigned code points are not mentioned: either answer is accepted.
+    characters, private-use or unassigned code points; lone surrogates are no
+    characters at all.
     """
     name = raw.strip()
     if not 1 <= len(name) <= 32:
         return "bad_name"
-    cats = {unicodedata.category(ch) for ch in name}
-    if cats & {"Cc", "Cf", "Cs"}:
+    if {unicodedata.category(ch) for ch in name} & {"Cc", "Cf", "Cs", "Co", "Cn"}:
         return "bad_name"
-    if cats & {"Co", "Cn"}:
-        return None
     return name
 
 
@@ -652,12 +657,11 @@ def check_parse(text: str, max_chars: int) -> None:
     else:
         refused = None
     if refused is not None:
-        assert refused.code in PARSE_CODES
-        assert refused.code in j.codes | j.alt, f"{refused.code} ({refused.message}) for a frame that deserves {j}"
+        assert refused.code == j.code, f"{refused.code} ({refused.message}) for a frame that deserves {j}"
         assert refused.ref == j.ref
         assert refused.message
         return
-    assert j.good, f"accepted a frame that deserves {sorted(j.codes)}: {frame}"
+    assert j.good, f"accepted a frame that deserves {j.code}: {frame}"
     assert FRAME_KINDS[type(frame)] == j.kind
     assert frame.ref == j.ref
     for key, value in j.fields.items():
@@ -846,9 +850,8 @@ class AttackModel:
     def expect(self, text: str, mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
         """Check what mallory (``mine``) and alice (``theirs``) received for ``text``."""
         j = judge(text, self.max_chars)
-        first = mine[0] if mine else {}
-        if j.codes or (first.get("type") == "error" and first.get("code") in j.alt):
-            assert_one_error(mine, j.codes | j.alt, j.ref)
+        if j.code is not None:
+            assert_one_error(mine, {j.code}, j.ref)
             assert theirs == [], f"a bad frame reached another member: {theirs}"
             return
         kind, f, ref = j.kind, j.fields, j.ref
@@ -979,14 +982,14 @@ async def _names(raw: str) -> None:
     peer = await bench.service.open(conn, raw, None)
     verdict = name_verdict(raw)
     if peer is None:
-        assert verdict in ("bad_name", None), f"{raw!r} refused, but it is a fine name"
+        assert verdict == "bad_name", f"{raw!r} refused, but it is a fine name"
         assert conn.closed == (1008, "bad_name")
     else:
         assert verdict != "bad_name", f"{raw!r} admitted as {peer.name!r}"
-        assert peer.name == raw.strip()
+        assert peer.name == verdict
         assert conn.take()[0]["name"] == peer.name
         for variant in {raw.upper(), raw.lower(), raw.swapcase(), f" {raw.title()} "}:
-            if name_verdict(variant) is not None and variant.strip().casefold() == raw.strip().casefold():
+            if name_verdict(variant) != "bad_name" and variant.strip().casefold() == raw.strip().casefold():
                 other = FakeConn(bench.service.flusher)
                 assert await bench.service.open(other, variant, None) is None, f"{variant!r} took {raw!r}"
                 assert other.closed == (1008, "name_taken")
@@ -1296,7 +1299,8 @@ class ChatMachine(RuleBasedStateMachine):
         self.send(m, text)
         j = judge(text, MAXC)
         assert m.conn is not None
-        assert_one_error(m.conn.take(), j.codes | j.alt, j.ref)
+        assert j.code is not None
+        assert_one_error(m.conn.take(), {j.code}, j.ref)
         self.expect({})  # and nobody else saw anything
 
     # -- invariants
@@ -1358,9 +1362,9 @@ async def _one_frame(text: str) -> tuple[list[dict[str, Any]], list[dict[str, An
 )
 def test_a_lone_surrogate_ref_is_answered_not_crashed(frame):
     mine, theirs = asyncio.run(_one_frame(json.dumps(frame)))
-    # Either the ref is refused as invalid (bad_request, nothing echoed), or it
-    # is echoed as an escape; exactly one answer either way.
-    assert len(mine) == 1
+    # The ref is not valid UTF-8: refused before anything else, and not echoed.
+    assert mine == [error("bad_request", None)]
+    assert "'ref'" in mine[0]["message"]
     assert theirs == []
 
 
@@ -1390,7 +1394,10 @@ def test_a_say_with_a_lone_surrogate_ref_does_not_break_history_for_everyone():
     assert "innocent" in texts
     assert "later" in texts
     assert [f for f in theirs if f["type"] == "error"] == []
-    assert len(mine) >= 1  # mallory got an answer: stored, or refused
+    # mallory's say is refused for its ref, and nothing of it is stored; she sees alice's two.
+    assert mine[0] == error("bad_request", None)
+    assert [(f["type"], f["text"]) for f in mine[1:]] == [("message", "innocent"), ("message", "later")]
+    assert [f["seq"] for f in theirs if f["type"] == "message"] == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -1403,19 +1410,13 @@ def test_a_say_with_a_lone_surrogate_ref_does_not_break_history_for_everyone():
 )
 def test_a_seq_past_64_bits_is_answered_not_crashed(frame):
     mine, theirs = asyncio.run(_one_frame(json.dumps(frame)))
-    # No message has such a seq (an empty answer), or the value is out of range (bad_request).
-    assert len(mine) == 1
-    assert mine[0]["ref"] == "r"
-    assert mine[0]["type"] in ("joined", "history") or mine[0]["code"] == "bad_request"
+    # docs/protocol.md: a seq past 2^63-1 is bad_request.
+    assert mine == [error("bad_request", "r")]
     assert theirs == []
 
 
 def test_an_integer_longer_than_4300_digits_is_not_bad_json():
     text = '{"type":"join","room":"lobby","since":' + "9" * 5000 + "}"
-    try:
-        parse_client_frame(text, max_message_chars=40)  # no message has that seq: a fine answer
-    except ProtocolError as exc:
-        code: str | None = exc.code
-    else:
-        code = None
-    assert code in (None, "bad_request")  # out of range: a fine answer too
+    with pytest.raises(ProtocolError) as refused:
+        parse_client_frame(text, max_message_chars=40)
+    assert refused.value.code == "bad_request"  # a seq past 2^63-1, not broken JSON

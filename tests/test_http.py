@@ -94,6 +94,34 @@ async def test_a_bad_name_is_shown_on_the_form(http_client, base_url):
 
 
 @pytest.mark.gen_test
+@pytest.mark.parametrize("name", ["a\x00b", "\x00bob", "a\x1bb"])
+async def test_a_name_with_a_control_character_is_refused_with_bad_name(http_client, base_url, name):
+    # Tornado's get_body_argument turned these into "a b", "bob"...: logged in.
+    response = await login(http_client, base_url, name)
+    assert response.code == 400
+    assert b'id="login-error"' in response.body
+    assert b"control characters" in response.body
+    assert b"\xef\xbf\xbd" in response.body  # shown again with U+FFFD in its place
+    assert "chat_user" not in cookies_of(response)
+
+
+@pytest.mark.gen_test
+async def test_a_name_that_is_not_utf8_is_refused_with_bad_name(http_client, base_url):
+    field, xsrf_cookie = await xsrf_token(http_client, base_url)
+    response = await fetch(
+        http_client,
+        base_url,
+        "/login",
+        method="POST",
+        body=f"name=b%FFb&_xsrf={field}",
+        headers={"Cookie": f"_xsrf={xsrf_cookie}"},
+    )
+    assert response.code == 400
+    assert b'id="login-error"' in response.body
+    assert "chat_user" not in cookies_of(response)
+
+
+@pytest.mark.gen_test
 async def test_a_taken_name_is_shown_on_the_form(http_client, base_url, connect):
     await connect("alice")
     response = await login(http_client, base_url, "ALICE")
@@ -182,3 +210,16 @@ async def test_healthz_counts_connections_and_rooms(http_client, base_url, conne
     response = await fetch(http_client, base_url, "/healthz")
     assert response.code == 200
     assert json.loads(response.body) == {"status": "ok", "connections": 1, "rooms": 1}
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize(("path", "content_type"), [("/", "text/html"), ("/healthz", "application/json")])
+async def test_head_answers_like_get_without_a_body(http_client, base_url, path, content_type):
+    # Uptime checks use HEAD; it answered 405.
+    got = await fetch(http_client, base_url, path)
+    head = await fetch(http_client, base_url, path, method="HEAD")
+    assert (head.code, got.code) == (200, 200)
+    assert head.body == b""
+    assert head.headers["Content-Type"].startswith(content_type)
+    assert int(head.headers["Content-Length"]) == len(got.body) > 0
+    assert head.headers["Content-Security-Policy"] == got.headers["Content-Security-Policy"]

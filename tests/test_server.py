@@ -7,8 +7,10 @@ import signal
 import sys
 
 import pytest
+import tornado.httpserver
 
 from chat.config import parse_settings
+from server import shut_down
 from tests.support import REPO, ServerProcess, Socket
 
 
@@ -116,3 +118,17 @@ async def test_help_lists_every_option():
         "--log-level",
     ]:
         assert flag in out.decode()
+
+
+class NeverClosing(tornado.httpserver.HTTPServer):
+    """An HTTP connection that never finishes closing (a handler stuck in a request)."""
+
+    async def close_all_connections(self) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.mark.gen_test
+async def test_shutdown_gives_up_on_http_connections_that_never_close(app, caplog):
+    # Before, the TimeoutError escaped: the worker died with a traceback and exit status 1.
+    await shut_down(app, NeverClosing(app), grace=0.05)
+    assert "HTTP connections did not close in time" in caplog.text

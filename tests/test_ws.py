@@ -311,3 +311,36 @@ async def test_seq_continues_after_a_restart_on_the_same_db(connect, settings, i
         server.stop()
         await server.close_all_connections()
         await restarted.chat.stop()
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("raw", ["a%00b", "%00bob", "b%1Fob", "a%08b", "a%1Bb", "a%0Bb"])
+async def test_a_name_with_a_control_character_closes_with_bad_name(connect, http_port, raw):
+    # Tornado's get_query_argument made these "a b", "bob" (trimmed)...: admitted.
+    sock = await connect(url=f"ws://127.0.0.1:{http_port}/ws?name={raw}", welcome=False)
+    assert await sock.closed() == (1008, "bad_name")
+
+
+@pytest.mark.gen_test
+async def test_a_name_that_is_not_utf8_is_bad_even_with_a_login_cookie(http_client, base_url, http_port, connect):
+    # A name in the query comes first; one Tornado cannot decode was taken as absent.
+    from tests.test_http import cookies_of, login
+
+    value = cookies_of(await login(http_client, base_url, "alice"))["chat_user"].value
+    request = tornado.httpclient.HTTPRequest(
+        f"ws://127.0.0.1:{http_port}/ws?name=%FF",
+        headers={"Cookie": f"chat_user={value}", "Origin": f"http://127.0.0.1:{http_port}"},
+    )
+    sock = await connect(url=request, welcome=False)
+    assert await sock.closed() == (1008, "bad_name")
+
+
+@pytest.mark.gen_test
+async def test_a_name_and_token_pass_as_sent(connect, http_port):
+    # Read raw, the query still decodes percent escapes and '+' as before.
+    alice = await connect(url=f"ws://127.0.0.1:{http_port}/ws?name=Ren%C3%A9+M")
+    assert alice.welcome["name"] == "René M"
+    token = alice.welcome["session"]
+    alice.close()
+    again = await connect(url=f"ws://127.0.0.1:{http_port}/ws?{urlencode({'name': 'René M', 'session': token})}")
+    assert again.welcome["session"] == token
