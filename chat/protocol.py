@@ -42,6 +42,8 @@ class ErrorCode:
     NOT_MEMBER = "not_member"
     EMPTY = "empty"
     TOO_LONG = "too_long"
+    # No longer sent: a frame over the rate is read later, never dropped.
+    # Kept so clients written for older servers still know it (they retry it).
     RATE_LIMITED = "rate_limited"
     TOO_MANY_ROOMS = "too_many_rooms"
     UNAVAILABLE = "unavailable"
