@@ -160,7 +160,7 @@ class ChatService:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
         now = self.clock()
         for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
-            log.info("closing %s: not reading for %.0f s", peer.name, now)
+            log.info("closing %s: not reading for %.0f s", peer.name, peer.outbox.stalled_for(now))
             self.metrics.slow_closes.inc()
             peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
             self.disconnect(peer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -341,6 +342,32 @@ async def test_a_flood_is_paced_then_closed():
     assert clock() - behind_since >= FLOOD_WINDOW_S - 0.1
     assert conn.of("error") == []
     await svc.store.close()
+
+
+class StuckConn(FakeConn):
+    """A transport whose socket never drains: its member has stopped reading."""
+
+    def write_frames(self, frames: list[OutFrame]) -> bool:
+        super().write_frames(frames)
+        return False
+
+
+@pytest.mark.gen_test
+async def test_a_stalled_member_is_closed_and_the_log_says_for_how_long(service, caplog):
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(1000.0)  # the monotonic clock reads far more than any stall
+    conn = StuckConn(service.flusher)
+    peer = await service.open(conn, "carol", None)
+    assert peer is not None
+    service.flusher.flush()  # the welcome's write never completes
+    clock.advance(31.4)
+    caplog.set_level(logging.INFO, logger="chat.service")
+    service.close_stalled()
+    assert conn.closed == (1013, "slow consumer")
+    assert [r.getMessage() for r in caplog.records if r.name == "chat.service"] == [
+        "closing carol: not reading for 31 s"
+    ]
 
 
 @pytest.mark.gen_test
