@@ -209,16 +209,6 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)
 
 
-def ref_of(text: str) -> str | None:
-    """The frame's ref if it has a valid one, else None. Never raises."""
-    try:
-        obj = json.loads(text, parse_int=_parse_int)
-    except (ValueError, RecursionError):
-        return None
-    ref = obj.get("ref") if isinstance(obj, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= REF_MAX_CHARS and _utf8(ref) else None
-
-
 def encode(frame: dict[str, Any]) -> str:
     """Encode a server frame. Compact separators: every byte is sent to every member."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
