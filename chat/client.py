@@ -55,14 +55,14 @@ FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 # longer send ``rate_limited`` (they read a fast sender's frames later
 # instead); older ones did.
 RETRYABLE_ERRORS = frozenset({"rate_limited", "unavailable"})
-# Requests that change what a room holds or who is in it. Those to one room go
-# out one at a time, in call order (see ChatClient, "Order").
-ROOM_ORDERED = frozenset({"join", "leave", "say"})
 # How often such a request is tried again before its caller gets the error.
 MAX_ERROR_RETRIES = 5
 # First delay before retrying a refused frame (it doubles, with jitter): a rate
 # limit of 20 frames/s has a token again within 50 ms, a store hiccup takes longer.
 ERROR_RETRY_BASE_S = 0.25
+# Requests that change what a room holds or who is in it. Those to one room go
+# out one at a time, in call order (see ChatClient, "Order").
+ROOM_ORDERED = frozenset({"join", "leave", "say"})
 # A connection that stayed up this long was healthy: the backoff starts over.
 # A server that accepts and drops at once (crash loop, proxy) is not hammered.
 STABLE_AFTER_S = 5.0
@@ -153,7 +153,9 @@ class _Room:
 
 class _Pacer:
     """A token bucket for outgoing frames, so the client stays under the server's
-    rate limit on its own (a reconnect rejoining 100 rooms would not)."""
+    rate limit on its own. The server would read the extra frames later anyway,
+    but a reconnect into hundreds of rooms would have its frames read seconds
+    late, and 15 s behind the rate closes the connection as a flood."""
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
@@ -251,7 +253,7 @@ class ChatClient:
       per rejoined room, without its ``history`` (those messages are yielded
       as ``message`` events).
     - ``presence``, ``typing``, ``error`` frames that answer no pending request
-      (e.g. a rate-limited ``typing``), and any frame type this client does not know.
+      (e.g. a ``typing`` in a room not joined), and any frame type this client does not know.
 
     Replies to requests are not yielded. Iteration ends after :meth:`close`;
     when the server refuses the client for good (close 1008 ``name_taken`` or
