@@ -55,13 +55,18 @@ HISTORY_PAGE = 200
 # fault (1002, 1007, 1010). Reconnecting would only be refused the same way.
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
 # Errors after which the server dropped the frame without acting on it, so
-# sending it again is safe and usually succeeds a moment later.
+# sending it again is safe and usually succeeds a moment later. Servers no
+# longer send ``rate_limited`` (they read a fast sender's frames later
+# instead); older ones did.
 RETRYABLE_ERRORS = frozenset({"rate_limited", "unavailable"})
 # How often such a request is tried again before its caller gets the error.
 MAX_ERROR_RETRIES = 5
 # First delay before retrying a refused frame (it doubles, with jitter): a rate
 # limit of 20 frames/s has a token again within 50 ms, a store hiccup takes longer.
 ERROR_RETRY_BASE_S = 0.25
+# Requests that change what a room holds or who is in it. Those to one room go
+# out one at a time, in call order (see ChatClient, "Order").
+ROOM_ORDERED = frozenset({"join", "leave", "say"})
 # A connection that stayed up this long was healthy: the backoff starts over.
 # A server that accepts and drops at once (crash loop, proxy) is not hammered.
 STABLE_AFTER_S = 5.0
@@ -128,6 +133,8 @@ class _Request:
     on_error: Callable[[Frame], None] | None = None
     queued: bool = False
     retries: int = 0
+    # The room whose requests go out one at a time (ROOM_ORDERED); None: no order to keep.
+    room: str | None = None
 
     @property
     def ref(self) -> str | None:
@@ -150,7 +157,9 @@ class _Room:
 
 class _Pacer:
     """A token bucket for outgoing frames, so the client stays under the server's
-    rate limit on its own (a reconnect rejoining 100 rooms would not)."""
+    rate limit on its own. The server would read the extra frames later anyway,
+    but a reconnect into hundreds of rooms would have its frames read seconds
+    late, and 15 s behind the rate closes the connection as a flood."""
 
     def __init__(self, rate: float, burst: float) -> None:
         self._rate = rate
@@ -172,6 +181,12 @@ class _Pacer:
             await asyncio.sleep((1 - self._tokens) / self._rate)
             self._refill(loop.time())
         self._tokens -= 1
+
+
+def _room_key(room: str) -> str:
+    # The server's normalization (chat.validation.normalize_room), so that
+    # "Lobby" and "lobby " share one line.
+    return room.strip().lower()
 
 
 def _decode(raw: str | bytes) -> Frame | None:
@@ -205,9 +220,28 @@ class ChatClient:
     made while the socket is down waits for the next connection; one that was
     sent but not answered when it dropped is sent again (a ``say`` with its
     original ref, so the server stores it once and answers with the original
-    message). ``rate_limited`` and ``unavailable`` answers are retried a few
-    times before they are raised. Cancel a call (``asyncio.wait_for``) to stop
-    waiting; it is then no longer sent.
+    message). ``unavailable`` answers (and ``rate_limited``, from servers
+    older than this client) are retried a few times before they are raised.
+    Cancel a call (``asyncio.wait_for``) to stop waiting; it is then no longer
+    sent.
+
+    Order: the :meth:`say`, :meth:`join` and :meth:`leave` calls for one room
+    reach the server in the order they were made, and its messages are stored
+    in that order, whatever fails on the way: 50 ``say`` calls under
+    ``asyncio.gather`` are stored as called. To that end they go out one at a
+    time: each waits until the one before it is answered (another room's
+    requests, and ``history``/``rooms``/``ping``/``typing``, do not wait).
+    Pipelining them cannot keep that promise: if say *k* is refused
+    ``unavailable`` (a failed store batch) while *k+1*, already sent, lands in
+    the next batch and is stored, *k* can only be stored after it. So after an
+    ``unavailable`` the head of the room's line is sent again, after its delay,
+    and everything behind it waits; a reconnect or resume sends each room's
+    head again with its original ref (the server stores it once) and the rest
+    after it. A request that fails for good (an error that is not retried, or
+    retries used up) raises, and the next one goes. The cost is a round trip
+    and a commit per message of one room: about 1,000 says a second to one
+    room over loopback (1,350 pipelined), far above the server's default limit
+    of 20 a second, which ``rate`` below keeps to anyway.
 
     Iterating (``async for event in client``) yields server frames as dicts:
 
@@ -223,7 +257,7 @@ class ChatClient:
       per rejoined room, without its ``history`` (those messages are yielded
       as ``message`` events).
     - ``presence``, ``typing``, ``error`` frames that answer no pending request
-      (e.g. a rate-limited ``typing``), and any frame type this client does not know.
+      (e.g. a ``typing`` in a room not joined), and any frame type this client does not know.
 
     Replies to requests are not yielded. Iteration ends after :meth:`close`;
     when the server refuses the client for good (close 1008 ``name_taken`` or
@@ -281,6 +315,9 @@ class ChatClient:
         self._conn: tornado.websocket.WebSocketClientConnection | None = None
         self._runner: asyncio.Task[None] | None = None
         self._requests: dict[str, _Request] = {}
+        # Per room, its ROOM_ORDERED requests not yet answered, in call order:
+        # only the first is on the wire; the others wait for it.
+        self._lines: dict[str, deque[_Request]] = {}
         self._unsent: deque[_Request] = deque()
         self._wake = asyncio.Event()
         self._rooms: dict[str, _Room] = {}
@@ -575,7 +612,8 @@ class ChatClient:
         if isinstance(name, str):
             self._name = name
         self._emit(welcome)
-        carried = [r for r in self._requests.values() if r.resend]
+        # Each room's first request in line, not those behind it: they follow once it is answered.
+        carried = [r for r in self._requests.values() if r.resend and self._first_in_line(r)]
         rejoins = [self._rejoin_request(room, state) for room, state in self._rooms.items()]
         for req in rejoins:
             self._requests[req.ref or ""] = req
@@ -612,6 +650,7 @@ class ChatClient:
             if req.future is not None and not req.future.done():
                 req.future.set_exception(_fresh(self._failure))
         self._requests.clear()
+        self._lines.clear()
         self._unsent.clear()
         self._has_events.set()
 
@@ -647,13 +686,33 @@ class ChatClient:
         self._requests[ref] = req
         # Cancelled or answered: never send it again.
         future.add_done_callback(lambda _: self._forget(req))
-        if self._conn is not None:
+        if frame["type"] in ROOM_ORDERED and isinstance(frame.get("room"), str):
+            req.room = _room_key(frame["room"])
+            self._lines.setdefault(req.room, deque()).append(req)
+        if self._conn is not None and self._first_in_line(req):
             self._enqueue(req)
         return await future
+
+    def _first_in_line(self, req: _Request) -> bool:
+        """True unless ``req`` waits behind an earlier request to its room."""
+        return req.room is None or self._lines[req.room][0] is req
 
     def _forget(self, req: _Request) -> None:
         if req.ref is not None and self._requests.get(req.ref) is req:
             del self._requests[req.ref]
+        room, req.room = req.room, None  # out of its line; a second call finds nothing to do
+        line = self._lines.get(room) if room is not None else None
+        if room is None or line is None:
+            return
+        if line[0] is not req:
+            line.remove(req)  # cancelled while waiting in line
+            return
+        # Answered, given up or cancelled: the next in line goes now.
+        line.popleft()
+        if not line:
+            del self._lines[room]
+        elif self._conn is not None and not line[0].queued:
+            self._enqueue(line[0])
 
     def _dispatch(self, frame: Frame) -> None:
         kind = frame.get("type")

@@ -132,6 +132,10 @@ class Outbox:
             self._dirty = True
             self._flusher.mark(self)
 
+    def stalled_for(self, now: float) -> float:
+        """Seconds the last write has waited for the socket to drain (0 when none waits)."""
+        return 0.0 if self._writing_since is None else now - self._writing_since
+
     def stalled(self, now: float) -> bool:
         return self._writing_since is not None and now - self._writing_since >= STALL_S
 

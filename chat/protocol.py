@@ -42,6 +42,8 @@ class ErrorCode:
     NOT_MEMBER = "not_member"
     EMPTY = "empty"
     TOO_LONG = "too_long"
+    # No longer sent: a frame over the rate is read later, never dropped.
+    # Kept so clients written for older servers still know it (they retry it).
     RATE_LIMITED = "rate_limited"
     TOO_MANY_ROOMS = "too_many_rooms"
     UNAVAILABLE = "unavailable"
@@ -205,16 +207,6 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
     if kind == "ping":
         return Ping(ref=ref)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)
-
-
-def ref_of(text: str) -> str | None:
-    """The frame's ref if it has a valid one, else None. Never raises."""
-    try:
-        obj = json.loads(text, parse_int=_parse_int)
-    except (ValueError, RecursionError):
-        return None
-    ref = obj.get("ref") if isinstance(obj, dict) else None
-    return ref if isinstance(ref, str) and len(ref) <= REF_MAX_CHARS and _utf8(ref) else None
 
 
 def encode(frame: dict[str, Any]) -> str:

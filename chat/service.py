@@ -28,7 +28,7 @@ from chat.model import Message, RoomSummary
 from chat.names import NameRegistry
 from chat.outbox import Flusher, Outbox, Transport
 from chat.protocol import CloseCode, ErrorCode, encode, error_frame
-from chat.ratelimit import FrameLimiter, Verdict
+from chat.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
 from chat.rooms import RoomRegistry
 from chat.sessions import SessionSigner
 from chat.validation import Invalid, normalize_name
@@ -58,6 +58,8 @@ class Limits:
     max_message_chars: int = 4000
     rate: float = 20.0
     burst: float = 40.0
+    # Seconds behind the rate without a break before a connection is closed as a flood.
+    flood_window: float = FLOOD_WINDOW_S
     max_rooms_per_connection: int = 100
     # A member's queued frames past this many bytes are dropped for a gap
     # notice: about a thousand typical messages, and bounded memory per socket.
@@ -100,7 +102,10 @@ class ChatService:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """``clock`` and ``sleep`` go together: a frame over the rate waits
+        ``sleep(s)`` for ``clock`` to move on by ``s``. Tests pass a fake pair."""
         self.store = store
         if broker is None:
             # One process: the store's commit listener is the whole broker.
@@ -115,6 +120,7 @@ class ChatService:
         self.limits = limits
         self.clock = clock
         self.wall = wall
+        self.sleep = sleep
         self.names = NameRegistry()
         self.rooms: RoomRegistry[Peer] = RoomRegistry()
         self.peers: set[Peer] = set()
@@ -155,7 +161,7 @@ class ChatService:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
         now = self.clock()
         for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
-            log.info("closing %s: not reading for %.0f s", peer.name, now)
+            log.info("closing %s: not reading for %.0f s", peer.name, peer.outbox.stalled_for(now))
             self.metrics.slow_closes.inc()
             peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
             self.disconnect(peer)
@@ -230,7 +236,8 @@ class ChatService:
             conn.close(CloseCode.TRY_AGAIN_LATER if refusal == "unavailable" else CloseCode.POLICY_VIOLATION, refusal)
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
-        peer = Peer(conn, outbox, name, session_id, FrameLimiter(self.limits.rate, self.limits.burst))
+        limiter = FrameLimiter(self.limits.rate, self.limits.burst, self.limits.flood_window)
+        peer = Peer(conn, outbox, name, session_id, limiter)
         self.peers.add(peer)
         self.metrics.connections.set(len(self.peers))
         self._idle.clear()
@@ -263,14 +270,33 @@ class ChatService:
         the adapter must await before it reads the connection's next frame.
         Keeping ``say`` synchronous lets the adapter read a burst of frames in
         one go, so they are committed and fanned out as one batch.
+
+        A frame over the rate is never dropped: the awaitable waits until the
+        connection's bucket has a token, then handles it. Meanwhile the adapter
+        reads nothing more from that socket, so the connection's frames keep
+        their order and TCP slows the sender down.
         """
         verdict = peer.limiter.check(self.clock())
         if verdict is Verdict.CLOSE:
             peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
             return None
-        if verdict is Verdict.LIMIT:
-            peer.send(error_frame(ErrorCode.RATE_LIMITED, "too many frames; this one was dropped", p.ref_of(text)))
-            return None
+        if verdict is Verdict.WAIT:
+            return self._later(peer, text, peer.limiter.wait)
+        return self._handle(peer, text)
+
+    async def _later(self, peer: Peer, text: str, wait: float) -> None:
+        """A frame over the rate: handled once the bucket has its token, before
+        the adapter reads the next one. The wait is computed from the bucket,
+        so there is one timer per frame over the rate, and no polling."""
+        await self.sleep(wait)
+        if not peer.open:
+            return  # closed meanwhile: the client resends what was not acknowledged
+        pending = self._handle(peer, text)
+        if pending is not None:
+            await pending
+
+    def _handle(self, peer: Peer, text: str) -> Awaitable[None] | None:
+        """Parse and act on one frame the rate limit let through."""
         try:
             frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
         except p.ProtocolError as exc:

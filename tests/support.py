@@ -34,6 +34,20 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time at once: pass it as a
+        service's ``sleep`` so a wait for the rate limit costs no real time."""
+        self.advance(seconds)
+        await asyncio.sleep(0)
+
+
+class VirtualClock(FakeClock):
+    """Time that moves only when pushed forward or slept on: waits for the
+    rate limit are exact, however slow the machine."""
+
+    def __call__(self) -> float:
+        return self.offset
+
 
 class Closed(Exception):
     def __init__(self, code: int | None, reason: str | None) -> None:

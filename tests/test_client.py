@@ -20,7 +20,7 @@ import tornado.websocket
 from chat.app import ChatApplication, make_app
 from chat.client import ChatClient, ChatClosed, ChatError, ChatRefused, Disconnected
 from chat.config import Settings
-from chat.history import SQLiteHistory
+from chat.history import SQLiteHistory, StoreUnavailable
 
 # Generous: these machines are shared and noisy. Nothing waits this long unless a test fails.
 TIMEOUT_S = 10.0
@@ -250,16 +250,139 @@ async def test_close_ends_iteration_and_later_calls_raise(url):
         await alice.say("lobby", "too late")
 
 
-@pytest.mark.gen_test
-async def test_rate_limited_requests_are_retried_until_stored(tmp_path):
+@pytest.mark.gen_test(timeout=60)
+async def test_a_client_over_the_servers_rate_has_every_say_stored_in_call_order(tmp_path):
     settings = Settings(db=str(tmp_path / "slow.sqlite3"), cookie_secret="s", ping_interval=0, rate=2)
     async with serve(settings) as (app, port):
-        # No pacing on the client: the server's limit (2/s, burst 4) refuses most of these at first.
+        # No pacing on the client: the server (2/s, burst 4) reads most of these later.
         async with ChatClient(f"ws://127.0.0.1:{port}/ws", "alice", rate=0) as alice:
             await alice.join("lobby")
             sent = await asyncio.gather(*(alice.say("lobby", f"m{i}") for i in range(8)))
-        assert sorted(m["seq"] for m in sent) == list(range(1, 9))
-        assert sorted(text for _, text in await stored(app)) == [f"m{i}" for i in range(8)]
+        assert [(m["seq"], m["text"]) for m in sent] == [(i + 1, f"m{i}") for i in range(8)]
+        assert await stored(app) == [(i + 1, f"m{i}") for i in range(8)]
+
+
+# -- the order of one client's says ------------------------------------------------------
+
+SAYS = 50
+
+
+def refuse_first_tries(app: ChatApplication, texts_refused: set[str]) -> list[str]:
+    """Make the store refuse the first attempt at storing each of ``texts_refused``
+    (as a failed batch would: the sender gets ``unavailable``). Returns the refusals, as they happen."""
+    store = app.chat.store
+    append = store.append
+    refused: list[str] = []
+
+    def failing_append(room: str, name: str, text: str, ts: int, session: str, ref: str | None) -> Any:
+        if text in texts_refused and text not in refused:
+            refused.append(text)
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(StoreUnavailable("refused by the test"))
+            return future
+        return append(room, name, text, ts, session, ref)
+
+    store.append = failing_append  # type: ignore[method-assign]
+    return refused
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_concurrent_says_are_stored_in_call_order_when_some_are_refused_unavailable(app, url, monkeypatch):
+    monkeypatch.setattr("chat.client.ERROR_RETRY_BASE_S", 0.01)  # quick retries keep the test short
+    every_fifth = {f"m{i}" for i in range(0, SAYS, 5)}
+    refused = refuse_first_tries(app, every_fifth)
+    async with ChatClient(url, "alice") as alice:
+        await alice.join("lobby")
+        sent = await asyncio.wait_for(asyncio.gather(*(alice.say("lobby", f"m{i}") for i in range(SAYS))), 30)
+    assert sorted(refused) == sorted(every_fifth)  # each was refused once, then resent
+    assert [(m["seq"], m["text"]) for m in sent] == [(i + 1, f"m{i}") for i in range(SAYS)]
+    assert await stored(app) == [(i + 1, f"m{i}") for i in range(SAYS)]  # in call order, each once
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_rate_limited_from_an_older_server_is_retried_in_call_order(app, url, monkeypatch):
+    # Servers before this one dropped frames over the rate with rate_limited.
+    monkeypatch.setattr("chat.client.ERROR_RETRY_BASE_S", 0.01)
+    handle = app.chat.handle_text
+    answered: set[str] = set()
+
+    def old_server(peer: Any, text: str) -> Any:
+        frame = json.loads(text)
+        if frame["type"] == "say" and frame["text"].endswith("3") and frame["ref"] not in answered:
+            answered.add(frame["ref"])
+            peer.send({"type": "error", "code": "rate_limited", "message": "dropped", "ref": frame["ref"]})
+            return None
+        return handle(peer, text)
+
+    monkeypatch.setattr(app.chat, "handle_text", old_server)
+    async with ChatClient(url, "alice") as alice:
+        await alice.join("lobby")
+        sent = await asyncio.wait_for(asyncio.gather(*(alice.say("lobby", f"m{i}") for i in range(30))), 30)
+    assert len(answered) == 3  # m3, m13, m23
+    assert [(m["seq"], m["text"]) for m in sent] == [(i + 1, f"m{i}") for i in range(30)]
+    assert await stored(app) == [(i + 1, f"m{i}") for i in range(30)]
+
+
+@pytest.mark.gen_test(timeout=60)
+@pytest.mark.parametrize("abrupt", [False, True])
+async def test_concurrent_says_are_stored_in_call_order_across_a_drop_mid_burst(app, url, monkeypatch, abrupt):
+    publish = app.chat.publish
+    dropped: list[str] = []
+
+    def drop_before_the_ack(message: Any, sender: Any = None) -> None:
+        # m20 is stored, and the connection dies before its acknowledgement is written.
+        if message.text == "m20" and not dropped:
+            dropped.append(message.text)
+            drop(app, "alice", abrupt=abrupt)
+        publish(message, sender)
+
+    monkeypatch.setattr(app.chat, "publish", drop_before_the_ack)
+    async with GatedClient(url, "alice", **FAST) as alice:
+        await alice.join("lobby")
+        sent = await asyncio.wait_for(asyncio.gather(*(alice.say("lobby", f"m{i}") for i in range(SAYS))), 30)
+        assert alice.dials == 2  # it reconnected once, mid-burst
+    assert dropped == ["m20"]
+    assert [(m["seq"], m["text"]) for m in sent] == [(i + 1, f"m{i}") for i in range(SAYS)]
+    assert await stored(app) == [(i + 1, f"m{i}") for i in range(SAYS)]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_says_to_one_room_go_out_one_at_a_time_and_other_rooms_do_not_wait(app, url, monkeypatch):
+    seen: list[tuple[str, str]] = []  # (room, text) in the order the server reads them
+    handle = app.chat.handle_text
+    held = asyncio.Event()
+
+    def watch(peer: Any, text: str) -> Any:
+        frame = json.loads(text)
+        if frame["type"] == "say":
+            seen.append((frame["room"], frame["text"]))
+        return handle(peer, text)
+
+    monkeypatch.setattr(app.chat, "handle_text", watch)
+    publish = app.chat.publish
+    later: list[tuple[Any, Any]] = []
+
+    def hold_lobby(message: Any, sender: Any = None) -> None:
+        # lobby's first message is stored, but its acknowledgement waits for the test.
+        if message.text == "l0" and not held.is_set():
+            later.append((message, sender))
+            held.set()
+            return
+        publish(message, sender)
+
+    monkeypatch.setattr(app.chat, "publish", hold_lobby)
+    async with ChatClient(url, "alice") as alice:
+        await alice.join("lobby")
+        await alice.join("side")
+        lobby = asyncio.ensure_future(asyncio.gather(*(alice.say("lobby", f"l{i}") for i in range(3))))
+        await asyncio.wait_for(held.wait(), TIMEOUT_S)
+        # While l0 waits for its acknowledgement, l1 is not sent; side's says are.
+        side = await asyncio.wait_for(asyncio.gather(*(alice.say("side", f"s{i}") for i in range(3))), TIMEOUT_S)
+        assert [m["text"] for m in side] == ["s0", "s1", "s2"]
+        assert seen == [("lobby", "l0"), ("side", "s0"), ("side", "s1"), ("side", "s2")]
+        publish(*later[0])  # l0 acknowledged: l1, then l2, go
+        assert [m["text"] for m in await asyncio.wait_for(lobby, TIMEOUT_S)] == ["l0", "l1", "l2"]
+    assert seen[4:] == [("lobby", "l1"), ("lobby", "l2")]
 
 
 @pytest.mark.gen_test

@@ -52,8 +52,8 @@ SOCKET_FUZZ = settings(
 
 @pytest.fixture(name="settings")
 def fuzz_settings(tmp_path) -> Settings:
-    # No rate limit: hundreds of frames a second are the point here (the
-    # rate_limited answer is fuzzed in tests/test_fuzz_service.py).
+    # No rate limit: hundreds of frames a second are the point here (frames
+    # over the rate are fuzzed in tests/test_fuzz_service.py).
     return Settings(
         db=str(tmp_path / "chat.sqlite3"),
         cookie_secret="test-secret",

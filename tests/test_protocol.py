@@ -14,7 +14,6 @@ from chat.protocol import (
     Typing,
     encode,
     parse_client_frame,
-    ref_of,
 )
 
 
@@ -88,13 +87,6 @@ def test_bad_room_name():
 def test_empty_and_long_text():
     assert refused({"type": "say", "room": "x", "text": "   "}).code == "empty"
     assert refused({"type": "say", "room": "x", "text": "x" * 101}).code == "too_long"
-
-
-def test_ref_of_never_raises():
-    assert ref_of('{"type":"say","ref":"a"}') == "a"
-    assert ref_of("garbage") is None
-    assert ref_of('{"ref": 5}') is None
-    assert ref_of("[]") is None
 
 
 def test_encode_is_compact_utf8():

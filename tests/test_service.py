@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,9 +14,10 @@ from chat.frames import OutFrame
 from chat.history import SQLiteHistory, StoreUnavailable
 from chat.model import Message
 from chat.outbox import Flusher
+from chat.ratelimit import FLOOD_WINDOW_S
 from chat.service import ChatService, Limits, Peer
 from chat.sessions import SessionSigner
-from tests.support import FakeClock
+from tests.support import FakeClock, VirtualClock
 
 
 class FakeConn:
@@ -278,22 +280,94 @@ async def test_too_many_rooms(tmp_path):
     assert peer.rooms == {"a", "b"}
 
 
+def paced_service(**limits: Any) -> tuple[ChatService, VirtualClock]:
+    """A service over the rate limit whose waits pass in virtual time, at once."""
+    clock = VirtualClock()
+    limits = {"rate": 20, "burst": 40} | limits
+    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(**limits), clock=clock, sleep=clock.sleep)
+    return svc, clock
+
+
 @pytest.mark.gen_test
-async def test_a_flood_is_limited_then_closed(tmp_path):
-    clock = FakeClock()
-    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(rate=20, burst=40), clock=clock)
+async def test_frames_over_the_rate_are_all_handled_later_in_order():
+    svc, clock = paced_service()
     peer, conn = await join(svc, "bob")
-    for _ in range(41):
-        await frame(svc, peer, type="ping")
-    assert conn.of("error")[-1]["code"] == "rate_limited"
+    await frame(svc, peer, type="join", room="lobby")
+    start = clock()
+    waits = 0
+    for i in range(120):
+        pending = svc.handle_text(peer, json.dumps({"type": "say", "room": "lobby", "text": f"m{i}", "ref": f"r{i}"}))
+        waits += pending is not None
+        if pending is not None:
+            await pending  # as the adapter does: nothing else is read meanwhile
+    await svc.store.drain()
+    assert waits == 120 - 39  # the burst (less the join) went at once; every other frame waited its turn
+    assert clock() - start == pytest.approx((120 - 39) / 20)  # ... one token each, at 20 a second
+    assert conn.of("error") == []
+    assert [(m["seq"], m["text"], m["ref"]) for m in conn.of("message")] == [
+        (i + 1, f"m{i}", f"r{i}") for i in range(120)
+    ]
+    assert [m.text for m in await svc.store.after("lobby", 0, 200)] == [f"m{i}" for i in range(120)]
     assert conn.closed is None
-    for _ in range(130):  # 13 s at 150 frames a second, over 5 times a 20/s limit
-        clock.advance(0.1)
-        for _ in range(15):
-            await frame(svc, peer, type="ping")
-        if conn.closed:
-            break
+    await svc.store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_frame_waiting_for_its_token_is_not_handled_once_its_socket_closed():
+    svc, _ = paced_service(rate=1, burst=1)
+    peer, _ = await join(svc, "bob")
+    await frame(svc, peer, type="join", room="lobby")  # the only token
+    pending = svc.handle_text(peer, json.dumps({"type": "say", "room": "lobby", "text": "late"}))
+    assert pending is not None
+    svc.disconnect(peer)
+    await pending
+    await svc.store.drain()
+    assert await svc.store.after("lobby", 0, 10) == []  # its client resends what was never acknowledged
+    await svc.store.close()
+
+
+@pytest.mark.gen_test
+async def test_a_flood_is_paced_then_closed():
+    svc, clock = paced_service(rate=20, burst=40)
+    peer, conn = await join(svc, "bob")
+    for _ in range(60):
+        await frame(svc, peer, type="ping")
+    assert len(conn.of("pong")) == 60  # over the rate, later, but every one
+    assert conn.of("error") == []
+    assert conn.closed is None
+    behind_since = clock() - 20 / 20  # frame 41 found the bucket empty; 20 more have waited since
+    while conn.closed is None and clock() - behind_since < 2 * FLOOD_WINDOW_S:
+        await frame(svc, peer, type="ping")  # frames queued back to back: always behind
     assert conn.closed == (1008, "flood")
+    assert clock() - behind_since >= FLOOD_WINDOW_S - 0.1
+    assert conn.of("error") == []
+    await svc.store.close()
+
+
+class StuckConn(FakeConn):
+    """A transport whose socket never drains: its member has stopped reading."""
+
+    def write_frames(self, frames: list[OutFrame]) -> bool:
+        super().write_frames(frames)
+        return False
+
+
+@pytest.mark.gen_test
+async def test_a_stalled_member_is_closed_and_the_log_says_for_how_long(service, caplog):
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(1000.0)  # the monotonic clock reads far more than any stall
+    conn = StuckConn(service.flusher)
+    peer = await service.open(conn, "carol", None)
+    assert peer is not None
+    service.flusher.flush()  # the welcome's write never completes
+    clock.advance(31.4)
+    caplog.set_level(logging.INFO, logger="chat.service")
+    service.close_stalled()
+    assert conn.closed == (1013, "slow consumer")
+    assert [r.getMessage() for r in caplog.records if r.name == "chat.service"] == [
+        "closing carol: not reading for 31 s"
+    ]
 
 
 @pytest.mark.gen_test
