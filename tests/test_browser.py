@@ -4,6 +4,9 @@ Each test starts ``server.py`` on a free loopback port with its own database,
 logs people in through the form in separate browser contexts (separate cookie
 jars, as separate people would have) and drives the page the way a person
 would. Waiting is done by Playwright's auto-waiting ``expect``, never by sleeps.
+
+Every state a test visits is also checked with axe-core (``assert_accessible``),
+in light and dark colours: a serious or critical WCAG violation fails the test.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Protocol
 
 import pytest
+from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from playwright.sync_api import (
     Browser,
     BrowserContext,
@@ -57,6 +61,10 @@ TIMEOUT_MS = 20_000
 HEALTH_ATTEMPTS = 400
 HEALTH_POLL_S = 0.05
 XSS = "<img src=x onerror=alert(1)>"
+# axe-core's two worst impact levels: each is a WCAG failure a user meets.
+SERIOUS_IMPACTS = {"serious", "critical"}
+# The bundled axe.min.js (axe-playwright-python ships it): no network needed.
+AXE = Axe()
 
 pytestmark = [
     pytest.mark.browser,
@@ -74,6 +82,23 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def assert_accessible(page: Page, state: str) -> None:
+    """axe-core on the page as it is now, in light and in dark colours.
+
+    style.css follows ``prefers-color-scheme``, so each scheme is a page state
+    of its own (contrast differs). Reduced motion stops the toast's fade-in,
+    which axe would otherwise measure halfway.
+    """
+    try:
+        for scheme in ("light", "dark"):
+            page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
+            results = AXE.run(page)
+            serious = [v for v in results.response["violations"] if v["impact"] in SERIOUS_IMPACTS]
+            assert serious == [], f"axe on {state}, {scheme}: " + results.generate_report()
+    finally:
+        page.emulate_media(color_scheme="light", reduced_motion="no-preference")
 
 
 class ServerProcess:
@@ -174,6 +199,9 @@ class ChatPage:
         self.by_id("composer-input").fill(text)
         self.by_id("composer-input").press("Enter")
 
+    def assert_accessible(self, state: str) -> None:
+        assert_accessible(self.page, f"{self.name}'s {state}")
+
 
 class OpenChat(Protocol):
     def __call__(
@@ -239,10 +267,12 @@ def open_chat(browser: Browser) -> Iterator[OpenChat]:
         chat.page.on("console", on_console)
         chat.page.on("pageerror", lambda error: chat.errors.append(str(error)))
         chat.page.goto(server.url + "/")
+        assert_accessible(chat.page, "sign-in page")
         chat.by_id("login-name").fill(name)
         chat.by_id("login-submit").click()
         expect(chat.page.locator("body")).to_have_attribute("data-name", name)
         chat.expect_online()
+        chat.assert_accessible("chat page, just signed in")
         return chat
 
     yield open_page
@@ -293,6 +323,7 @@ def test_two_people_chat_both_ways_with_presence_and_typing(server: ServerProces
     # Typing: bob types without sending; alice sees it until his message lands.
     bob.by_id("composer-input").press_sequentially("hi al")
     expect(alice.by_id("typing-indicator")).to_have_text("bob is typing…")
+    alice.assert_accessible("room with a message, two members and someone typing")
     bob.by_id("composer-input").press_sequentially("ice")
     bob.by_id("composer-input").press("Enter")
     expect(alice.texts).to_have_text(["hello bob", "hi alice"])
@@ -333,6 +364,7 @@ def test_message_markup_shows_as_text(server: ServerProcess, open_chat: OpenChat
         expect(chat.texts).to_have_text([XSS])
         assert chat.texts.first.text_content() == XSS
         expect(chat.by_id("message-list").locator("img")).to_have_count(0)
+        chat.assert_accessible("room with a message of markup")
     # No alert fired: open_chat fails the test on any dialog or page error.
     assert alice.dialogs == bob.dialogs == []
 
@@ -349,6 +381,7 @@ def test_unread_count_on_a_room_not_in_view(server: ServerProcess, open_chat: Op
     alice.send("two")
     expect(bob.by_id("unread-news")).to_have_text("2")
     expect(bob.by_id("unread-quiet")).to_have_count(0)
+    bob.assert_accessible("two rooms, unread messages in the other one")
 
     bob.by_id("room-news").click()
     expect(bob.texts).to_have_text(["one", "two"])
@@ -372,6 +405,7 @@ def test_scrolling_up_loads_older_messages(start_server: Callable[..., ServerPro
     assert alice.texts.first.text_content() == "message 1\nsecond line\nthird line"
     expect(alice.texts.last).to_contain_text("message 60")
     expect(alice.by_id("load-older")).to_be_hidden()  # seq 1 is the beginning
+    alice.assert_accessible("room with 60 messages of three lines")
 
 
 def test_server_errors_show_next_to_the_message(
@@ -385,6 +419,7 @@ def test_server_errors_show_next_to_the_message(
     failed = alice.by_id("pending-message")
     expect(failed).to_contain_text("Not sent")
     expect(failed).to_contain_text("at most 20")
+    alice.assert_accessible("a message refused, with Retry and Discard")
     failed.get_by_role("button", name="Discard").click()
     expect(failed).to_have_count(0)
     alice.send("short")
@@ -419,6 +454,7 @@ def test_page_reconnects_after_a_restart_and_shows_missed_messages_once(
     # Alice writes while offline: it waits in her outbox.
     alice.send("written offline")
     expect(alice.by_id("pending-message")).to_contain_text("written offline")
+    alice.assert_accessible("reconnecting, a message waiting for the connection")
 
     alice.context.set_offline(False)
     alice.expect_online()
@@ -509,3 +545,4 @@ def test_a_join_refused_as_unavailable_is_retried_not_dropped(server: ServerProc
     bob.send("made it")
     expect(alice.texts).to_have_text(["made it"])
     assert len(refused) == 1
+
