@@ -548,6 +548,21 @@ def test_a_join_refused_as_unavailable_is_retried_not_dropped(server: ServerProc
     assert len(refused) == 1
 
 
+# A condition that only Python can see (what a WebSocket route recorded) is
+# polled while Playwright dispatches the route's events: every 50 ms, for at
+# most the usual timeout.
+POLL_MS = 50
+
+
+def wait_until(page: Page, condition: Callable[[], bool], what: str) -> None:
+    """Let Playwright run the page's event handlers until ``condition()`` holds."""
+    for _ in range(TIMEOUT_MS // POLL_MS):
+        if condition():
+            return
+        page.wait_for_timeout(POLL_MS)
+    raise AssertionError(f"timed out waiting until {what}")
+
+
 def stored_texts(server: ServerProcess, room: str) -> list[str]:
     """The room's history as the server has stored it, oldest first (up to 200)."""
     url = f"{server.url}/api/rooms/{urllib.parse.quote(room)}/messages?limit=200"
@@ -596,13 +611,16 @@ def test_sixty_messages_typed_fast_are_stored_once_in_order_across_a_reload(
     alice.assert_accessible("room after 60 fast messages and a reload")
 
 
-def test_a_message_pending_during_a_reload_is_stored_once_after_it(server: ServerProcess, open_chat: OpenChat) -> None:
+@pytest.mark.parametrize("how", ["reload", "tab-closed-and-reopened"])
+def test_a_message_pending_during_a_reload_is_stored_once_after_it(
+    server: ServerProcess, open_chat: OpenChat, how: str
+) -> None:
     # Until the reload, Playwright swallows the server's acknowledgement of
     # Alice's first message: the server stored it, her page cannot know. Her
-    # second message waits behind it. After the reload the page sends both
-    # again with their refs; the server answers the first with the message it
-    # already has (same session: the login cookie survives the reload), and
-    # stores the second.
+    # second message waits behind it. After the reload (or with the tab closed
+    # and the page opened again in a new one) the page sends both again with
+    # their refs; the server answers the first with the message it already
+    # has (same session: the login cookie survives), and stores the second.
     state = {"blocking": True}
     say_refs: list[str] = []
     swallowed: list[str] = []
@@ -633,12 +651,19 @@ def test_a_message_pending_during_a_reload_is_stored_once_after_it(server: Serve
     alice.send("stored, answer lost")
     alice.send("typed after it")
     expect(bob.texts).to_have_text(["stored, answer lost"])  # stored: bob has it
+    wait_until(alice.page, lambda: len(swallowed) == 1, "the acknowledgement is swallowed")
     expect(alice.by_id("pending-message")).to_have_count(2)  # alice does not know
     alice.assert_accessible("two messages shown as sending")
-    assert say_refs == swallowed  # one say out, its acknowledgement swallowed
+    assert say_refs == swallowed  # the second waits behind the first
 
     state["blocking"] = False
-    alice.page.reload()
+    if how == "reload":
+        alice.page.reload()
+    else:
+        alice.page.close()
+        alice.page = alice.context.new_page()
+        alice.page.on("pageerror", lambda error: alice.errors.append(str(error)))
+        alice.page.goto(server.url + "/")
     alice.expect_online()
     expect(alice.by_id("outbox").locator("li")).to_have_count(0)
     expect(bob.texts).to_have_text(["stored, answer lost", "typed after it"])
