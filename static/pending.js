@@ -18,7 +18,9 @@
  * getItem/setItem/removeItem/key/length, or null when the browser has none.
  */
 
-const PREFIX = "chat:v1:pending:";
+// Not under "chat:v1:", where app.js keeps each name's rooms as
+// "chat:v1:NAME": whatever the names, no key of one is read as the other's.
+const PREFIX = "chat:pending:v1:";
 
 function isEntry(value) {
   return (

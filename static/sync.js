@@ -549,6 +549,10 @@ export class ChatSync extends EventTarget {
       room.outbox = room.outbox.filter((e) => e !== acked);
       this.pending?.remove(acked.ref);
       if (room.sending === acked) room.sending = null;
+      // A late answer to a try that timed out, while the next try waits:
+      // nothing is left to wait for.
+      clearTimeout(room.retryTimer);
+      room.retryTimer = 0;
       this.#emit("outbox", { room });
     }
     // Live messages come in seq order without gaps; should one ever skip

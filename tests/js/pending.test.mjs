@@ -44,12 +44,20 @@ test("each name has its own entries, even one that is a prefix of another", () =
   assert.deepEqual(ab.load().map((e) => e.text), ["from a:b"]);
 });
 
+test("the page's other keys are never read as entries, whatever the name", () => {
+  const storage = new MemoryStorage();
+  // app.js keeps the rooms of the name "pending:x:s-1" under this key.
+  storage.setItem("chat:v1:pending:x:s-1", JSON.stringify({ rooms: ["lobby"], current: "lobby" }));
+  assert.deepEqual(new PendingStore(storage, "x").load(), []);
+  assert.equal(storage.length, 1);
+});
+
 test("a garbled entry is dropped, the others are kept", () => {
   const storage = new MemoryStorage();
   const store = new PendingStore(storage, "ann");
   store.put(entry(store, "s-1", "kept"));
-  storage.setItem("chat:v1:pending:ann:s-2", "{not json");
-  storage.setItem("chat:v1:pending:ann:s-3", JSON.stringify({ room: "r", text: "no ref" }));
+  storage.setItem("chat:pending:v1:ann:s-2", "{not json");
+  storage.setItem("chat:pending:v1:ann:s-3", JSON.stringify({ room: "r", text: "no ref" }));
   assert.deepEqual(store.load().map((e) => e.text), ["kept"]);
   assert.equal(storage.length, 1);
 });

@@ -224,3 +224,19 @@ test("over the rate the wait stops growing at a second; a store outage waits lon
     unavailable: [250, 500, 1000, 2000, 4000, 8000],
   });
 });
+
+test("a late acknowledgement of a try that timed out ends the wait: the next goes out at once", async (t) => {
+  const { conn, sync } = await page(t);
+  sync.say("r", "m0");
+  sync.say("r", "m1");
+  const first = conn.says()[0];
+  conn.refuse("timeout");
+  await settle();
+  // The answer to the first try arrives after all, as a frame nobody awaits.
+  conn.dispatchEvent(
+    new CustomEvent("frame", { detail: { type: "message", room: "r", seq: 1, name: "me", text: "m0", ts: 1, ref: first.ref } }),
+  );
+  await settle();
+  assert.deepEqual(texts(conn.says()), ["m1"]);
+  assert.deepEqual(sync.rooms.get("r").messages.map((m) => m.text), ["m0"]);
+});
