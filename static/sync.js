@@ -276,6 +276,10 @@ export class ChatSync extends EventTarget {
     const room = this.rooms.get(roomName);
     const now = Date.now();
     if (room === undefined || !room.live || now - room.lastTypingSent < TYPING_EVERY_MS) return;
+    // Not while our own messages are still going out: the notice would only
+    // take a frame of the rate limit from them, and the others will see
+    // those messages land anyway. The next keystroke after them announces it.
+    if (room.outbox.some((e) => e.state === "sending")) return;
     room.lastTypingSent = now;
     // A typing frame is best effort: the "typing" ref lets #frame drop its errors.
     this.conn.send({ type: "typing", room: roomName, ref: "typing" });

@@ -240,3 +240,15 @@ test("a late acknowledgement of a try that timed out ends the wait: the next goe
   assert.deepEqual(texts(conn.says()), ["m1"]);
   assert.deepEqual(sync.rooms.get("r").messages.map((m) => m.text), ["m0"]);
 });
+
+test("no typing notice while our own says are still going out", async (t) => {
+  const { conn, sync } = await page(t);
+  const typingFrames = () => conn.sent.filter((f) => f.type === "typing").length;
+  sync.say("r", "m0");
+  sync.typing("r");
+  assert.equal(typingFrames(), 0);
+  conn.ack();
+  await settle();
+  sync.typing("r");
+  assert.equal(typingFrames(), 1);
+});
