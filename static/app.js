@@ -7,6 +7,7 @@
  */
 
 import { Connection, State, socketUrl } from "./connection.js";
+import { PendingStore } from "./pending.js";
 import { ChatSync } from "./sync.js";
 import * as view from "./view.js";
 
@@ -56,8 +57,20 @@ const TOP_PREFETCH_PX = 200;
 const TOAST_MS = 6000;
 const MAX_TOASTS = 3;
 
+/** The browser's localStorage, or null where it is disabled (some private modes). */
+function browserStorage() {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
 const conn = new Connection(socketUrl());
-const sync = new ChatSync(conn, ui.body.dataset.name ?? "");
+// Unsent messages outlive the page: kept per server (localStorage is per
+// origin) and per name, until the server acknowledges them.
+const pending = new PendingStore(browserStorage(), ui.body.dataset.name ?? "");
+const sync = new ChatSync(conn, ui.body.dataset.name ?? "", pending);
 const unread = new Map(); // room -> messages that arrived while it was not in view
 let current = null; // the room on screen
 let atBottom = true;
@@ -438,6 +451,9 @@ async function logout(event) {
   } catch {
     // Nothing remembered, nothing to forget.
   }
+  // The next sign-in is a new session, which the server would not recognize
+  // these refs from: logging out gives up what is still unsent.
+  pending.clear();
   ui.logoutForm.submit();
 }
 
@@ -454,6 +470,8 @@ for (const name of saved.rooms) {
     // A stored name that is no longer valid: skip it.
   }
 }
+// What an earlier page typed but never saw stored goes out first, in order.
+sync.restorePending();
 select(sync.rooms.has(saved.current) ? saved.current : (sync.rooms.keys().next().value ?? null));
 renderConnection();
 conn.start();

@@ -8,6 +8,19 @@
  * acknowledged, resent with their original ref after a reconnect, which the
  * server recognizes, so a retry never posts a message twice.
  *
+ * Says keep the order they were typed in, per room, on every path: a room has
+ * at most one say in flight, and the next goes out only once the server has
+ * stored the one before. A say the server could not take (`unavailable`,
+ * `rate_limited`, no answer) is sent again, same ref, after a short wait, and
+ * everything typed after it waits behind it; after a reconnect the room's
+ * outbox goes out again from its oldest entry. Sending several at once would
+ * be faster, but then a later say could be stored while an earlier one is
+ * being refused, and nothing could put them back in order.
+ *
+ * With a PendingStore (pending.js) every entry is also kept in the browser's
+ * storage from the moment it is typed until its acknowledgement arrives, so
+ * that a reload sends it again (restorePending) instead of losing it.
+ *
  * No DOM here. app.js listens to these events (CustomEvent, data in `detail`):
  *   messages  {room, added, mode}  new messages, ascending; mode says where from:
  *             "initial" (first join), "live", "resume", "fill" (a hole) or "older"
@@ -38,9 +51,17 @@ const FILL_PAGE = 200;
 export const TYPING_SHOW_MS = 5000;
 // ... and we tell others at most this often, which is what they expect.
 const TYPING_EVERY_MS = 2000;
-// A rate-limited say is retried this many times, a second more each time,
-// before it is shown as failed: a burst usually drains within seconds.
-const SAY_RETRIES = 5;
+// A say the server could not take now is sent again after this, doubling per
+// try up to SAY_RETRY_MAX_MS, and never given up: the rate bucket refills
+// within a fraction of a second, a store or Redis failover takes seconds, and
+// the cap keeps a long outage down to one frame per room every few seconds.
+const SAY_RETRY_BASE_MS = 250;
+const SAY_RETRY_MAX_MS = 8000;
+// ... except over the rate, where waiting longer than a second gains nothing:
+// at any --rate of 1 frame/s or more a second refills the bucket by a frame.
+const RATE_RETRY_MAX_MS = 1000;
+// Answers that mean "not now" rather than "never": the say is sent again.
+const SAY_RETRY_CODES = new Set(["rate_limited", "unavailable", "timeout"]);
 // How often the list of all rooms is refreshed; member counts are a hint.
 const DIRECTORY_EVERY_MS = 30_000;
 // A rate-limited join (reconnecting with many rooms) is retried after this.
@@ -69,7 +90,11 @@ export class Room {
     this.seqs = new Set();
     this.members = new Set();
     this.typing = new Map(); // name -> epoch ms until which to show it
-    this.outbox = []; // {ref, text, state: "sending" | "failed", error, tries}
+    // Says not yet acknowledged, in the order typed:
+    // {ref, text, order, state: "sending" | "failed", error, tries}
+    this.outbox = [];
+    this.sending = null; // the outbox entry whose say is in flight: one at a time
+    this.retryTimer = 0; // set while the head waits to be sent again
     this.live = false; // joined on the current connection
     this.synced = false; // joined at least once: lastSeq means something
     // The newest seq up to which nothing is missing (except `holes`): a
@@ -122,10 +147,12 @@ export class Room {
 }
 
 export class ChatSync extends EventTarget {
-  constructor(conn, me) {
+  /** `pending`: a PendingStore that keeps the outbox across reloads, or null. */
+  constructor(conn, me, pending = null) {
     super();
     this.conn = conn;
     this.me = me;
+    this.pending = pending;
     this.rooms = new Map(); // name -> Room, in join order
     this.directory = []; // [{room, members, last_seq}] from the server
     this.focus = null; // the room on screen: rejoined first after a reconnect
@@ -159,6 +186,9 @@ export class ChatSync extends EventTarget {
     if (room === undefined) return;
     this.rooms.delete(name);
     room.live = false;
+    // Leaving is the user's choice: what they had not sent there goes too.
+    clearTimeout(room.retryTimer);
+    for (const entry of room.outbox) this.pending?.remove(entry.ref);
     this.conn
       .request({ type: "leave", room: name })
       .then(() => this.refreshDirectory())
@@ -168,35 +198,77 @@ export class ChatSync extends EventTarget {
     this.#emit("rooms", {});
   }
 
-  /** Queue a message; it is sent now if the room is live, else once it is again. */
+  /**
+   * Queue a message. It is saved (with a PendingStore) before anything goes
+   * out, and sent once the room is live and every say typed before it in
+   * this room is stored.
+   */
   say(roomName, text) {
     const room = this.rooms.get(roomName);
     if (room === undefined) return;
-    const entry = { ref: newRef("s"), text, state: "sending", error: null, tries: 0, inFlight: false };
+    const entry = { ref: newRef("s"), text, order: this.#nextOrder(), state: "sending", error: null, tries: 0 };
     room.outbox.push(entry);
+    this.#save(room, entry);
     // Others stop showing us as typing when this message lands, so the next
     // keystroke must announce it again at once, not up to 2 s later.
     room.lastTypingSent = 0;
     this.#emit("outbox", { room });
-    if (room.live) this.#transmit(room, entry);
+    this.#pump(room);
   }
 
+  /**
+   * Put back the messages a previous page (a reload, a crash, a closed tab)
+   * saved but never saw acknowledged, in the order typed, joining their rooms
+   * if need be. They go out with their original refs once the rooms are live.
+   */
+  restorePending() {
+    if (this.pending === null) return;
+    for (const saved of this.pending.load()) {
+      let room;
+      try {
+        room = this.join(saved.room);
+      } catch {
+        this.pending.remove(saved.ref); // a room name no longer valid
+        continue;
+      }
+      if (room.outbox.some((e) => e.ref === saved.ref)) continue;
+      room.outbox.push({
+        ref: saved.ref,
+        text: saved.text,
+        order: saved.order,
+        state: saved.failed ? "failed" : "sending",
+        error: saved.error,
+        tries: 0,
+      });
+      this.#emit("outbox", { room });
+      this.#pump(room);
+    }
+  }
+
+  /** Send a failed message again: it now comes after everything typed so far. */
   retry(roomName, ref) {
     const room = this.rooms.get(roomName);
     const entry = room?.outbox.find((e) => e.ref === ref);
-    if (entry === undefined) return;
+    if (entry === undefined || entry.state !== "failed") return;
     entry.state = "sending";
     entry.error = null;
     entry.tries = 0;
+    entry.order = this.#nextOrder();
+    room.outbox = [...room.outbox.filter((e) => e !== entry), entry];
+    this.#save(room, entry);
     this.#emit("outbox", { room });
-    if (room.live) this.#transmit(room, entry);
+    this.#pump(room);
   }
 
   discard(roomName, ref) {
     const room = this.rooms.get(roomName);
-    if (room === undefined) return;
-    room.outbox = room.outbox.filter((e) => e.ref !== ref || e.inFlight);
+    const entry = room?.outbox.find((e) => e.ref === ref);
+    // One in flight may be stored any moment: it is not the user's to take back.
+    if (entry === undefined || entry === room.sending) return;
+    room.outbox = room.outbox.filter((e) => e !== entry);
+    this.pending?.remove(ref);
     this.#emit("outbox", { room });
+    this.#pump(room);
   }
 
   /** Tell the room we are typing, at most every TYPING_EVERY_MS. */
@@ -204,6 +276,10 @@ export class ChatSync extends EventTarget {
     const room = this.rooms.get(roomName);
     const now = Date.now();
     if (room === undefined || !room.live || now - room.lastTypingSent < TYPING_EVERY_MS) return;
+    // Not while our own messages are still going out: the notice would only
+    // take a frame of the rate limit from them, and the others will see
+    // those messages land anyway. The next keystroke after them announces it.
+    if (room.outbox.some((e) => e.state === "sending")) return;
     room.lastTypingSent = now;
     // A typing frame is best effort: the "typing" ref lets #frame drop its errors.
     this.conn.send({ type: "typing", room: roomName, ref: "typing" });
@@ -260,6 +336,9 @@ export class ChatSync extends EventTarget {
     clearInterval(this.directoryTimer);
     for (const room of this.rooms.values()) {
       room.live = false;
+      // The rejoin sends the outbox again from its head at once.
+      clearTimeout(room.retryTimer);
+      room.retryTimer = 0;
       // Typing notices are not replayed: a stale "is typing" would stay forever.
       if (room.typing.size) {
         room.typing.clear();
@@ -288,8 +367,11 @@ export class ChatSync extends EventTarget {
           this.#emit("notice", { code: err.code, message: `Joining #${room.name} is taking long; retrying after reconnect.` });
           return;
         }
-        // bad_room, too_many_rooms...: this room cannot be joined.
+        // bad_room, too_many_rooms...: this room cannot be joined, so what
+        // was waiting to be said there cannot be sent either.
         this.rooms.delete(room.name);
+        clearTimeout(room.retryTimer);
+        for (const entry of room.outbox) this.pending?.remove(entry.ref);
         this.#emit("rooms", {});
         this.#emit("notice", { code: err.code, message: err.message });
       });
@@ -329,10 +411,10 @@ export class ChatSync extends EventTarget {
     }
     this.#emit("members", { room });
 
-    // Messages typed while we were away go out now, in the order they were typed.
-    for (const entry of room.outbox) {
-      if (entry.state === "sending" && !entry.inFlight) this.#transmit(room, entry);
-    }
+    // Messages typed while we were away go out now, in the order they were
+    // typed, from the oldest not acknowledged: the server answers a repeated
+    // ref with the message it already stored.
+    this.#pump(room);
     this.#fillHoles(room);
   }
 
@@ -360,31 +442,63 @@ export class ChatSync extends EventTarget {
     }
   }
 
+  /** Send the room's oldest unacknowledged say, unless one is in flight or waiting to be retried. */
+  #pump(room) {
+    if (!room.live || room.sending !== null || room.retryTimer !== 0 || this.rooms.get(room.name) !== room) return;
+    const head = room.outbox.find((e) => e.state === "sending");
+    if (head !== undefined) this.#transmit(room, head);
+  }
+
   #transmit(room, entry) {
-    entry.state = "sending";
-    entry.inFlight = true;
+    room.sending = entry;
     this.conn
       .request({ type: "say", room: room.name, text: entry.text, ref: entry.ref })
       .then((message) => {
-        entry.inFlight = false;
-        this.#message(message); // the acknowledgement is our own copy of the message
+        // The acknowledgement is our own copy of the message: #message takes
+        // the entry out of the outbox and sends the next one.
+        this.#message(message);
+        if (room.sending === entry) room.sending = null;
+        if (room.outbox.includes(entry)) this.#fail(room, entry, "the server's answer was not understood");
+        this.#pump(room);
       })
       .catch((err) => {
-        entry.inFlight = false;
-        if (err instanceof Disconnected) return; // resent after the rejoin
-        if (err instanceof RequestError && err.code === "rate_limited" && entry.tries < SAY_RETRIES) {
+        if (room.sending === entry) room.sending = null;
+        // Acknowledged meanwhile (a late answer to an earlier try), or discarded.
+        if (!room.outbox.includes(entry)) return this.#pump(room);
+        // Offline: the rejoin sends it again, and those after it, in order.
+        if (err instanceof Disconnected) return;
+        if (SAY_RETRY_CODES.has(err.code)) {
+          // Not now: it stays the head, and those after it keep waiting.
           entry.tries += 1;
-          setTimeout(() => {
-            if (room.live && room.outbox.includes(entry) && entry.state === "sending" && !entry.inFlight) {
-              this.#transmit(room, entry);
-            }
-          }, 1000 * entry.tries);
+          const cap = err.code === "rate_limited" ? RATE_RETRY_MAX_MS : SAY_RETRY_MAX_MS;
+          const delay = Math.min(cap, SAY_RETRY_BASE_MS * 2 ** (entry.tries - 1));
+          clearTimeout(room.retryTimer);
+          room.retryTimer = setTimeout(() => {
+            room.retryTimer = 0;
+            this.#pump(room);
+          }, delay);
           return;
         }
-        entry.state = "failed";
-        entry.error = err.message;
-        this.#emit("outbox", { room });
+        // too_long, empty...: this one can never be stored as it is. Show
+        // why, and let the rest go on.
+        this.#fail(room, entry, err.message);
+        this.#pump(room);
       });
+  }
+
+  #fail(room, entry, error) {
+    entry.state = "failed";
+    entry.error = error;
+    this.#save(room, entry);
+    this.#emit("outbox", { room });
+  }
+
+  #save(room, entry) {
+    this.pending?.put({ room: room.name, ref: entry.ref, text: entry.text, order: entry.order, failed: entry.state === "failed", error: entry.error });
+  }
+
+  #nextOrder() {
+    return this.pending?.nextOrder() ?? 0;
   }
 
   // -- frames nobody asked for ------------------------------------------------
@@ -416,7 +530,10 @@ export class ChatSync extends EventTarget {
       case "error":
         // Typing is best effort; its errors (rate_limited...) would only be noise.
         if (frame.ref === "typing") return;
-        // A say whose request timed out may still fail later: show it on the message.
+        // A say whose request timed out is being sent again: a late "not
+        // now" for the earlier try changes nothing.
+        if (SAY_RETRY_CODES.has(frame.code) && this.#outboxHas(frame.ref)) return;
+        // A late refusal for good: show it on the message.
         if (this.#failOutbox(frame)) return;
         this.#emit("notice", { code: frame.code, message: frame.message });
         break;
@@ -430,10 +547,17 @@ export class ChatSync extends EventTarget {
     if (!isMessage(frame)) return;
     const room = this.rooms.get(frame.room);
     if (room === undefined) return;
-    if (typeof frame.ref === "string") {
-      const before = room.outbox.length;
-      room.outbox = room.outbox.filter((e) => e.ref !== frame.ref);
-      if (room.outbox.length !== before) this.#emit("outbox", { room });
+    const acked = typeof frame.ref === "string" ? room.outbox.find((e) => e.ref === frame.ref) : undefined;
+    if (acked !== undefined) {
+      // Stored: only now may the page forget it.
+      room.outbox = room.outbox.filter((e) => e !== acked);
+      this.pending?.remove(acked.ref);
+      if (room.sending === acked) room.sending = null;
+      // A late answer to a try that timed out, while the next try waits:
+      // nothing is left to wait for.
+      clearTimeout(room.retryTimer);
+      room.retryTimer = 0;
+      this.#emit("outbox", { room });
     }
     // Live messages come in seq order without gaps; should one ever skip
     // ahead, fetch what it skipped rather than lose it quietly.
@@ -445,6 +569,7 @@ export class ChatSync extends EventTarget {
     if (room.typing.delete(frame.name)) this.#emit("typing", { room });
     const added = room.insert([frame]);
     if (added.length) this.#emit("messages", { room, added, mode: "live" });
+    if (acked !== undefined) this.#pump(room);
   }
 
   #presence(frame) {
@@ -458,14 +583,17 @@ export class ChatSync extends EventTarget {
     this.#emit("members", { room });
   }
 
+  #outboxHas(ref) {
+    return typeof ref === "string" && [...this.rooms.values()].some((room) => room.outbox.some((e) => e.ref === ref));
+  }
+
   #failOutbox(frame) {
     if (typeof frame.ref !== "string") return false;
     for (const room of this.rooms.values()) {
       const entry = room.outbox.find((e) => e.ref === frame.ref);
       if (entry !== undefined) {
-        entry.state = "failed";
-        entry.error = frame.message;
-        this.#emit("outbox", { room });
+        this.#fail(room, entry, frame.message);
+        if (room.sending !== entry) this.#pump(room);
         return true;
       }
     }

@@ -47,8 +47,10 @@ export function dayLabel(ts, now = Date.now()) {
   return dayFormat.format(new Date(ts));
 }
 
+// A plain list item ("Today"), not role=separator: a list may hold only list
+// items, and a separator's role would take this one out of the list.
 function daySeparator(ts) {
-  return el("li", { class: "day", data: { day: dayKey(ts) }, attrs: { role: "separator" } }, el("span", { text: dayLabel(ts) }));
+  return el("li", { class: "day", data: { day: dayKey(ts) } }, el("span", { text: dayLabel(ts) }));
 }
 
 /** Does `msg` continue the group of the message `prev` (same author, same day, shortly after)? */
