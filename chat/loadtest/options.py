@@ -59,7 +59,8 @@ Load-test the chat server and account for every delivery: each member of a room
 must get each message sent while it was a member exactly once, in seq order.
 
 Run the server without its per-connection rate limit for anything but light
-loads (server.py --rate 0): otherwise senders get rate_limited errors. It also
+loads (server.py --rate 0): otherwise the server reads senders over its rate
+later, so their sends fall behind schedule and the latencies are the limit's. It also
 caps sockets per client address (--max-connections-per-ip, 1000 by default):
 lift it (0) or spread the clients with --source-ips. --spawn-server does both.
 """
