@@ -592,20 +592,28 @@ def fan_out(live: Iterable[Peer], frames: list[OutFrame], own: dict[Peer, list[O
     tick: no queue, no flush, no object made per member. Everyone else (and
     every member when not ``direct``) has the frames pushed on its outbox.
     """
+    # The senders' copies carry their refs: they go through the outbox, which
+    # also takes the senders off the direct path below (a push closes it).
+    for sender, mine in own.items():
+        push = sender.outbox.push
+        for frame in mine:
+            push(frame)
     if not direct:
         for member in live:
-            ob = member.outbox
-            for frame in own.get(member, frames):
-                ob.push(frame)
+            if member not in own:
+                push = member.outbox.push
+                for frame in frames:
+                    push(frame)
         return
     data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
     size = len(data)
     for member in live:
-        ob = member.outbox
-        send = ob.send
-        if send is None or member in own:
-            for frame in own.get(member, frames):
-                ob.push(frame)
+        send = member.outbox.send
+        if send is None:
+            if member not in own:
+                push = member.outbox.push
+                for frame in frames:
+                    push(frame)
             continue
         try:
             sent = send(data)
@@ -614,7 +622,7 @@ def fan_out(live: Iterable[Peer], frames: list[OutFrame], own: dict[Peer, list[O
         except OSError:
             continue  # the socket is gone: its close disconnects the member
         if sent != size:
-            ob.sent_part(data, sent)
+            member.outbox.sent_part(data, sent)
 
 
 def _fits(messages: list[Message], most: int, max_chars: int) -> int:
