@@ -528,7 +528,8 @@ class ChatService:
                     mine.append(OutFrame.of(encode(message.to_wire(with_ref=True))))
             for mine in own.values():  # and those after its last one
                 mine.extend(frames[len(mine) :])
-            fan_out(r.live, frames, own, self.flusher.claim_direct(room))
+            if r.live:
+                fan_out(r.live, frames, own, self.flusher.claim_direct(room))
             self.metrics.deliveries.inc(len(r.live) * len(batch))
         for message, sender in batch:
             if sender is not None and message.ref is not None and sender not in own and sender.open:
