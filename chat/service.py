@@ -460,10 +460,16 @@ class ChatService:
                 self._pending.pop(key, None)
                 self._sent.put(message.session, message.ref, Sent(message.room, message.seq, message.ts / 1000))
             if batch and batch[0][0].room != message.room:
-                self._publish(batch)
+                self._publish_batch(batch)
                 batch = []
             batch.append((message, sender))
         if batch:
+            self._publish_batch(batch)
+
+    def _publish_batch(self, batch: list[tuple[Message, Peer | None]]) -> None:
+        if len(batch) == 1:
+            self.publish(*batch[0])  # the one-message entry point (tests wrap it to lose an ack)
+        else:
             self._publish(batch)
 
     def _failed(self, peer: Peer, ref: str | None, started: float, future: asyncio.Future[Message]) -> None:
