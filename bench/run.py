@@ -51,6 +51,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 # The issue's targets (issue 3, "Targets").
 TARGET_CPU_RATIO_NAIVE = 10.0  # ours at most a tenth of the naive baseline's CPU per delivery
 TARGET_CPU_RATIO_WEBSOCKETS = 5.0  # and at most a fifth of websockets.broadcast()'s
+# Steady fan-out (issue 9): at this offered load, ours at most this multiple of the floor's CPU per delivery.
+TARGET_FLOOR_LOAD = 20_000
+TARGET_FLOOR_RATIO = 1.25
 TARGET_SOCKETS = 50_000
 TARGET_BYTES_PER_IDLE_SOCKET = 20 * 1024
 TARGET_P99_MS_AT_40K = 100.0
@@ -105,6 +108,7 @@ class ServerKind:
     ready: str  # a line holding this in the server's log means it accepts connections
     argv: Callable[[int, Path], list[str]]  # (port, scratch dir) -> command, run from the repo root
     ready_count: int = 1  # that many such lines: one per worker process
+    fanout_only: bool = False  # runs in the burst and the fixed loads only
 
 
 def _ours(port: int, scratch: Path) -> list[str]:
@@ -139,6 +143,15 @@ SERVERS: dict[str, ServerKind] = {
         "websockets broadcast()",
         "listening",
         lambda port, _scratch: [*python(), "bench/websockets_broadcast.py", "--port", str(port)],
+    ),
+    # The floor: one bare sock.send(frame) per member, the frame built once. It runs in the burst and
+    # the fixed loads only: it is there to show what fan-out itself costs, not memory or sockets held.
+    "floor": ServerKind(
+        "floor",
+        "floor (bare send loop)",
+        "listening",
+        lambda port, _scratch: [*python(), "bench/floor.py", "--port", str(port)],
+        fanout_only=True,
     ),
 }
 
@@ -704,7 +717,10 @@ class Suite:
     message_bytes: int = 100
     # Two load-generating processes: the generator costs more CPU per delivery than the servers.
     procs: int = 2
-    repeat: int = 3  # burst runs per server; the tables show medians
+    # Burst runs, and runs of each fixed load, per server (interleaved); the tables show medians. The
+    # fixed loads repeat too: at 20 msg/s a run's CPU per delivery moves by a third with other work on
+    # the machine, and the steady-rate target compares two such figures.
+    repeat: int = 3
     # The slow-consumer check: a flooded room of this many members, big messages (about 585 KB/s
     # to each member), long enough that a stalled reader's socket buffers fill and its backlog
     # overflows (the server's default --max-backlog-bytes is 1 MiB).
@@ -848,17 +864,18 @@ def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], onl
                 harness.run(kind, suite.burst())
     if "loads" in only:
         print(f"fixed offered loads into 1 room of {suite.room_members:,}")
-        for per_s in suite.loads_per_s:
-            for kind in servers:
-                harness.run(kind, suite.offered(per_s))
+        for _ in range(suite.repeat):
+            for per_s in suite.loads_per_s:
+                for kind in servers:
+                    harness.run(kind, suite.offered(per_s))
     idle: dict[str, Run] = {}
     if "idle" in only:
         print(f"idle memory: {suite.idle_sockets:,} sockets")
-        for kind in servers:
+        for kind in [k for k in servers if not k.fanout_only]:
             idle[kind.key] = harness.run(kind, suite.idle(suite.idle_sockets, suite.idle_key))
     if "hold" in only:
         print("most sockets held: idle sockets, more at each step, up to the server's fd limit")
-        for kind in servers:
+        for kind in [k for k in servers if not k.fanout_only]:
             if kind.key in idle and not idle[kind.key].fully_connected:
                 continue  # the idle run was the first rung, and it failed
             hold_ladder(harness, suite, kind)
@@ -1515,7 +1532,9 @@ class Report:
             " server (or a load generator) that falls behind shows it; *sender lag p99* is how late the load"
             " generator itself wrote its messages against the schedule. *Sustained deliveries/s* is the median"
             " second's deliveries while sending (the first second left out): the offered rate for a server that"
-            " keeps up, its capacity for one that does not.\n\n"
+            " keeps up, its capacity for one that does not."
+            + (f" Medians of {s.repeat} runs, the servers interleaved." if s.repeat > 1 else "")
+            + "\n\n"
             + table(
                 [
                     "offered",
@@ -1535,6 +1554,52 @@ class Report:
             )
             + "\n\n"
             + self.saturation()
+            + self.floor_ratios()
+        )
+
+    def floor_ratios(self) -> str:
+        """Ours against the floor (a bare send() loop) and websockets, at each fixed load."""
+        lines = []
+        for per_s in self.suite.loads_per_s:
+            cpu = {
+                kind.key: median(r.window_us_per_delivery for r in self.of(load_key(per_s), kind.key))
+                for kind in self.servers
+            }
+            ours, floor, ws = cpu.get("ours"), cpu.get("floor"), cpu.get("websockets")
+            if not ours:
+                continue
+            parts = []
+            if floor:
+                ratio = ours / floor
+                part = f"ours / floor {ratio:.2f}x ({ours:.2f} vs {floor:.2f} µs)"
+                # Messages the load generator wrote late arrive in clumps, which ours writes with one
+                # send() per member and the floor with one per message: that is not the steady case. A
+                # tenth of them late by more than the time between two messages, and it is not.
+                spacing_ms = 1000 * self.suite.room_members / per_s
+                lag = max(
+                    median(r.get("messages", "send_lag_ms", "p90") for r in self.of(load_key(per_s), key)) or 0.0
+                    for key in ("ours", "floor")
+                )
+                clumped = lag > spacing_ms
+                if clumped:
+                    part += (
+                        f", but the load generator fell behind (sender lag p90 up to {lag:,.0f} ms, against"
+                        f" {spacing_ms:g} ms between messages), so messages arrived in clumps"
+                    )
+                if per_s == TARGET_FLOOR_LOAD:
+                    part += f"; the target is at most {TARGET_FLOOR_RATIO:g}x: " + (
+                        "not shown by this run (clumped)" if clumped else verdict(ratio <= TARGET_FLOOR_RATIO)
+                    )
+                parts.append(part)
+            if ws:
+                parts.append(f"websockets broadcast() / ours {ws / ours:.2f}x")
+            if parts:
+                lines.append(f"- {per_s:,}/s: " + "; ".join(parts))
+        if not lines:
+            return ""
+        return (
+            "\n\nCPU per delivery (send + drain) against the floor, a bare loop of one `send()` per member with"
+            " the frame built once (`bench/floor.py`):\n\n" + "\n".join(lines)
         )
 
     def saturation(self) -> str:
@@ -2209,7 +2274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="scenarios to run, comma-separated; the results file keeps the other sections' text [%(default)s]",
     )
     parser.add_argument("--servers", default=",".join(SERVERS), help="servers to run, comma-separated [%(default)s]")
-    parser.add_argument("--repeat", type=int, help="run the burst this many times; tables show medians [3]")
+    parser.add_argument("--repeat", type=int, help="runs of the burst and of each fixed load; tables show medians [3]")
     parser.add_argument(
         "--loadtest", default=f"{shlex.join(python())} -m chat.loadtest", help="the load tester's command [%(default)s]"
     )

@@ -95,13 +95,16 @@ class Metrics:
             " chat_history_write_seconds_count counts each stored once)",
             registry=r,
         )
-        self.deliveries = Counter("chat_deliveries", "Room messages queued to members", registry=r)
+        self.deliveries = Counter("chat_deliveries", "Room messages written or queued to members", registry=r)
         self.gaps = Counter("chat_gaps", "Gap notices sent to slow consumers", registry=r)
         self.slow_closes = Counter(
             "chat_slow_consumer_closes", "Connections closed with 1013 for not reading", registry=r
         )
         self.fanout = Histogram(
-            "chat_fanout_seconds", "Time to queue one message to every member", buckets=_FANOUT_BUCKETS, registry=r
+            "chat_fanout_seconds",
+            "Time to write or queue one message to every member (a batch's time shared by its messages)",
+            buckets=_FANOUT_BUCKETS,
+            registry=r,
         )
         self.history_write = Histogram(
             "chat_history_write_seconds", "Time to store one message", buckets=_WRITE_BUCKETS, registry=r

@@ -12,6 +12,13 @@ and learns from it when the socket has drained.
   replaced by one ``gap`` frame per room naming the seq range, which the client
   fetches with ``history``. Memory per member is bounded, and the room is never
   held back by its slowest member.
+- A transport may also offer its socket's raw ``send`` (:meth:`Outbox.attach`).
+  While nothing waits anywhere for that member (no frame queued, no write in
+  flight, nothing of the transport's own held back), :attr:`Outbox.send` is that
+  callable, and the fan-out writes a room message straight to the socket with
+  it: the same bytes, in the same order, as a push and a flush would have
+  written at the end of the tick, without the queue. Otherwise it is None, and
+  the fan-out pushes.
 """
 
 from __future__ import annotations
@@ -39,12 +46,21 @@ class Transport(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+# A socket's send(): takes bytes, returns how many the kernel took; raises
+# BlockingIOError when it took none, OSError when the socket is gone.
+RawSend = Callable[[bytes], int]
+# Writes bytes after everything the transport still holds: True if they went out
+# at once; False if part waits, in which case the transport calls Outbox.drained.
+WriteRest = Callable[[bytes], bool]
+
+
 class Flusher:
     """Flushes dirty outboxes once per event-loop tick."""
 
     def __init__(self) -> None:
         self._dirty: list[Outbox] = []
         self._scheduled = False
+        self._direct: set[str] = set()  # rooms written straight to the sockets this tick
 
     def mark(self, outbox: Outbox) -> None:
         self._dirty.append(outbox)
@@ -52,8 +68,25 @@ class Flusher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
 
+    def claim_direct(self, room: str) -> bool:
+        """May ``room``'s next fan-out write straight to the sockets? Once per tick.
+
+        The first fan-out of a tick is written at once, one send() per member.
+        Later ones in the same tick are queued instead, so that a burst still
+        goes out as one write per member at the end of the tick rather than as
+        one write per message.
+        """
+        if room in self._direct:
+            return False
+        self._direct.add(room)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+        return True
+
     def flush(self) -> None:
         self._scheduled = False
+        self._direct.clear()
         dirty, self._dirty = self._dirty, []
         for outbox in dirty:
             outbox.flush()
@@ -66,12 +99,16 @@ class Outbox:
         "_clock",
         "_dirty",
         "_flusher",
+        "_held",
         "_max_backlog",
         "_on_gap",
         "_queue",
         "_queued",
+        "_raw",
+        "_rest",
         "_writing_since",
         "closed",
+        "send",
         "transport",
     )
 
@@ -93,6 +130,13 @@ class Outbox:
         self._dirty = False
         self._writing_since: float | None = None  # a write is in flight since then
         self.closed = False
+        self._raw: RawSend | None = None  # the socket's send, when the transport offers it
+        self._rest: WriteRest | None = None
+        self._held = 0  # the transport's own writes waiting in its buffer
+        # The raw send while a frame may go straight to the socket, else None.
+        # Read once per member per message by the fan-out: a slot, kept up to
+        # date here rather than worked out there.
+        self.send: RawSend | None = None
 
     @property
     def queued_bytes(self) -> int:
@@ -106,6 +150,7 @@ class Outbox:
         """
         if self.closed:
             return
+        self.send = None  # what is queued goes first
         self._queue.append(frame)
         self._queued += len(frame.data)
         # Only a member with a write still in flight is slow: without one, the
@@ -122,15 +167,60 @@ class Outbox:
             return
         frames, self._queue = self._queue, []
         self._queued = 0
-        if not self.transport.write_frames(frames):
+        if self.transport.write_frames(frames):
+            self._ready()
+        else:
             self._writing_since = self._clock()
 
     def drained(self) -> None:
         """The transport wrote everything it was given."""
         self._writing_since = None
-        if self._queue and not self._dirty:
-            self._dirty = True
-            self._flusher.mark(self)
+        if self._queue:
+            if not self._dirty:
+                self._dirty = True
+                self._flusher.mark(self)
+        else:
+            self._ready()
+
+    # -- the direct path --------------------------------------------------------
+
+    def attach(self, raw: RawSend, rest: WriteRest) -> None:
+        """The transport offers direct writes: ``raw`` is its socket's send,
+        ``rest`` writes what a short send left over, behind anything it holds."""
+        self._raw = raw
+        self._rest = rest
+        self._ready()
+
+    def detach(self) -> None:
+        """No more direct writes (the transport is closing)."""
+        self._raw = self._rest = self.send = None
+
+    def hold(self) -> None:
+        """The transport has bytes of its own waiting to be written: no direct
+        write may overtake them. Each hold is ended by one :meth:`release`."""
+        self._held += 1
+        self.send = None
+
+    def release(self) -> None:
+        self._held -= 1
+        self._ready()
+
+    def sent_part(self, data: bytes, sent: int) -> None:
+        """A direct write of ``data`` took only its first ``sent`` bytes (0 when
+        the socket would block): the rest goes through the transport's buffer,
+        and the member has a write in flight until it is written."""
+        self.send = None
+        if self._rest is None:  # detached meanwhile: the socket is closing
+            return
+        if self._rest(data[sent:]):
+            self._ready()
+        else:
+            self._writing_since = self._clock()
+
+    def _ready(self) -> None:
+        """Offer the direct path again if nothing waits for this member."""
+        if self._raw is not None and not self._queue and self._writing_since is None and not self._held:
+            self.send = None if self.closed else self._raw
 
     def stalled_for(self, now: float) -> float:
         """Seconds the last write has waited for the socket to drain (0 when none waits)."""
@@ -143,6 +233,7 @@ class Outbox:
         self.closed = True
         self._queue = []
         self._queued = 0
+        self.detach()
 
     def _overflow(self) -> None:
         """Drop queued room messages and typing; leave one gap per room instead."""

@@ -17,6 +17,26 @@ from chat.web import raw_argument, read_login_cookie
 log = logging.getLogger(__name__)
 
 
+class _Protocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's protocol, telling :class:`ChatSocket` about the frames it writes itself.
+
+    The fan-out writes room messages straight to the socket while nothing else
+    waits to be written (chat/outbox.py). Tornado writes pings, pongs and the
+    close frame on its own, all through ``_write_frame``: one that it could not
+    write at once must not be overtaken, and nothing may follow a close frame.
+    """
+
+    def _write_frame(self, fin: bool, opcode: int, data: bytes, flags: int = 0) -> asyncio.Future[None]:
+        future = super()._write_frame(fin, opcode, data, flags)
+        handler = self.handler
+        if isinstance(handler, ChatSocket):
+            handler.tornado_wrote(opcode, future)
+        return future
+
+
+_CLOSE = 0x8  # the opcode of a close frame (RFC 6455 section 5.5.1)
+
+
 def _retrieve(future: asyncio.Future[None]) -> None:
     # A write to a socket that closed meanwhile fails; the close itself is
     # handled by on_close, so the failure needs no further action.
@@ -29,11 +49,14 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 
     Frames are written as pre-built bytes straight to the connection's
     IOStream: one ``stream.write`` per member per loop tick, with no per-frame
-    encoding, Future or Task. This uses two Tornado internals,
-    ``ws_connection.stream`` and the unmasked server frame format, which is
-    why Tornado is pinned exactly in requirements.txt and
-    tests/test_frames.py checks this path against it. With permessage-deflate
-    (``--compress``) frames go through ``write_message`` instead.
+    encoding, Future or Task. Room messages may go further, straight to the
+    socket's ``send`` (:meth:`chat.outbox.Outbox.attach`), while neither the
+    outbox nor Tornado has anything waiting for this socket. This uses Tornado
+    internals (``ws_connection.stream``, the unmasked server frame format and
+    ``WebSocketProtocol13._write_frame``), which is why Tornado is pinned
+    exactly in requirements.txt and tests/test_fanout.py checks this path
+    against it. With permessage-deflate (``--compress``) frames go through
+    ``write_message`` instead, and nothing goes straight to the socket.
     """
 
     service: ChatService
@@ -95,6 +118,42 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
                 token = token or login["session"]
         # Tornado reads no frame before open() returns.
         self.peer = await self.service.open(self, name, token)
+        if self.peer is not None and not self.compress:
+            self._offer_direct(self.peer)
+
+    def get_websocket_protocol(self) -> tornado.websocket.WebSocketProtocol | None:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _Protocol  # same state, one method more: see _Protocol
+        return protocol
+
+    def _offer_direct(self, peer: Peer) -> None:
+        conn = self.ws_connection
+        if not isinstance(conn, _Protocol) or conn.is_closing() or conn.stream is None:
+            return
+        stream = conn.stream
+        peer.outbox.attach(stream.socket.send, self._write_rest)
+        if stream.writing():  # the handshake's tail: resolved once everything before it is written
+            self._hold(peer, stream.write(b""))
+
+    def tornado_wrote(self, opcode: int, future: asyncio.Future[None]) -> None:
+        """Tornado wrote a frame of its own (see _Protocol)."""
+        if self.peer is None:
+            return
+        if opcode == _CLOSE:
+            self.peer.outbox.detach()
+        elif not future.done():
+            self._hold(self.peer, future)
+
+    def _hold(self, peer: Peer, future: asyncio.Future[None]) -> None:
+        """No direct write to ``peer``'s socket until ``future`` (a buffered write) is done."""
+        peer.outbox.hold()
+
+        def release(done: asyncio.Future[None]) -> None:
+            _retrieve(done)
+            peer.outbox.release()
+
+        future.add_done_callback(release)
 
     def _query(self, key: str, *, strict: bool = False) -> str | None:
         """A query argument exactly as sent, control characters included, so
@@ -145,6 +204,15 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             if sent == len(data):
                 return True
             data = data[sent:]
+        return self._write_rest(data)
+
+    def _write_rest(self, data: bytes) -> bool:
+        """``data`` after whatever the IOStream holds: True if written at once,
+        else :meth:`chat.outbox.Outbox.drained` follows once it is."""
+        conn = self.ws_connection
+        stream = conn.stream if conn is not None else None
+        if stream is None:
+            return True
         try:
             future = stream.write(data)
         except tornado.iostream.StreamClosedError:

@@ -1,4 +1,4 @@
-"""The two benchmark baselines in bench/ speak enough of the protocol for the load tester.
+"""The three benchmark baselines in bench/ speak enough of the protocol for the load tester.
 
 Each test starts the baseline as a real process on a free port (``--port 0``;
 the port is read from its "listening" line) and talks to it with the
@@ -21,7 +21,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 ROOT = Path(__file__).resolve().parent.parent
-BASELINES = ["bench/naive_tornado.py", "bench/websockets_broadcast.py"]
+BASELINES = ["bench/naive_tornado.py", "bench/websockets_broadcast.py", "bench/floor.py"]
 # Generous: a loaded CI machine may take a few seconds to import tornado or websockets.
 START_TIMEOUT_S = 15.0
 REPLY_TIMEOUT_S = 5.0
@@ -117,3 +117,33 @@ async def test_baseline_closes_sockets_with_1001_and_exits_0_on_sigterm(script: 
         await asyncio.wait_for(ws.wait_closed(), REPLY_TIMEOUT_S)
         assert ws.close_code == 1001
         assert await asyncio.wait_for(server.proc.wait(), REPLY_TIMEOUT_S) == 0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_floor_keeps_a_member_that_stops_reading_in_order_through_its_stream() -> None:
+    # Frames far larger than the socket buffers: the bare send() to the member that is not reading
+    # comes back short, and the floor must finish that frame and queue the next ones behind it.
+    count, size = 8, 1 << 20
+    async with running("bench/floor.py") as server:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        # Alice gets her own big messages too: no size limit, or her library would close on them.
+        alice = await connect(f"{url}?name=alice", compression=None, max_size=None)
+        bob = await connect(f"{url}?name=bob", compression=None, max_size=None, max_queue=1)
+        try:
+            for ws in (alice, bob):
+                await recv(ws)  # welcome
+            for ws in (alice, bob):
+                await ws.send(json.dumps({"type": "join", "room": "big"}))
+                assert (await recv(ws))["type"] == "joined"
+            # Bob's library stops reading once one frame waits unread (max_queue=1): his socket fills.
+            for i in range(count):
+                await alice.send(json.dumps({"type": "say", "room": "big", "text": f"{i}:" + "x" * size}))
+            seqs = []
+            for _ in range(count):
+                frame = json.loads(await asyncio.wait_for(bob.recv(), REPLY_TIMEOUT_S * 4))
+                assert frame["text"] == f"{frame['seq'] - 1}:" + "x" * size
+                seqs.append(frame["seq"])
+            assert seqs == list(range(1, count + 1))
+        finally:
+            await alice.close()
+            await bob.close()

@@ -1,4 +1,4 @@
-"""The figures bench/run.py's redis scenario reports are picked by rules: test the rules."""
+"""The figures bench/run.py reports (the redis ladder, the steady-rate target) are picked by rules: test the rules."""
 
 from __future__ import annotations
 
@@ -143,3 +143,29 @@ def test_the_scaling_section_says_what_its_figures_say(bench):
     assert "the load generator spends less CPU per delivery than the server in every configuration" in cheap
     assert "Two workers sustained about as much as one process (10,000 against 10,000 deliveries/s)" in cheap
     assert "spends more CPU" not in cheap
+
+
+def steady(bench: ModuleType, server: str, us_per_delivery: float, lag_ms: float) -> Any:
+    """A fixed-load run at 20,000 deliveries/s: its CPU per delivery and its sender lag p90."""
+    report = {
+        "server": {"cpu_us_per_delivery": us_per_delivery},
+        "messages": {"send_lag_ms": {"p90": lag_ms}},
+    }
+    return bench.Run(server, "load-20k", [], [], report=report)
+
+
+def test_the_steady_target_is_judged_against_the_floor_only_when_messages_arrived_on_time(bench):
+    def verdict(ours_us: float, ours_lag: float) -> str:
+        runs = [steady(bench, "ours", ours_us, ours_lag), steady(bench, "floor", 8.0, 3.0)]
+        suite = bench.Suite(loads_per_s=(20_000,))
+        servers = [bench.SERVERS["ours"], bench.SERVERS["floor"]]
+        report = bench.Report(runs, suite, servers, None, (0.0, 0.0, 0.0), 0.0, ["loads"])
+        line: str = report.floor_ratios().splitlines()[-1]
+        return line
+
+    assert verdict(9.6, 3.0).endswith("ours / floor 1.20x (9.60 vs 8.00 µs); the target is at most 1.25x: **met**")
+    assert verdict(10.4, 3.0).endswith("1.30x (10.40 vs 8.00 µs); the target is at most 1.25x: **missed**")
+    # Late messages arrive together, and ours writes those with one send() per member: not the steady case.
+    clumped = verdict(4.0, 400.0)
+    assert "0.50x" in clumped
+    assert clumped.endswith("not shown by this run (clumped)")

@@ -3,6 +3,7 @@ internals, the slow-consumer policy, and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from typing import Any
@@ -12,8 +13,9 @@ import tornado
 from websockets.asyncio.client import connect as ws_connect
 
 from chat.config import Settings
-from chat.frames import OutFrame, text_frame
-from chat.outbox import STALL_S
+from chat.frames import CONTROL, OutFrame, text_frame
+from chat.outbox import STALL_S, Outbox
+from chat.ws import ChatSocket
 
 
 def test_tornado_is_the_version_the_frame_path_was_checked_against():
@@ -262,3 +264,44 @@ async def test_with_compress_frames_go_through_permessage_deflate(served):
             while (frame := json.loads(await sock.recv()))["type"] != "message":
                 pass
             assert frame["text"] == text.strip()
+
+
+@pytest.mark.gen_test
+async def test_a_room_message_goes_straight_to_an_idle_members_socket(app, connect, monkeypatch):
+    alice = await connect("alice")
+    bob = await connect("bob")
+    for sock in (alice, bob):
+        await sock.send(type="join", room="lobby")
+        await sock.recv_until("joined")
+    pushed: list[tuple[str, int]] = []
+    push = Outbox.push
+
+    def spy(outbox: Outbox, frame: OutFrame) -> None:
+        pushed.append((json.loads(frame.text)["type"], frame.kind))
+        push(outbox, frame)
+
+    monkeypatch.setattr(Outbox, "push", spy)
+    await alice.send(type="say", room="lobby", text="hi", ref="r1")
+    assert (await bob.recv_until("message"))["text"] == "hi"
+    assert (await alice.recv_until("message"))["ref"] == "r1"
+    # Bob's copy never went through an outbox; alice's own (with its ref) did.
+    assert pushed == [("message", CONTROL)]
+
+
+@pytest.mark.gen_test
+async def test_tornados_own_frames_hold_the_direct_path_or_end_it(app, connect, io_loop):
+    await connect("alice")
+    peer = next(p for p in app.chat.peers if p.name == "alice")
+    assert isinstance(peer.conn, ChatSocket)
+    assert peer.outbox.send is not None
+    # A ping Tornado could not write at once: nothing may overtake it.
+    pending: asyncio.Future[None] = io_loop.asyncio_loop.create_future()
+    peer.conn.tornado_wrote(0x9, pending)
+    assert peer.outbox.send is None
+    pending.set_result(None)
+    await asyncio.sleep(0)
+    assert peer.outbox.send is not None
+    # Nothing may follow a close frame: Tornado writes it, the path ends at once.
+    peer.conn.close(1000, "bye")
+    assert not peer.outbox.closed  # on_close has not run yet
+    assert peer.outbox.send is None

@@ -463,3 +463,22 @@ async def test_a_member_joining_as_a_batch_commits_gets_each_message_once(servic
     await service.store.drain()
     seen = [m["seq"] for m in b.of("joined")[0]["history"]] + [m["seq"] for m in b.of("message")]
     assert seen == [1]
+
+
+@pytest.mark.gen_test
+async def test_a_commit_batch_of_two_senders_reaches_each_in_order_with_only_its_own_refs(service):
+    alice, a = await join(service, "alice")
+    bob, b = await join(service, "bob")
+    carol, c = await join(service, "carol")
+    for peer in (alice, bob, carol):
+        await frame(service, peer, type="join", room="lobby")
+    # Three says in one tick: one commit, one fan-out of the three.
+    for peer, text, ref in ((alice, "a1", "ra1"), (bob, "b1", "rb1"), (alice, "a2", "ra2")):
+        assert service.handle_text(peer, json.dumps({"type": "say", "room": "lobby", "text": text, "ref": ref})) is None
+    await service.store.drain()
+    service.flusher.flush()
+    for conn in (a, b, c):
+        assert [m["text"] for m in conn.of("message")] == ["a1", "b1", "a2"]
+    assert [m.get("ref") for m in a.of("message")] == ["ra1", None, "ra2"]
+    assert [m.get("ref") for m in b.of("message")] == [None, "rb1", None]
+    assert [m.get("ref") for m in c.of("message")] == [None, None, None]
