@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -40,8 +41,12 @@ PRESENCE_TTL_S = 15.0
 # gets the acknowledgement, which comes through the subscription.
 UNSUBSCRIBE_GRACE_S = 10.0
 # Longest wait for a subscription to be confirmed, or for messages already
-# stored to come through it; past that the join answers ``unavailable``.
-SYNC_TIMEOUT_S = 5.0
+# stored to come through it; past that the join answers ``unavailable``. A
+# lost subscription fails these waits at once (and a silent one is taken for
+# lost after 3 * PUBSUB_PING_S), so this bound is only a backstop: under a join
+# storm the reader may be seconds behind, and a busy Redis must make a join
+# wait, not fail.
+SYNC_TIMEOUT_S = 60.0
 # With nothing to read for this long, the subscription pings Redis; with no
 # answer in three times that, the connection is taken for dead.
 PUBSUB_PING_S = 5.0
@@ -155,6 +160,8 @@ class RedisBroker:
         # decode_responses=True: every reply is str, which redis-py's types cannot express.
         self._r: Any = client
         self._history = history
+        # Claims, member lists and typing share the store's pipelines: one per loop tick.
+        self._batch = history.batch
         self._ttl = presence_ttl
         self.proc = proc or process_id()
         self._clock = clock
@@ -164,6 +171,7 @@ class RedisBroker:
         self._on_logout: OnLogout | None = None
         self._ps: PubSub | None = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
         self._tracking: dict[str, asyncio.Task[None]] = {}
         self._unneeded: dict[str, float] = {}  # room -> when its last local member left
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -268,8 +276,10 @@ class RedisBroker:
         confirmed = self._confirm.get(channel)
         if confirmed is None or confirmed.done():
             confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
+        if not self._to_subscribe:
+            asyncio.get_running_loop().call_soon(self._send_subscribes)
+        self._to_subscribe.append(channel)
         try:
-            await ps.subscribe(channel)
             await confirmed
             now = await self._history.last_seq(room)
             fill: list[Message] = []
@@ -282,6 +292,34 @@ class RedisBroker:
         except RAISES as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         self._deliver(room, self._seq.resume(room, now, fill))
+
+    def _send_subscribes(self) -> None:
+        """One SUBSCRIBE for every room that asked during this loop tick."""
+        channels, self._to_subscribe = self._to_subscribe, []
+        ps = self._ps
+        if ps is None:
+            self._subscribe_failed(channels, StoreUnavailable("redis: not connected"))
+            return
+        task = asyncio.ensure_future(ps.subscribe(*channels))
+        task.add_done_callback(functools.partial(self._subscribe_sent, channels))
+
+    def _subscribe_sent(self, channels: list[str], task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        # The connection broke (its reader fails every wait anyway), or a bug: fail these waits now.
+        if not isinstance(exc, RAISES):
+            log.error("subscribing %d rooms failed", len(channels), exc_info=exc)
+        self._subscribe_failed(channels, StoreUnavailable(f"redis: {exc}"))
+
+    def _subscribe_failed(self, channels: list[str], error: StoreUnavailable) -> None:
+        for channel in channels:
+            confirmed = self._confirm.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_exception(error)
+                confirmed.exception()  # its join may have been cancelled meanwhile
 
     def unsubscribe(self, room: str) -> None:
         self._unneeded[room] = self._clock()
@@ -382,6 +420,13 @@ class RedisBroker:
                     confirmed.set_exception(error)
                     confirmed.exception()
             self._confirm.clear()
+            # Joins waiting for messages to come through answer ``unavailable``
+            # now, rather than after a timeout: their clients retry the join.
+            for waiting in self._waiters.values():
+                for _, waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                        waiter.exception()
             for room in self._seq.rooms():
                 self._seq.hold(room)
             with contextlib.suppress(*RAISES):
@@ -433,13 +478,13 @@ class RedisBroker:
                 ops.append(self._ops.get_nowait())
             stop = any(op == "stop" for op, _, _ in ops)
             ops = [o for o in ops if o[0] != "stop"]
-            calls = [
-                self._presence_call(op, room, name)
-                for op, (room, name), _ in ops
-            ]
+            calls = [self._presence_call(op, room, name) for op, (room, name), _ in ops]
             try:
                 results = await run_scripts(self._r, calls) if calls else []
             except RAISES as exc:
+                results = [exc] * len(calls)
+            except Exception as exc:  # a bug must not end presence for good, nor leave joins waiting
+                log.exception("%d presence changes failed", len(calls))
                 results = [exc] * len(calls)
             for (_, _, done), result in zip(ops, results, strict=True):
                 if isinstance(result, Exception):
@@ -457,11 +502,11 @@ class RedisBroker:
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
             return  # ephemeral: nothing to keep for later
-        task = asyncio.ensure_future(self._r.publish(ROOM_CHANNEL + room, "t" + name))
-        task.add_done_callback(_ignore)
+        sent = self._batch.command(lambda pipe: pipe.publish(ROOM_CHANNEL + room, "t" + name))
+        sent.add_done_callback(_ignore)
 
     async def members(self, room: str) -> list[str]:
-        names: list[str] = await query(lambda: self._r.hkeys(P + "who:" + room))
+        names: list[str] = await self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
         return sorted(names, key=str.casefold)
 
     async def member_counts(self) -> dict[str, int]:
@@ -479,7 +524,7 @@ class RedisBroker:
     async def claim(self, name: str, session: str) -> bool:
         held = P + "name:" + name_key(name)
         # Repeating a claim only refreshes it.
-        ok = bool(await query(lambda: self._claim(keys=[held], args=[session, int(RESERVATION_S)])))
+        ok = bool(await self._batch.script(self._claim, [held], [session, int(RESERVATION_S)]))
         if ok:
             key = (name, session)
             self._names[key] = self._names.get(key, 0) + 1
@@ -496,8 +541,8 @@ class RedisBroker:
 
     def logout(self, name: str, session: str) -> None:
         self._names.pop((name, session), None)
-        task = asyncio.ensure_future(self._drop(keys=[P + "name:" + name_key(name), CTL], args=[session]))
-        task.add_done_callback(_ignore)
+        dropped = self._batch.script(self._drop, [P + "name:" + name_key(name), CTL], [session])
+        dropped.add_done_callback(_ignore)
 
     # -- heartbeat -------------------------------------------------------------
 
@@ -587,6 +632,6 @@ def _entry(entry: str) -> tuple[str, str]:
     return room, name
 
 
-def _ignore(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _ignore(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
