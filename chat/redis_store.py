@@ -58,6 +58,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.history import Duplicate, StoreUnavailable, append_future
 from chat.idempotency import WINDOW_S
@@ -170,8 +171,13 @@ POOL_SIZE = 32
 # SOCKET_TIMEOUT_S if Redis stops answering: a wait this long means Redis is
 # gone, never merely that the pool is busy.
 POOL_WAIT_S = 60.0
-# A command whose reply takes longer than this fails: Redis is not answering.
-SOCKET_TIMEOUT_S = 5.0
+# A connection not made, or a reply not read, within these has failed: Redis is
+# not answering. They are timers on the event loop, so they also run while a
+# saturated process is busy with other work (a storm of handshakes on a shared
+# core can hold the loop for seconds): tighter ones turn a busy process into an
+# apparent Redis outage, refusing joins and closing new sockets with 1013.
+SOCKET_CONNECT_TIMEOUT_S = 10.0
+SOCKET_TIMEOUT_S = 10.0
 # Commands sent in one pipeline at most: bounds one round trip's work and the
 # reply a process parses in one go. What is left goes in the next pipeline.
 BATCH_MAX = 1000
@@ -191,7 +197,7 @@ def connect(url: str, *, pool_size: int = POOL_SIZE, pool_wait: float = POOL_WAI
         max_connections=pool_size,
         timeout=pool_wait,
         decode_responses=True,
-        socket_connect_timeout=2.0,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
         socket_timeout=SOCKET_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
     )
@@ -261,8 +267,9 @@ class Batch:
         try:
             try:
                 results = await run_pipeline(self._r, ops)
-            except RedisConnectionError:
-                # A pooled connection that died with a restarted Redis: once more.
+            except (RedisConnectionError, RedisTimeoutError):
+                # A pooled connection that died with a restarted Redis, or a
+                # reply late: these commands are safe to repeat, so once more.
                 results = await run_pipeline(self._r, ops)
         except RAISES as exc:
             results = [exc] * len(ops)
