@@ -261,12 +261,12 @@ def counting_checkouts(backend: Backend) -> list[int]:
 
 @pytest.mark.gen_test(timeout=60)
 async def test_a_join_storm_on_a_small_pool_waits_and_every_join_succeeds(processes):
-    # Two server processes with 4 pooled connections each, and 300 sockets
-    # opening and joining 30 rooms at once through them: far more concurrent
-    # joins than connections.
+    # Two server processes with 2 pooled connections each (the subscription
+    # holds one), and 300 sockets opening and joining 30 rooms at once through
+    # them: far more concurrent joins than connections, so commands wait for one.
     services = []
     for _ in range(2):
-        backend = await processes(pool_size=4)
+        backend = await processes(pool_size=2)
         service = ChatService(
             backend.store, SessionSigner(b"k"), Limits(rate=0), broker=backend.broker, clock=FakeClock()
         )
