@@ -1246,7 +1246,8 @@ class JoinStorm:
         return Load(f"joinstorm-{per_s}", opts, self.sockets / per_s + 15 + self.hold_s + 120)
 
 
-# The load tester's error kinds (``connect: <why>``) as the join storm table's columns.
+# The load tester's error kinds (``connect: <why>`` before welcome, ``join: <why>`` after it) as the join
+# storm table's columns.
 REFUSAL_KINDS = (
     ("unavailable", ("error unavailable",)),
     ("1013", ("closed: 1013",)),
@@ -1255,13 +1256,21 @@ REFUSAL_KINDS = (
 
 
 def refusals(run: Run) -> dict[str, int]:
-    """A join storm run's failed connects by kind: unavailable, 1013, timeouts, other."""
+    """A join storm run's failed starts by kind: unavailable, 1013, timeouts, other."""
     counts = {kind: 0 for kind, _ in REFUSAL_KINDS} | {"other": 0}
     kinds = run.get("errors", "by_kind")
     for label, n in (kinds.items() if isinstance(kinds, dict) else []):
         kind = next((k for k, marks in REFUSAL_KINDS if any(m in label for m in marks)), "other")
         counts[kind] += int(n)
     return counts
+
+
+def welcomed(run: Run) -> int:
+    """Sockets that got ``welcome``: those that joined, and those whose join then failed."""
+    kinds = run.get("errors", "by_kind")
+    if not isinstance(kinds, dict):
+        return run.sockets_held
+    return run.sockets_held + sum(int(n) for label, n in kinds.items() if label.startswith("join: "))
 
 
 def joinstorm_scenario(harness: Harness, storm: JoinStorm) -> None:
@@ -1308,8 +1317,8 @@ def joinstorm_verdict(run: Run, storm: JoinStorm) -> str:
     if attempted and run.sockets_held == attempted and not any(refused.values()):
         return f"at {run.offered_per_s:,}/s every one of the {attempted:,} sockets connected and joined"
     parts = [
-        f"at {run.offered_per_s:,}/s {run.sockets_held:,} of {attempted or storm.sockets:,} sockets connected and"
-        " joined"
+        f"at {run.offered_per_s:,}/s {welcomed(run):,} of {attempted or storm.sockets:,} sockets connected and"
+        f" {run.sockets_held:,} joined"
     ]
     hard = refused["unavailable"] + refused["1013"]
     parts.append(
@@ -1341,6 +1350,7 @@ def joinstorm_section(report: Report) -> str:
             [
                 fmt(run.offered_per_s),
                 fmt(run.get("connect", "attempted")),
+                fmt(welcomed(run)),
                 fmt(run.sockets_held),
                 *(fmt(refused[k]) for k in ("unavailable", "1013", "timeouts", "other")),
                 f"{fmt(run.get('connect', 'p50_ms'))} / {fmt(run.get('connect', 'p99_ms'))}",
@@ -1355,17 +1365,18 @@ def joinstorm_section(report: Report) -> str:
     lines = [
         f"{storm.sockets:,} sockets open and join {storm.rooms} rooms (round-robin) at each connect rate, over"
         f" `server.py --workers {storm.workers} --redis` on one Redis, from {storm.procs} load-generating processes"
-        f" spread over {SOURCE_IPS}; then held {storm.hold_s:g} s and closed. A socket counts as joined once it"
-        " has `welcome` and `joined` within the load tester's 15 s; *unavailable* is a join answered"
-        " `unavailable`, *1013* a socket closed at open because its name could not be checked, *timeouts* a"
-        " connect or join not answered in 15 s. Server CPU is over every worker process (the supervisor's"
+        f" spread over {SOURCE_IPS}; then held {storm.hold_s:g} s and closed. A socket is *connected* once it"
+        " has `welcome` and *joined* once it has `joined`, both within the load tester's 15 s; *unavailable* is a"
+        " join answered `unavailable`, *1013* a socket closed at open because its name could not be checked,"
+        " *timeouts* a connect or join not answered in 15 s. Server CPU is over every worker process (the supervisor's"
         " process tree), around the whole load-tester run.",
         "",
         table(
             [
                 "connections/s",
                 "attempted",
-                "connected and joined",
+                "connected",
+                "joined",
                 "unavailable",
                 "1013",
                 "timeouts",
