@@ -1242,8 +1242,9 @@ class JoinStorm:
             "--metrics-url",
             metrics_url,
         ]
-        # The ramp, slow connects (the load tester gives one 15 s) and closing, and a minute to start and stop.
-        return Load(f"joinstorm-{per_s}", opts, self.sockets / per_s + 15 + self.hold_s + 120)
+        # The ramp (thrice its time: a saturated load generator falls behind its schedule), the last connect's
+        # 15 s, the hold, and five minutes to start, to close 50,000 sockets and to write the report.
+        return Load(f"joinstorm-{per_s}", opts, self.sockets / per_s * 3 + 15 + self.hold_s + 300)
 
 
 # The load tester's error kinds (``connect: <why>`` before welcome, ``join: <why>`` after it) as the join
