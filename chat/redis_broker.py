@@ -61,6 +61,10 @@ OPS_PER_PIPELINE = 500
 CLOSE_WAIT_S = 2.0
 # A fill after a reconnect reads the stream in pages of this many messages.
 FILL_PAGE = 1000
+# Names refreshed per script call: a process holding 16,000 names refreshes
+# them in 32 calls rather than 16,000, which would hold its event loop for
+# half a second while it builds and parses them.
+REFRESH_NAMES_PER_CALL = 500
 
 # Shared by presence changes and reaps: one process no longer has ``name`` in ``room``.
 _DEPART = """
@@ -124,6 +128,19 @@ _CLAIM = """
 local holder = redis.call('GET', KEYS[1])
 if holder and holder ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+# The names of many sessions refreshed in one call: each is held again for
+# ttl_s by its session, unless another session holds it meanwhile.
+_REFRESH = """
+-- KEYS: names  ARGV: ttl_s, then the session of each name, in order
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if not holder or holder == ARGV[i + 1] then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+  end
+end
 return 1
 """
 
@@ -192,6 +209,7 @@ class RedisBroker:
         self._reap = client.register_script(_REAP)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._claim = client.register_script(_CLAIM)
+        self._refresh = client.register_script(_REFRESH)
         self._drop = client.register_script(_DROP)
 
     # -- lifecycle -------------------------------------------------------------
@@ -583,10 +601,13 @@ class RedisBroker:
             # outlives two missed refreshes and still lapses within the
             # reservation once no connection uses the name.
             self._names_refreshed = now
-            claims = [
-                (self._claim, [P + "name:" + name_key(n)], [session, int(RESERVATION_S)]) for n, session in self._names
-            ]
-            await run_scripts(self._r, claims)
+            held = list(self._names)
+            calls: list[ScriptCall] = []
+            for start in range(0, len(held), REFRESH_NAMES_PER_CALL):
+                chunk = held[start : start + REFRESH_NAMES_PER_CALL]
+                keys = [P + "name:" + name_key(n) for n, _ in chunk]
+                calls.append((self._refresh, keys, [int(RESERVATION_S), *(session for _, session in chunk)]))
+            await run_scripts(self._r, calls)
         procs = sorted(await self._r.smembers(P + "procs"))
         async with self._r.pipeline(transaction=False) as pipe:
             for proc in procs:

@@ -14,8 +14,10 @@ import redis.asyncio as aioredis
 from chat import redis_store
 from chat.frames import OutFrame
 from chat.history import Duplicate, StoreUnavailable
+from chat.names import RESERVATION_S
 from chat.outbox import Flusher
-from chat.redis_broker import _REAP
+from chat.redis_broker import _REAP, REFRESH_NAMES_PER_CALL, RedisBroker
+from chat.redis_store import RedisHistory, connect
 from chat.service import ChatService, Limits, Peer
 from chat.sessions import SessionSigner
 from tests.backends import Backend, redis_backend
@@ -307,3 +309,35 @@ async def test_a_join_storm_on_a_small_pool_waits_and_every_join_succeeds(proces
         for peer, _, _ in joins:
             if peer in service.peers:
                 service.disconnect(peer)
+
+
+@pytest.mark.gen_test
+async def test_names_in_use_are_held_again_and_a_name_another_session_took_is_left_to_it(redis_url):
+    clock = FakeClock()
+    client = connect(redis_url)
+    store = RedisHistory(client)
+    broker = RedisBroker(client, store, clock=clock)
+    n = 2 * REFRESH_NAMES_PER_CALL + 7  # several refresh calls, the last one short
+    try:
+        for i in range(n):
+            assert await broker.claim(f"user{i}", f"s{i}")
+        async with aioredis.Redis.from_url(redis_url, decode_responses=True) as admin:
+            async with admin.pipeline(transaction=False) as pipe:
+                for i in range(n):
+                    pipe.expire(f"chat:name:user{i}", 5)  # about to lapse
+                await pipe.execute()
+            await admin.set("chat:name:user0", "someone else", ex=5)  # its hold lapsed and another took it
+            clock.advance(RESERVATION_S / 3)
+            await broker._beat()  # type: ignore[attr-defined]
+            async with admin.pipeline(transaction=False) as pipe:
+                for i in range(n):
+                    pipe.get(f"chat:name:user{i}")
+                    pipe.ttl(f"chat:name:user{i}")
+                replies = await pipe.execute()
+        holders, ttls = replies[0::2], replies[1::2]
+        assert holders == ["someone else", *(f"s{i}" for i in range(1, n))]
+        assert ttls[0] <= 5
+        assert all(RESERVATION_S - 5 <= ttl <= RESERVATION_S for ttl in ttls[1:])
+    finally:
+        await store.close()
+        await broker.close()
