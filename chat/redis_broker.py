@@ -197,7 +197,7 @@ class RedisBroker:
         self._ops: asyncio.Queue[tuple[str, tuple[str, str], asyncio.Future[None] | None]] = asyncio.Queue()
         self._presence_dirty = False
         self._names_refreshed = 0.0
-        self._tasks: list[asyncio.Task[None]] = []  # the subscription reader and the heartbeat
+        self._tasks: list[asyncio.Task[None]] = []  # the subscription reader, the heartbeat, the housekeeping
         self._presence: asyncio.Task[None] | None = None  # runs the presence queue
         self._subscribed = False
         self._beating = False
@@ -225,7 +225,11 @@ class RedisBroker:
         """Start the background tasks; with Redis down the server starts degraded and keeps trying."""
         with contextlib.suppress(*RAISES):
             await self._beat()
-        self._tasks = [asyncio.ensure_future(self._read_forever()), asyncio.ensure_future(self._keep_alive())]
+        self._tasks = [
+            asyncio.ensure_future(self._read_forever()),
+            asyncio.ensure_future(self._keep_alive()),
+            asyncio.ensure_future(self._keep_tidy()),
+        ]
         self._presence = asyncio.ensure_future(self._run_ops())
         # Serve once subscribed, or once the first try failed (degraded).
         with contextlib.suppress(TimeoutError):
@@ -576,25 +580,51 @@ class RedisBroker:
         return [self._alive_key(proc), self._here_key(proc), P + "procs"]
 
     async def _keep_alive(self) -> None:
+        # The heartbeat runs alone: nothing slow (reaping a process of 16,000
+        # members, putting them back after a reap, refreshing thousands of
+        # names) may delay it past the TTL under load, or the other processes
+        # reap this live one, its members leave and come back, and the presence
+        # storm that follows makes the next heartbeat later still.
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
-                await self._beat()
+                await self._heartbeat_once()
             except RAISES as exc:
                 self._beating = False
                 self._lost(exc)
             except Exception:  # a bug must not stop the heartbeat: others would reap a live process
                 log.exception("the redis heartbeat failed")
 
+    async def _keep_tidy(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                await self._tidy()
+            except RAISES as exc:
+                if self._down_since is None:  # an outage is the heartbeat's to report, once
+                    log.warning("redis housekeeping failed, trying again: %s", exc)
+            except Exception:  # a bug must not stop reaping dead processes for good
+                log.exception("redis housekeeping failed")
+
     async def _beat(self) -> None:
-        """Refresh this process's heartbeat and names, reap dead processes, drop unneeded rooms."""
+        """The heartbeat, then the housekeeping (see :meth:`_tidy`)."""
+        await self._heartbeat_once()
+        await self._tidy()
+
+    async def _heartbeat_once(self) -> None:
+        """Refresh this process's heartbeat; if it had been reaped, its presence is put back by :meth:`_tidy`."""
         known = await self._heartbeat(
             keys=[self._alive_key(self.proc), P + "procs"], args=[self.proc, int(self._ttl * 1000)]
         )
-        if not int(known) or self._presence_dirty:
-            await self._reconcile()
+        if not int(known):
+            self._presence_dirty = True
         self._beating = True
         self._up()
+
+    async def _tidy(self) -> None:
+        """Put presence back after an outage or a reap, refresh names, reap dead processes, drop unneeded rooms."""
+        if self._presence_dirty:
+            await self._reconcile()
         now = self._clock()
         if self._names and now - self._names_refreshed >= RESERVATION_S / 3:
             # A hold lasts RESERVATION_S; refreshed at a third of that, it
@@ -615,7 +645,7 @@ class RedisBroker:
             alive = await pipe.execute()
         for proc, up in zip(procs, alive, strict=True):
             if not up and await self._reap(keys=self._reap_keys(proc), args=[proc]):
-                log.info("server process %s stopped beating: its members left", proc)
+                log.warning("server process %s stopped beating: its members left", proc)
         for room, since in list(self._unneeded.items()):
             if now - since >= UNSUBSCRIBE_GRACE_S:
                 del self._unneeded[room]
@@ -626,13 +656,17 @@ class RedisBroker:
     async def _reconcile(self) -> None:
         """Make Redis's view of this process's presence match ours (after an outage or a reap)."""
         self._presence_dirty = False
-        entries = await self._r.smembers(self._here_key(self.proc))
-        theirs = {_entry(e) for e in entries}
-        calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
-        calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
-        for result in await run_scripts(self._r, calls):
-            if isinstance(result, Exception):
-                raise result
+        try:
+            entries = await self._r.smembers(self._here_key(self.proc))
+            theirs = {_entry(e) for e in entries}
+            calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
+            calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
+            for result in await run_scripts(self._r, calls):
+                if isinstance(result, Exception):
+                    raise result
+        except BaseException:
+            self._presence_dirty = True  # not done: the next round tries again
+            raise
 
     def _up(self) -> None:
         if self._ps is not None:

@@ -341,3 +341,33 @@ async def test_names_in_use_are_held_again_and_a_name_another_session_took_is_le
     finally:
         await store.close()
         await broker.close()
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_process_whose_housekeeping_is_slow_keeps_beating_and_is_not_reaped(processes):
+    a = await processes(presence_ttl=0.6)
+    b = await processes(presence_ttl=0.6)
+    await b.broker.subscribe("lobby")
+    await a.broker.enter("lobby", "alice")
+    assert (await b.event())[2]["event"] == "join"
+    stuck = asyncio.Event()  # never set: a's housekeeping (reaping a huge process, say) takes forever
+    beats = 0
+    beaten = asyncio.Event()
+    heartbeat_once = a.broker._heartbeat_once  # type: ignore[attr-defined]
+
+    async def counted() -> None:
+        nonlocal beats
+        await heartbeat_once()
+        beats += 1
+        if beats == 5:
+            beaten.set()
+
+    async def slow() -> None:
+        await stuck.wait()
+
+    a.broker._tidy = slow  # type: ignore[attr-defined]
+    a.broker._heartbeat_once = counted  # type: ignore[attr-defined]
+    await asyncio.wait_for(beaten.wait(), RECV_TIMEOUT_S)  # 5 beats: longer than the TTL
+    await b.broker._tidy()  # type: ignore[attr-defined]  # b reaps every process that stopped beating
+    assert await b.broker.members("lobby") == ["alice"]
+    assert b.events.empty()  # no leave
