@@ -4,6 +4,7 @@
     .venv/bin/python bench/run.py --quick       # every scenario, shortened: a smoke test of the harness
     .venv/bin/python bench/run.py --only burst --servers ours,naive
     .venv/bin/python bench/run.py --only redis  # ours alone, with Redis, and 2 workers with Redis
+    .venv/bin/python bench/run.py --only joinstorm  # 50,000 sockets join 500 rooms over 3 workers + Redis
 
 For every scenario, each server is started fresh (its own process, free port,
 throwaway history), driven by the project's load tester (``python -m
@@ -739,6 +740,7 @@ class Suite:
     scale_duration_s: float = 5.0
     scale_drain_s: float = 10.0
     scale_budget_s: float = 900.0
+    joinstorm: JoinStorm = dataclasses.field(default_factory=lambda: JoinStorm())
 
     @staticmethod
     def quick() -> Suite:
@@ -760,6 +762,7 @@ class Suite:
             scale_duration_s=3,
             scale_drain_s=5,
             scale_budget_s=120,
+            joinstorm=JoinStorm.quick(),
         )
 
     @property
@@ -853,7 +856,7 @@ def scale_key(per_s: int) -> str:
     return f"scale-{per_s / 1000:g}k"
 
 
-SCENARIOS = ("burst", "loads", "idle", "hold", "slow", "redis")
+SCENARIOS = ("burst", "loads", "idle", "hold", "slow", "redis", "joinstorm")
 
 
 def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], only: Sequence[str]) -> None:
@@ -890,6 +893,8 @@ def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], onl
                 harness.run(SERVERS["ours"], suite.slow(stalled))
     if "redis" in only and "ours" in [k.key for k in servers]:
         redis_scenario(harness, suite)
+    if "joinstorm" in only and "ours" in [k.key for k in servers]:
+        joinstorm_scenario(harness, suite.joinstorm)
 
 
 def hold_ladder(harness: Harness, suite: Suite, kind: ServerKind) -> None:
@@ -955,7 +960,9 @@ def label_of(key: str) -> str:
     """A run's server label, whichever scenario it belongs to."""
     if key in SERVERS:
         return SERVERS[key].label
-    return SCALE_CONFIGS[key].label if key in SCALE_CONFIGS else key
+    if key in SCALE_CONFIGS:
+        return SCALE_CONFIGS[key].label
+    return JoinStorm().config.label if key == JoinStorm().config.key else key
 
 
 def redis_command(port: int, *args: str, timeout: float = 5.0) -> str:
@@ -1203,6 +1210,217 @@ def redis_scenario(harness: Harness, suite: Suite) -> None:
     except (RuntimeError, OSError) as exc:  # no redis-server, or one that would not start or went away
         harness.extra["redis_error"] = str(exc)
         print(f"  not run: {exc}")
+
+
+# -- the join storm scenario -------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class JoinStorm:
+    """The joinstorm scenario: ``sockets`` open and join ``rooms`` (round-robin) at each connect rate of
+    ``per_s``, over ``workers`` worker processes on one Redis, then are held ``hold_s`` and closed.
+
+    Every join costs Redis a name claim, presence, and reads of the room's seq, history and members;
+    this measures whether a storm of them queues (every socket joins) or is refused (``unavailable``,
+    1013) when the pooled connections are all busy.
+    """
+
+    sockets: int = TARGET_SOCKETS
+    rooms: int = 500
+    workers: int = 3
+    procs: int = 3  # load-generating processes: one holds at most ~19,000 sockets here
+    per_s: tuple[int, ...] = (500, 2000)
+    hold_s: float = 5.0
+
+    @staticmethod
+    def quick() -> JoinStorm:
+        return JoinStorm(sockets=2000, rooms=20, hold_s=1.0)
+
+    @property
+    def config(self) -> ScaleConfig:
+        label = f"{self.workers} workers + Redis"
+        return ScaleConfig(f"redis-{self.workers}w", label, redis=True, workers=self.workers)
+
+    def load(self, per_s: int, metrics_url: str) -> Load:
+        opts = [
+            "--scenario",
+            "idle",
+            "--clients",
+            str(self.sockets),
+            "--rooms",
+            str(self.rooms),
+            "--ramp",
+            str(per_s),
+            "--duration",
+            f"{self.hold_s:g}",
+            "--procs",
+            str(self.procs),
+            "--source-ips",
+            SOURCE_IPS,
+            "--metrics-url",
+            metrics_url,
+        ]
+        # The ramp (thrice its time: a saturated load generator falls behind its schedule), the last connect's
+        # 15 s, the hold, and five minutes to start, to close 50,000 sockets and to write the report.
+        return Load(f"joinstorm-{per_s}", opts, self.sockets / per_s * 3 + 15 + self.hold_s + 300)
+
+
+# The load tester's error kinds (``connect: <why>`` before welcome, ``join: <why>`` after it) as the join
+# storm table's columns.
+REFUSAL_KINDS = (
+    ("unavailable", ("error unavailable",)),
+    ("1013", ("closed: 1013",)),
+    ("timeouts", ("TimeoutError",)),
+)
+
+
+def refusals(run: Run) -> dict[str, int]:
+    """A join storm run's failed starts by kind: unavailable, 1013, timeouts, other."""
+    counts = {kind: 0 for kind, _ in REFUSAL_KINDS} | {"other": 0}
+    kinds = run.get("errors", "by_kind")
+    for label, n in (kinds.items() if isinstance(kinds, dict) else []):
+        kind = next((k for k, marks in REFUSAL_KINDS if any(m in label for m in marks)), "other")
+        counts[kind] += int(n)
+    return counts
+
+
+def welcomed(run: Run) -> int:
+    """Sockets that got ``welcome``: those that joined, and those whose join then failed."""
+    kinds = run.get("errors", "by_kind")
+    if not isinstance(kinds, dict):
+        return run.sockets_held
+    return run.sockets_held + sum(int(n) for label, n in kinds.items() if label.startswith("join: "))
+
+
+def joinstorm_scenario(harness: Harness, storm: JoinStorm) -> None:
+    """The join storm at each connect rate, each on a fresh server and an emptied Redis."""
+    print(
+        f"join storm: {storm.sockets:,} sockets into {storm.rooms} rooms over {storm.workers} workers + Redis,"
+        f" at {', '.join(f'{r:,}' for r in storm.per_s)} connections/s"
+    )
+    try:
+        with redis_started(f"{harness.tag}-joinstorm") as redis, TreeMetrics() as metrics:
+            harness.extra["joinstorm_redis_version"] = redis.version
+            for per_s in storm.per_s:
+                redis_command(redis.port, "FLUSHALL")
+                load = storm.load(per_s, metrics.url)
+
+                def watch(server: RunningServer, load: Load = load) -> list[str]:
+                    metrics.server_pid = server.proc.pid
+                    metrics.redis_port = redis.port
+                    return load.options
+
+                try:
+                    run = harness.run(
+                        storm.config.kind(redis.url),
+                        load,
+                        watch,
+                        server_pid_option=False,
+                        redis_pid=redis.proc.pid,
+                        scan_log=True,
+                    )
+                finally:
+                    metrics.server_pid = metrics.redis_port = None
+                run.offered_per_s = per_s
+    except (RuntimeError, OSError) as exc:  # no redis-server, or one that would not start or went away
+        harness.extra["joinstorm_error"] = str(exc)
+        print(f"  not run: {exc}")
+
+
+def joinstorm_verdict(run: Run, storm: JoinStorm) -> str:
+    """What one rate's figures say, in words."""
+    attempted = int(run.get("connect", "attempted") or 0)
+    refused = refusals(run)
+    if run.report is None:
+        return f"at {run.offered_per_s:,}/s the run failed: {run.error}"
+    if attempted and run.sockets_held == attempted and not any(refused.values()):
+        return f"at {run.offered_per_s:,}/s every one of the {attempted:,} sockets connected and joined"
+    parts = [
+        f"at {run.offered_per_s:,}/s {welcomed(run):,} of {attempted or storm.sockets:,} sockets connected and"
+        f" {run.sockets_held:,} joined"
+    ]
+    hard = refused["unavailable"] + refused["1013"]
+    parts.append(
+        "none was refused as `unavailable` or closed 1013"
+        if not hard
+        else f"{refused['unavailable']:,} were refused `unavailable` and {refused['1013']:,} closed 1013"
+    )
+    if refused["timeouts"] or refused["other"]:
+        parts.append(f"{refused['timeouts']:,} timed out and {refused['other']:,} failed otherwise")
+    wall = run.wall_s or 1.0
+    busy = (run.server_cpu_s + run.generator_cpu_s + run.redis_cpu_s) / wall + run.others_cores
+    parts.append(
+        f"over the run the server's processes used {run.server_cpu_s / wall:.2f} cores on average (busiest second"
+        f" {run.server_busiest:.2f}), the load generator {run.generator_cpu_s / wall:.2f}, Redis"
+        f" {run.redis_cpu_s / wall:.2f} and other work {run.others_cores:.2f}: {busy:.2f} of {os.cpu_count()} cores"
+    )
+    return "; ".join(parts)
+
+
+def joinstorm_section(report: Report) -> str:
+    storm = report.suite.joinstorm
+    runs = [r for r in report.runs if r.load.startswith("joinstorm-")]
+    if not runs:
+        return "Not run" + (f": {report.extra['joinstorm_error']}." if report.extra.get("joinstorm_error") else ".")
+    rows = []
+    for run in runs:
+        refused = refusals(run)
+        rows.append(
+            [
+                fmt(run.offered_per_s),
+                fmt(run.get("connect", "attempted")),
+                fmt(welcomed(run)),
+                fmt(run.sockets_held),
+                *(fmt(refused[k]) for k in ("unavailable", "1013", "timeouts", "other")),
+                f"{fmt(run.get('connect', 'p50_ms'))} / {fmt(run.get('connect', 'p99_ms'))}",
+                fmt(run.server_cpu_s, 1),
+                f"{run.server_busiest:.2f}",
+                fmt(run.generator_cpu_s, 1),
+                fmt(run.redis_cpu_s, 1),
+                f"{run.others_cores:.2f}",
+                fmt(run.wall_s, 0),
+            ]
+        )
+    lines = [
+        f"{storm.sockets:,} sockets open and join {storm.rooms} rooms (round-robin) at each connect rate, over"
+        f" `server.py --workers {storm.workers} --redis` on one Redis, from {storm.procs} load-generating processes"
+        f" spread over {SOURCE_IPS}; then held {storm.hold_s:g} s and closed. A socket is *connected* once it"
+        " has `welcome` and *joined* once it has `joined`, both within the load tester's 15 s; *unavailable* is a"
+        " join answered `unavailable`, *1013* a socket closed at open because its name could not be checked,"
+        " *timeouts* a connect or join not answered in 15 s. Server CPU is over every worker process (the supervisor's"
+        " process tree), around the whole load-tester run.",
+        "",
+        table(
+            [
+                "connections/s",
+                "attempted",
+                "connected",
+                "joined",
+                "unavailable",
+                "1013",
+                "timeouts",
+                "other",
+                "connect p50 / p99 ms",
+                "server CPU s",
+                "server busiest s",
+                "generator CPU s",
+                "Redis CPU s",
+                "others (cores)",
+                "wall s",
+            ],
+            rows,
+        ),
+        "",
+        *(f"- {joinstorm_verdict(run, storm)}." for run in runs),
+    ]
+    notes = [f"- at {r.offered_per_s:,}/s the server logged: " + "; ".join(r.log_notes) for r in runs if r.log_notes]
+    lines += notes or ["- The server logged no warning or error."]
+    lines += ["", "Commands (`URL` is the server's `ws://127.0.0.1:P/ws`, `METRICS` the harness's `/metrics`):", ""]
+    server = shlex.join(storm.config.argv("redis://127.0.0.1:R/0")(0, Path("TMP"))).replace("--port 0", "--port P")
+    lines += ["```", server]
+    lines += [scale_command(r) for r in runs if r.command]
+    lines += ["```"]
+    return "\n".join(lines)
 
 
 # -- results ---------------------------------------------------------------------
@@ -2062,6 +2280,7 @@ class Report:
             ("4. Most sockets held", ("hold",), self.hold_section()),
             ("5. Slow consumer", ("slow",), self.slow_section()),
             ("6. Scaling out: Redis and worker processes", ("redis",), self.scale_section()),
+            ("7. A join storm over worker processes", ("joinstorm",), joinstorm_section(self)),
             ("Reading the columns", (), self.columns_text()),
             ("Commands", suite, self.commands_text(commands)),
         ]
@@ -2234,6 +2453,10 @@ def load_saved(path: Path) -> tuple[Report, list[str]]:
     """The Report (and command lines) of a suite saved by :meth:`Report.saved`."""
     data = json.loads(path.read_text())
     suite_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["suite"].items()}
+    if isinstance(suite_fields.get("joinstorm"), dict):
+        storm = suite_fields["joinstorm"]
+        storm_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in storm.items()}
+        suite_fields["joinstorm"] = JoinStorm(**storm_fields)
     runs = [Run(**r) for r in data["runs"]]
     report = Report(
         runs,
@@ -2250,7 +2473,7 @@ def load_saved(path: Path) -> tuple[Report, list[str]]:
 
 def suite_commands(runs: Iterable[Run]) -> list[str]:
     """The Commands section's load-tester lines; the redis scenario lists its own in its section."""
-    return [command_line(r) for r in runs if r.server not in SCALE_CONFIGS]
+    return [command_line(r) for r in runs if r.server not in SCALE_CONFIGS and not r.load.startswith("joinstorm-")]
 
 
 def command_line(run: Run) -> str:
@@ -2326,6 +2549,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"saved every figure in {saved.relative_to(ROOT)}")
     print(f"wrote {args.output}")
     failed = any(r.error is not None for r in harness.runs) or "redis_error" in harness.extra
+    failed = failed or "joinstorm_error" in harness.extra
     return 1 if failed else 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -40,8 +41,12 @@ PRESENCE_TTL_S = 15.0
 # gets the acknowledgement, which comes through the subscription.
 UNSUBSCRIBE_GRACE_S = 10.0
 # Longest wait for a subscription to be confirmed, or for messages already
-# stored to come through it; past that the join answers ``unavailable``.
-SYNC_TIMEOUT_S = 5.0
+# stored to come through it; past that the join answers ``unavailable``. A
+# lost subscription fails these waits at once (and a silent one is taken for
+# lost after 3 * PUBSUB_PING_S), so this bound is only a backstop: under a join
+# storm the reader may be seconds behind, and a busy Redis must make a join
+# wait, not fail.
+SYNC_TIMEOUT_S = 60.0
 # With nothing to read for this long, the subscription pings Redis; with no
 # answer in three times that, the connection is taken for dead.
 PUBSUB_PING_S = 5.0
@@ -56,6 +61,10 @@ OPS_PER_PIPELINE = 500
 CLOSE_WAIT_S = 2.0
 # A fill after a reconnect reads the stream in pages of this many messages.
 FILL_PAGE = 1000
+# Names refreshed per script call: a process holding 16,000 names refreshes
+# them in 32 calls rather than 16,000, which would hold its event loop for
+# half a second while it builds and parses them.
+REFRESH_NAMES_PER_CALL = 500
 
 # Shared by presence changes and reaps: one process no longer has ``name`` in ``room``.
 _DEPART = """
@@ -122,6 +131,19 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return 1
 """
 
+# The names of many sessions refreshed in one call: each is held again for
+# ttl_s by its session, unless another session holds it meanwhile.
+_REFRESH = """
+-- KEYS: names  ARGV: ttl_s, then the session of each name, in order
+for i, key in ipairs(KEYS) do
+  local holder = redis.call('GET', key)
+  if not holder or holder == ARGV[i + 1] then
+    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
+  end
+end
+return 1
+"""
+
 _DROP = """
 -- KEYS: name, ctl  ARGV: session
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
@@ -155,6 +177,8 @@ class RedisBroker:
         # decode_responses=True: every reply is str, which redis-py's types cannot express.
         self._r: Any = client
         self._history = history
+        # Claims, member lists and typing share the store's pipelines: one per loop tick.
+        self._batch = history.batch
         self._ttl = presence_ttl
         self.proc = proc or process_id()
         self._clock = clock
@@ -164,6 +188,7 @@ class RedisBroker:
         self._on_logout: OnLogout | None = None
         self._ps: PubSub | None = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
         self._tracking: dict[str, asyncio.Task[None]] = {}
         self._unneeded: dict[str, float] = {}  # room -> when its last local member left
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -172,7 +197,7 @@ class RedisBroker:
         self._ops: asyncio.Queue[tuple[str, tuple[str, str], asyncio.Future[None] | None]] = asyncio.Queue()
         self._presence_dirty = False
         self._names_refreshed = 0.0
-        self._tasks: list[asyncio.Task[None]] = []  # the subscription reader and the heartbeat
+        self._tasks: list[asyncio.Task[None]] = []  # the subscription reader, the heartbeat, the housekeeping
         self._presence: asyncio.Task[None] | None = None  # runs the presence queue
         self._subscribed = False
         self._beating = False
@@ -184,6 +209,7 @@ class RedisBroker:
         self._reap = client.register_script(_REAP)
         self._heartbeat = client.register_script(_HEARTBEAT)
         self._claim = client.register_script(_CLAIM)
+        self._refresh = client.register_script(_REFRESH)
         self._drop = client.register_script(_DROP)
 
     # -- lifecycle -------------------------------------------------------------
@@ -199,7 +225,11 @@ class RedisBroker:
         """Start the background tasks; with Redis down the server starts degraded and keeps trying."""
         with contextlib.suppress(*RAISES):
             await self._beat()
-        self._tasks = [asyncio.ensure_future(self._read_forever()), asyncio.ensure_future(self._keep_alive())]
+        self._tasks = [
+            asyncio.ensure_future(self._read_forever()),
+            asyncio.ensure_future(self._keep_alive()),
+            asyncio.ensure_future(self._keep_tidy()),
+        ]
         self._presence = asyncio.ensure_future(self._run_ops())
         # Serve once subscribed, or once the first try failed (degraded).
         with contextlib.suppress(TimeoutError):
@@ -268,8 +298,10 @@ class RedisBroker:
         confirmed = self._confirm.get(channel)
         if confirmed is None or confirmed.done():
             confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
+        if not self._to_subscribe:
+            asyncio.get_running_loop().call_soon(self._send_subscribes)
+        self._to_subscribe.append(channel)
         try:
-            await ps.subscribe(channel)
             await confirmed
             now = await self._history.last_seq(room)
             fill: list[Message] = []
@@ -282,6 +314,34 @@ class RedisBroker:
         except RAISES as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
         self._deliver(room, self._seq.resume(room, now, fill))
+
+    def _send_subscribes(self) -> None:
+        """One SUBSCRIBE for every room that asked during this loop tick."""
+        channels, self._to_subscribe = self._to_subscribe, []
+        ps = self._ps
+        if ps is None:
+            self._subscribe_failed(channels, StoreUnavailable("redis: not connected"))
+            return
+        task = asyncio.ensure_future(ps.subscribe(*channels))
+        task.add_done_callback(functools.partial(self._subscribe_sent, channels))
+
+    def _subscribe_sent(self, channels: list[str], task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        # The connection broke (its reader fails every wait anyway), or a bug: fail these waits now.
+        if not isinstance(exc, RAISES):
+            log.error("subscribing %d rooms failed", len(channels), exc_info=exc)
+        self._subscribe_failed(channels, StoreUnavailable(f"redis: {exc}"))
+
+    def _subscribe_failed(self, channels: list[str], error: StoreUnavailable) -> None:
+        for channel in channels:
+            confirmed = self._confirm.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_exception(error)
+                confirmed.exception()  # its join may have been cancelled meanwhile
 
     def unsubscribe(self, room: str) -> None:
         self._unneeded[room] = self._clock()
@@ -382,6 +442,13 @@ class RedisBroker:
                     confirmed.set_exception(error)
                     confirmed.exception()
             self._confirm.clear()
+            # Joins waiting for messages to come through answer ``unavailable``
+            # now, rather than after a timeout: their clients retry the join.
+            for waiting in self._waiters.values():
+                for _, waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                        waiter.exception()
             for room in self._seq.rooms():
                 self._seq.hold(room)
             with contextlib.suppress(*RAISES):
@@ -433,13 +500,13 @@ class RedisBroker:
                 ops.append(self._ops.get_nowait())
             stop = any(op == "stop" for op, _, _ in ops)
             ops = [o for o in ops if o[0] != "stop"]
-            calls = [
-                self._presence_call(op, room, name)
-                for op, (room, name), _ in ops
-            ]
+            calls = [self._presence_call(op, room, name) for op, (room, name), _ in ops]
             try:
                 results = await run_scripts(self._r, calls) if calls else []
             except RAISES as exc:
+                results = [exc] * len(calls)
+            except Exception as exc:  # a bug must not end presence for good, nor leave joins waiting
+                log.exception("%d presence changes failed", len(calls))
                 results = [exc] * len(calls)
             for (_, _, done), result in zip(ops, results, strict=True):
                 if isinstance(result, Exception):
@@ -457,11 +524,11 @@ class RedisBroker:
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
             return  # ephemeral: nothing to keep for later
-        task = asyncio.ensure_future(self._r.publish(ROOM_CHANNEL + room, "t" + name))
-        task.add_done_callback(_ignore)
+        sent = self._batch.command(lambda pipe: pipe.publish(ROOM_CHANNEL + room, "t" + name))
+        sent.add_done_callback(_ignore)
 
     async def members(self, room: str) -> list[str]:
-        names: list[str] = await query(lambda: self._r.hkeys(P + "who:" + room))
+        names: list[str] = await self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
         return sorted(names, key=str.casefold)
 
     async def member_counts(self) -> dict[str, int]:
@@ -479,7 +546,7 @@ class RedisBroker:
     async def claim(self, name: str, session: str) -> bool:
         held = P + "name:" + name_key(name)
         # Repeating a claim only refreshes it.
-        ok = bool(await query(lambda: self._claim(keys=[held], args=[session, int(RESERVATION_S)])))
+        ok = bool(await self._batch.script(self._claim, [held], [session, int(RESERVATION_S)]))
         if ok:
             key = (name, session)
             self._names[key] = self._names.get(key, 0) + 1
@@ -496,8 +563,8 @@ class RedisBroker:
 
     def logout(self, name: str, session: str) -> None:
         self._names.pop((name, session), None)
-        task = asyncio.ensure_future(self._drop(keys=[P + "name:" + name_key(name), CTL], args=[session]))
-        task.add_done_callback(_ignore)
+        dropped = self._batch.script(self._drop, [P + "name:" + name_key(name), CTL], [session])
+        dropped.add_done_callback(_ignore)
 
     # -- heartbeat -------------------------------------------------------------
 
@@ -513,35 +580,64 @@ class RedisBroker:
         return [self._alive_key(proc), self._here_key(proc), P + "procs"]
 
     async def _keep_alive(self) -> None:
+        # The heartbeat runs alone: nothing slow (reaping a process of 16,000
+        # members, putting them back after a reap, refreshing thousands of
+        # names) may delay it past the TTL under load, or the other processes
+        # reap this live one, its members leave and come back, and the presence
+        # storm that follows makes the next heartbeat later still.
         while True:
             await asyncio.sleep(self._ttl / 3)
             try:
-                await self._beat()
+                await self._heartbeat_once()
             except RAISES as exc:
                 self._beating = False
                 self._lost(exc)
             except Exception:  # a bug must not stop the heartbeat: others would reap a live process
                 log.exception("the redis heartbeat failed")
 
+    async def _keep_tidy(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 3)
+            try:
+                await self._tidy()
+            except RAISES as exc:
+                if self._down_since is None:  # an outage is the heartbeat's to report, once
+                    log.warning("redis housekeeping failed, trying again: %s", exc)
+            except Exception:  # a bug must not stop reaping dead processes for good
+                log.exception("redis housekeeping failed")
+
     async def _beat(self) -> None:
-        """Refresh this process's heartbeat and names, reap dead processes, drop unneeded rooms."""
+        """The heartbeat, then the housekeeping (see :meth:`_tidy`)."""
+        await self._heartbeat_once()
+        await self._tidy()
+
+    async def _heartbeat_once(self) -> None:
+        """Refresh this process's heartbeat; if it had been reaped, its presence is put back by :meth:`_tidy`."""
         known = await self._heartbeat(
             keys=[self._alive_key(self.proc), P + "procs"], args=[self.proc, int(self._ttl * 1000)]
         )
-        if not int(known) or self._presence_dirty:
-            await self._reconcile()
+        if not int(known):
+            self._presence_dirty = True
         self._beating = True
         self._up()
+
+    async def _tidy(self) -> None:
+        """Put presence back after an outage or a reap, refresh names, reap dead processes, drop unneeded rooms."""
+        if self._presence_dirty:
+            await self._reconcile()
         now = self._clock()
         if self._names and now - self._names_refreshed >= RESERVATION_S / 3:
             # A hold lasts RESERVATION_S; refreshed at a third of that, it
             # outlives two missed refreshes and still lapses within the
             # reservation once no connection uses the name.
             self._names_refreshed = now
-            claims = [
-                (self._claim, [P + "name:" + name_key(n)], [session, int(RESERVATION_S)]) for n, session in self._names
-            ]
-            await run_scripts(self._r, claims)
+            held = list(self._names)
+            calls: list[ScriptCall] = []
+            for start in range(0, len(held), REFRESH_NAMES_PER_CALL):
+                chunk = held[start : start + REFRESH_NAMES_PER_CALL]
+                keys = [P + "name:" + name_key(n) for n, _ in chunk]
+                calls.append((self._refresh, keys, [int(RESERVATION_S), *(session for _, session in chunk)]))
+            await run_scripts(self._r, calls)
         procs = sorted(await self._r.smembers(P + "procs"))
         async with self._r.pipeline(transaction=False) as pipe:
             for proc in procs:
@@ -549,7 +645,7 @@ class RedisBroker:
             alive = await pipe.execute()
         for proc, up in zip(procs, alive, strict=True):
             if not up and await self._reap(keys=self._reap_keys(proc), args=[proc]):
-                log.info("server process %s stopped beating: its members left", proc)
+                log.warning("server process %s stopped beating: its members left", proc)
         for room, since in list(self._unneeded.items()):
             if now - since >= UNSUBSCRIBE_GRACE_S:
                 del self._unneeded[room]
@@ -560,13 +656,17 @@ class RedisBroker:
     async def _reconcile(self) -> None:
         """Make Redis's view of this process's presence match ours (after an outage or a reap)."""
         self._presence_dirty = False
-        entries = await self._r.smembers(self._here_key(self.proc))
-        theirs = {_entry(e) for e in entries}
-        calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
-        calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
-        for result in await run_scripts(self._r, calls):
-            if isinstance(result, Exception):
-                raise result
+        try:
+            entries = await self._r.smembers(self._here_key(self.proc))
+            theirs = {_entry(e) for e in entries}
+            calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
+            calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
+            for result in await run_scripts(self._r, calls):
+                if isinstance(result, Exception):
+                    raise result
+        except BaseException:
+            self._presence_dirty = True  # not done: the next round tries again
+            raise
 
     def _up(self) -> None:
         if self._ps is not None:
@@ -587,6 +687,6 @@ def _entry(entry: str) -> tuple[str, str]:
     return room, name
 
 
-def _ignore(task: asyncio.Task[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
+def _ignore(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

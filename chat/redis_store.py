@@ -19,6 +19,10 @@ How a message travels (docs/scaling.md has the whole story):
    message and per process, never per delivery. The sender's process gets it
    the same way, and the sender's acknowledgement goes out with it.
 
+Reads, name claims and the like from many callers (a storm of joins) go
+through :class:`Batch`: one pipeline per loop tick on one pooled connection, so
+callers queue there instead of each waiting for a connection of its own.
+
 Pub/sub loses what is published while a subscriber is disconnected, so each
 process tracks the last seq it delivered per room (:class:`chat.sequencer.Sequencer`)
 and reads what it missed from the stream after a reconnect or a gap.
@@ -44,7 +48,8 @@ Keys (all under ``chat:``; pick another DB number for another chat):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -53,10 +58,13 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.history import Duplicate, StoreUnavailable, append_future
 from chat.idempotency import WINDOW_S
 from chat.model import Message
+
+log = logging.getLogger(__name__)
 
 P = "chat:"
 CTL = P + "ctl"
@@ -109,58 +117,172 @@ async def query(command: Callable[[], Awaitable[Any]]) -> Any:
 
 
 ScriptCall = tuple[AsyncScript, list[str], list[Any]]
+# One command for a pipeline: the script it runs (None for a plain command),
+# and what puts it on the pipeline.
+Op = tuple[AsyncScript | None, Callable[[Any], object]]
 
 
-async def run_scripts(client: Any, calls: list[ScriptCall]) -> list[Any]:
-    """Run script calls in one pipeline: one round trip, results (or errors) in order.
+def script_op(script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Op:
+    """A script call as a pipeline command: EVALSHA, loaded again if Redis lost it."""
+    return script, lambda pipe: pipe.evalsha(script.sha, len(keys), *keys, *args)
 
-    EVALSHA straight away: redis-py's own pipelined scripts ask SCRIPT EXISTS
-    first, a second round trip per batch. A script Redis does not have (it
-    restarted, or SCRIPT FLUSH) refuses every call of it without running any,
-    so those calls are run again, in order, once the script is loaded.
+
+async def run_pipeline(client: Any, ops: Sequence[Op]) -> list[Any]:
+    """Run ``ops`` in one pipeline: one round trip, results (or errors) in order.
+
+    Scripts go as EVALSHA straight away: redis-py's own pipelined scripts ask
+    SCRIPT EXISTS first, a second round trip per batch. A script Redis does not
+    have (it restarted, or SCRIPT FLUSH) refuses every call of it without
+    running any, so those calls are run again, in order, once it is loaded.
     """
-    results: list[Any] = [None] * len(calls)
-    todo = list(range(len(calls)))
+    results: list[Any] = [None] * len(ops)
+    todo = list(range(len(ops)))
     for attempt in range(2):
         async with client.pipeline(transaction=False) as pipe:
             for i in todo:
-                script, keys, args = calls[i]
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                ops[i][1](pipe)
             out = await pipe.execute(raise_on_error=False)
         refused = []
         for i, result in zip(todo, out, strict=True):
-            if isinstance(result, NoScriptError) and attempt == 0:
+            if isinstance(result, NoScriptError) and attempt == 0 and ops[i][0] is not None:
                 refused.append(i)
             else:
                 results[i] = result
         if not refused:
             break
-        for script in {calls[i][0] for i in refused}:
-            await client.script_load(script.script)
+        for script in {ops[i][0] for i in refused}:
+            if script is not None:
+                await client.script_load(script.script)
         todo = refused
     return results
 
 
-# Connections per process: commands wait for a free one rather than fail.
-# A burst of joins needs a few; pub/sub holds one.
+async def run_scripts(client: Any, calls: list[ScriptCall]) -> list[Any]:
+    """Run script calls in one pipeline (see :func:`run_pipeline`)."""
+    return await run_pipeline(client, [script_op(*call) for call in calls])
+
+
+# Connections per process. Commands of many callers share pipelines (Batch,
+# the append and presence queues), so a process needs only a few at a time,
+# whatever the number of sockets; pub/sub holds one more.
 POOL_SIZE = 32
+# How long a command waits for a free pooled connection before it fails. Each
+# holder keeps its connection for one round trip, which fails after
+# SOCKET_TIMEOUT_S if Redis stops answering: a wait this long means Redis is
+# gone, never merely that the pool is busy.
+POOL_WAIT_S = 60.0
+# A connection not made, or a reply not read, within these has failed: Redis is
+# not answering. They are timers on the event loop, so they also run while a
+# saturated process is busy with other work (a storm of handshakes on a shared
+# core can hold the loop for seconds): tighter ones turn a busy process into an
+# apparent Redis outage, refusing joins and closing new sockets with 1013.
+SOCKET_CONNECT_TIMEOUT_S = 10.0
+SOCKET_TIMEOUT_S = 10.0
+# Commands sent in one pipeline at most: bounds one round trip's work and the
+# reply a process parses in one go. What is left goes in the next pipeline.
+BATCH_MAX = 1000
 
 
-def connect(url: str) -> aioredis.Redis:
+def connect(url: str, *, pool_size: int = POOL_SIZE, pool_wait: float = POOL_WAIT_S) -> aioredis.Redis:
     """A client for ``url``. Commands are never retried by redis-py: a retried
     append could store a message twice; we answer ``unavailable`` instead and
-    the client retries with its ref, which the append script makes safe."""
+    the client retries with its ref, which the append script makes safe.
+
+    A command that finds every pooled connection busy waits for one (up to
+    ``pool_wait``): redis-py's BlockingConnectionPool raises ConnectionError
+    "No connection available." only once that wait is over.
+    """
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        max_connections=POOL_SIZE,
-        timeout=5.0,  # waiting for a free connection; then ``unavailable``
+        max_connections=pool_size,
+        timeout=pool_wait,
         decode_responses=True,
-        socket_connect_timeout=2.0,
-        socket_timeout=5.0,
+        socket_connect_timeout=SOCKET_CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
         retry=Retry(NoBackoff(), 0),
     )
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
+
+
+class Batch:
+    """Commands of many callers, sent as one pipeline per loop tick on one pooled connection.
+
+    For commands that are safe to repeat (reads, name claims, ephemeral
+    publishes): a pipeline whose connection turns out dead is sent once more,
+    as :func:`query` does. One pipeline is in flight at a time and what is
+    queued meanwhile goes next, so under load the pipelines grow by themselves:
+    a storm of joins costs a few round trips on one connection, and no caller
+    ever waits for a pooled connection of its own.
+    """
+
+    def __init__(self, client: Any, limit: int = BATCH_MAX) -> None:
+        self._r = client
+        self._limit = limit
+        self._queue: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._inflight: asyncio.Task[None] | None = None
+        self._scheduled = False
+
+    def add(self, op: Op) -> asyncio.Future[Any]:
+        """Queue ``op``; the future gets its reply, or StoreUnavailable if Redis failed it."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((op, future))
+        if not self._scheduled and self._inflight is None:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return future
+
+    def command(self, add: Callable[[Any], object]) -> asyncio.Future[Any]:
+        """Queue a plain command: ``add`` puts it on the pipeline (``lambda pipe: pipe.get(key)``)."""
+        return self.add((None, add))
+
+    def script(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        return self.add(script_op(script, keys, args))
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._inflight is not None or not self._queue:
+            return
+        batch, self._queue = self._queue[: self._limit], self._queue[self._limit :]
+        self._inflight = asyncio.ensure_future(self._send(batch))
+        self._inflight.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._inflight = None
+        self._flush()
+
+    async def _send(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        live = [(op, future) for op, future in batch if not future.done()]  # callers that gave up are left out
+        try:
+            await self._answer(live)
+        finally:
+            # Whatever failed, or the loop closing under us: every caller gets an answer.
+            for _, future in live:
+                if not future.done():
+                    future.set_exception(StoreUnavailable("redis: the command was not answered"))
+
+    async def _answer(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+        ops = [op for op, _ in batch]
+        try:
+            try:
+                results = await run_pipeline(self._r, ops)
+            except (RedisConnectionError, RedisTimeoutError):
+                # A pooled connection that died with a restarted Redis, or a
+                # reply late: these commands are safe to repeat, so once more.
+                results = await run_pipeline(self._r, ops)
+        except RAISES as exc:
+            results = [exc] * len(ops)
+        except Exception as exc:  # a bug must not end the batching for good: log it, fail this batch
+            log.exception("a redis pipeline of %d commands failed", len(ops))
+            results = [exc] * len(ops)
+        for (_, future), result in zip(batch, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, Exception):
+                future.set_exception(StoreUnavailable(f"redis: {result}"))
+            else:
+                future.set_result(result)
 
 
 def _message(room: str, entry: tuple[str, dict[str, str]]) -> Message:
@@ -176,6 +298,8 @@ class RedisHistory:
         self._r: Any = client
         self._history_max = history_max
         self._append = client.register_script(_APPEND)
+        # Reads (and the broker's claims and lookups) of every caller, a pipeline per tick.
+        self.batch = Batch(client)
         self._batch: list[tuple[Message, asyncio.Future[Message]]] = []
         self._inflight: asyncio.Task[None] | None = None
         self._closed = False
@@ -205,6 +329,19 @@ class RedisHistory:
         self._flush()
 
     async def _commit(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
+        try:
+            await self._store(batch)
+        except Exception:  # a bug must not stop the appends: log it; the batch is answered below
+            log.exception("storing %d messages failed", len(batch))
+        finally:
+            # Every future of the batch is settled, whatever failed (a bug, a
+            # cancellation), or its say would never get an answer. Whether the
+            # pipeline ran is unknown: the sender retries with its ref.
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(StoreUnavailable("redis: the message may not have been stored"))
+
+    async def _store(self, batch: list[tuple[Message, asyncio.Future[Message]]]) -> None:
         calls = [
             (
                 self._append,
@@ -262,10 +399,10 @@ class RedisHistory:
     async def _range(self, room: str, reverse: bool, low: str, high: str, count: int) -> list[Message]:
         key = P + "log:" + room
         if reverse:
-            entries = await query(lambda: self._r.xrevrange(key, high, low, count=count))
+            entries = await self.batch.command(lambda pipe: pipe.xrevrange(key, high, low, count=count))
             entries.reverse()
         else:
-            entries = await query(lambda: self._r.xrange(key, low, high, count=count))
+            entries = await self.batch.command(lambda pipe: pipe.xrange(key, low, high, count=count))
         return [_message(room, e) for e in entries]
 
     async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
@@ -283,10 +420,11 @@ class RedisHistory:
         return found[0] if found else None
 
     async def last_seq(self, room: str) -> int:
-        return int(await query(lambda: self._r.get(P + "seq:" + room)) or 0)
+        return int(await self.batch.command(lambda pipe: pipe.get(P + "seq:" + room)) or 0)
 
     async def rooms(self) -> dict[str, int]:
-        return {room: int(seq) for room, seq in (await query(lambda: self._r.hgetall(P + "rooms"))).items()}
+        last: dict[str, str] = await self.batch.command(lambda pipe: pipe.hgetall(P + "rooms"))
+        return {room: int(seq) for room, seq in last.items()}
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
         return []  # the append script checks refs in Redis itself, in every process

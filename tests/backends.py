@@ -59,8 +59,9 @@ def sqlite_backend(path: str) -> Backend:
     return Backend(store, broker)
 
 
-def redis_backend(url: str, presence_ttl: float = 15.0, history_max: int = 10_000) -> Backend:
-    """One server process's worth of Redis back-end: its own client and process id."""
-    client = connect(url)
+def redis_backend(url: str, presence_ttl: float = 15.0, history_max: int = 10_000, pool_size: int = 32) -> Backend:
+    """One server process's worth of Redis back-end: its own client (``pool_size``
+    pooled connections) and process id."""
+    client = connect(url, pool_size=pool_size)
     store = RedisHistory(client, history_max)
     return Backend(store, RedisBroker(client, store, presence_ttl=presence_ttl))

@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import re
+import select
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -424,3 +426,35 @@ async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path)
             sock.close()
         assert await server.stop() == 0
     assert list(private.iterdir()) == []  # removed at exit
+
+
+@pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
+@pytest.mark.gen_test(timeout=60)
+async def test_a_storm_of_connections_waits_in_the_kernel_while_no_process_accepts(redis_url, tmp_path, workers):
+    server = await ServerProcess(*cluster_args(redis_url, tmp_path, *workers)).start()
+    assert server.proc is not None
+    clients = [socket.socket() for _ in range(1000)]
+    # Every process stops, as when all are busy: nothing is accepted.
+    os.killpg(server.proc.pid, signal.SIGSTOP)
+    try:
+        for client in clients:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", server.port))
+        # Each handshake the kernel queues completes at once on loopback; one it
+        # drops would only be retried after a second, and dropped again.
+        poll = select.poll()  # select() cannot take descriptors past 1023
+        pending = {client.fileno(): client for client in clients}
+        for fd in pending:
+            poll.register(fd, select.POLLOUT)
+        deadline = time.monotonic() + 3
+        while pending and time.monotonic() < deadline:
+            for fd, _ in poll.poll(100):
+                poll.unregister(fd)
+                del pending[fd]
+        assert not pending, f"{len(pending)} of 1000 handshakes were dropped"
+        assert all(c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for c in clients)
+    finally:
+        os.killpg(server.proc.pid, signal.SIGCONT)
+        for client in clients:
+            client.close()
+        assert await server.stop() == 0

@@ -11,7 +11,7 @@ import pytest
 
 from chat.loadtest import stats
 from chat.loadtest.accounting import Ledger
-from chat.loadtest.client import Member, Target, message_text, parse_text
+from chat.loadtest.client import ClosedByServer, Member, Refused, Target, message_text, parse_text
 from chat.loadtest.connection import Connection
 from chat.loadtest.counters import Counters
 from chat.loadtest.metrics import metrics_delta, parse_metrics
@@ -468,3 +468,26 @@ async def test_member_counts_messages_of_people_and_of_other_runs_as_foreign():
     fake.frame(type="message", room=ROOM, seq=2, name="other", text=message_text("ffffff", 1, 10, 10, 80), ts=0)
     fake.frame(type="presence", room=ROOM, event="join", name="human")
     assert (counters.foreign, counters.deliveries) == (2, 0)
+
+
+@pytest.mark.gen_test
+async def test_a_failed_start_is_counted_by_the_stage_it_failed_in():
+    # A join storm tells sockets closed at open (before welcome) from joins refused after it.
+    async def closed_at_open() -> Connection:
+        raise ClosedByServer(1013, "unavailable")
+
+    async def welcomed() -> Connection:
+        return cast(Connection, FakeConnection())
+
+    async def join_refused(conn: Connection, since: int | None) -> dict[str, Any]:
+        raise Refused("unavailable")
+
+    counters = Counters()
+    for i, (connect, join) in enumerate([(closed_at_open, join_refused), (welcomed, join_refused)]):
+        member = Member(MemberPlan(i, f"lt-0-{i}", ROOM, None, None, 0), Target("ws://127.0.0.1:1/ws"), Ledger(),
+                        counters, message_bytes=80, run=RUN)  # fmt: skip
+        member._connect = connect  # type: ignore[method-assign]
+        member._join = join  # type: ignore[method-assign]
+        assert not await member.start()
+    assert counters.errors == {"connect: closed: 1013 unavailable": 1, "join: error unavailable": 1}
+    assert (counters.attempted, counters.failed, counters.connected) == (2, 2, 0)

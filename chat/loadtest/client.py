@@ -162,14 +162,18 @@ class Member:
         counters = self.counters
         counters.attempted += 1
         started = time.perf_counter()
+        # Failures are counted by stage: "connect" up to welcome, "join" after it
+        # (a join storm tells sockets refused at open from joins refused later).
+        stage = "connect"
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 conn = await self._connect()
                 connect_ms = (time.perf_counter() - started) * 1000.0
+                stage = "join"
                 joined = await self._join(conn, since=None)
         except CONNECT_ERRORS as exc:
             counters.failed += 1
-            counters.error(f"connect: {describe(exc)}")
+            counters.error(f"{stage}: {describe(exc)}")
             if isinstance(exc, ClosedByServer):
                 counters.close_codes[str(exc.code)] += 1
             return False
