@@ -14,34 +14,15 @@ It speaks just enough of docs/protocol.md for ``python -m chat.loadtest``:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import logging
-import resource
-import signal
 import sys
 import time
 from typing import Any
 
-import tornado.httpserver
-import tornado.netutil
 import tornado.web
 import tornado.websocket
-
-log = logging.getLogger("bench.naive_tornado")
-
-# Far above any frame the load tester sends: the baseline must not be the one to refuse a size.
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-# Time the clients get to answer our 1001 close on SIGTERM: a shutdown stays quick even when they don't.
-CLOSE_GRACE_S = 2.0
-
-
-def raise_fd_limit() -> int:
-    """Raise the soft RLIMIT_NOFILE to the hard limit (the hard one cannot be raised here)."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
+import tornado_baseline
 
 
 class Rooms:
@@ -157,43 +138,17 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
 def make_app(rooms: Rooms) -> tornado.web.Application:
     return tornado.web.Application(
         [(r"/ws", ChatSocket, {"rooms": rooms})],
-        websocket_max_message_size=MAX_MESSAGE_BYTES,
+        websocket_max_message_size=tornado_baseline.MAX_MESSAGE_BYTES,
     )
 
 
-async def serve(port: int) -> None:
+def make() -> tuple[tornado.web.Application, Rooms]:
     rooms = Rooms()
-    server = tornado.httpserver.HTTPServer(make_app(rooms))
-    sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
-    server.add_sockets(sockets)
-    port = sockets[0].getsockname()[1]
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("listening on ws://127.0.0.1:%d/ws", port)
-    await stop.wait()
-    server.stop()
-    if rooms.connected:
-        for member in list(rooms.connected):
-            member.close(1001, "shutting down")
-        try:
-            await asyncio.wait_for(rooms.none_connected.wait(), CLOSE_GRACE_S)
-        except TimeoutError:
-            log.warning("%d sockets did not close in time", len(rooms.connected))
-    await server.close_all_connections()
+    return make_app(rooms), rooms
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True, help="0 picks a free port (logged)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
-    # One log line per connection would be part of what is measured: keep the library quiet.
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-    raise_fd_limit()
-    asyncio.run(serve(args.port))
-    return 0
+    return tornado_baseline.main(__doc__ or "", make, argv)
 
 
 if __name__ == "__main__":
