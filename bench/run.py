@@ -1775,15 +1775,25 @@ class Report:
             + self.floor_ratios()
         )
 
+    def steady_against_floor(self, per_s: int) -> tuple[float | None, float | None, float, float]:
+        """At one fixed load: (ours, floor) CPU µs per delivery, the load generator's worst sender lag p90 (ms)
+        over those two, and the time between two messages (ms)."""
+        ours, floor = (
+            median(r.window_us_per_delivery for r in self.of(load_key(per_s), key)) for key in ("ours", "floor")
+        )
+        spacing_ms = 1000 * self.suite.room_members / per_s
+        lag = max(
+            median(r.get("messages", "send_lag_ms", "p90") for r in self.of(load_key(per_s), key)) or 0.0
+            for key in ("ours", "floor")
+        )
+        return ours, floor, lag, spacing_ms
+
     def floor_ratios(self) -> str:
         """Ours against the floor (a bare send() loop) and websockets, at each fixed load."""
         lines = []
         for per_s in self.suite.loads_per_s:
-            cpu = {
-                kind.key: median(r.window_us_per_delivery for r in self.of(load_key(per_s), kind.key))
-                for kind in self.servers
-            }
-            ours, floor, ws = cpu.get("ours"), cpu.get("floor"), cpu.get("websockets")
+            ours, floor, lag, spacing_ms = self.steady_against_floor(per_s)
+            ws = median(r.window_us_per_delivery for r in self.of(load_key(per_s), "websockets"))
             if not ours:
                 continue
             parts = []
@@ -1793,11 +1803,6 @@ class Report:
                 # Messages the load generator wrote late arrive in clumps, which ours writes with one
                 # send() per member and the floor with one per message: that is not the steady case. A
                 # tenth of them late by more than the time between two messages, and it is not.
-                spacing_ms = 1000 * self.suite.room_members / per_s
-                lag = max(
-                    median(r.get("messages", "send_lag_ms", "p90") for r in self.of(load_key(per_s), key)) or 0.0
-                    for key in ("ours", "floor")
-                )
                 clumped = lag > spacing_ms
                 if clumped:
                     part += (
@@ -2018,7 +2023,45 @@ class Report:
             )
         else:
             rows.append(["slow consumer: memory flat, others' p99 moves < 20 %, gap notice", "not measured", "—"])
-        return table(["target (issue 3)", "ours", "met?"], rows)
+        rows.extend(self.issue9_targets())
+        return table(["target (issue)", "ours", "met?"], rows)
+
+    def issue9_targets(self) -> list[list[str]]:
+        """Issue 9's rows: steady fan-out against the floor, and the join storm at each rate."""
+        rows: list[list[str]] = []
+        ours, floor, lag, spacing_ms = self.steady_against_floor(TARGET_FLOOR_LOAD)
+        if ours and floor:
+            ratio = ours / floor
+            clumped = lag > spacing_ms  # see floor_ratios: not the steady case
+            rows.append(
+                [
+                    f"(9) steady {TARGET_FLOOR_LOAD:,} deliveries/s: CPU per delivery at most"
+                    f" {TARGET_FLOOR_RATIO:g}x the floor's",
+                    f"{fmt(ours, 2)} µs vs {fmt(floor, 2)} µs: {ratio:.2f}x"
+                    + (f" (messages arrived in clumps: sender lag p90 {lag:,.0f} ms)" if clumped else ""),
+                    "not shown by this run" if clumped else verdict(ratio <= TARGET_FLOOR_RATIO),
+                ]
+            )
+        for run in (r for r in self.runs if r.load.startswith("joinstorm-")):
+            refused = refusals(run)
+            attempted = int(run.get("connect", "attempted") or 0)
+            hard = refused["unavailable"] + refused["1013"]
+            per_s = run.offered_per_s or 0
+            if per_s <= min(self.suite.joinstorm.per_s):
+                goal = "every socket connects and joins"
+                met = run.report is not None and attempted > 0 and run.sockets_held == attempted
+            else:
+                goal = "none refused `unavailable` or closed 1013"
+                met = run.report is not None and hard == 0
+            rows.append(
+                [
+                    f"(9) join storm at {per_s:,} connections/s: {goal}",
+                    f"{run.sockets_held:,} of {attempted:,} joined; {refused['unavailable']:,} unavailable,"
+                    f" {refused['1013']:,} closed 1013, {refused['timeouts']:,} timed out",
+                    verdict(met),
+                ]
+            )
+        return rows
 
     def slow_figures(self) -> tuple[float, float | None, int, int] | None:
         """(peak RSS with a stalled reader minus without, MB; others' p99 change; gaps; deliveries lost)."""

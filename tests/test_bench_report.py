@@ -169,3 +169,34 @@ def test_the_steady_target_is_judged_against_the_floor_only_when_messages_arrive
     clumped = verdict(4.0, 400.0)
     assert "0.50x" in clumped
     assert clumped.endswith("not shown by this run (clumped)")
+
+
+def storm(bench: ModuleType, per_s: int, joined: int, **failed: int) -> Any:
+    """A join-storm run of 1,000 sockets at ``per_s``: ``joined`` joined, the rest failed as labelled."""
+    labels = {
+        "unavailable": "join: error unavailable",
+        "closed": "connect: closed: 1013",
+        "timeouts": "join: TimeoutError",
+    }
+    report = {
+        "connect": {"attempted": 1000, "connected": joined},
+        "errors": {"by_kind": {labels[kind]: n for kind, n in failed.items()}},
+    }
+    return bench.Run("ours", f"joinstorm-{per_s}", [], [], report=report, offered_per_s=per_s)
+
+
+def test_issue_9_targets_are_judged_from_the_steady_and_join_storm_figures(bench):
+    def rows(ours_us: float, ours_lag: float, *storms: Any) -> list[list[str]]:
+        runs = [steady(bench, "ours", ours_us, ours_lag), steady(bench, "floor", 8.0, 3.0), *storms]
+        report = bench.Report(runs, bench.Suite(loads_per_s=(20_000,)), [], None, (0.0, 0.0, 0.0), 0.0, ["loads"])
+        result: list[list[str]] = report.issue9_targets()
+        return result
+
+    met = rows(9.6, 3.0, storm(bench, 500, 1000), storm(bench, 2000, 990, timeouts=10))
+    assert [row[2] for row in met] == ["**met**"] * 3
+    assert met[0][1] == "9.60 µs vs 8.00 µs: 1.20x"
+    assert met[2][1] == "990 of 1,000 joined; 0 unavailable, 0 closed 1013, 10 timed out"  # timeouts only: met
+    missed = rows(10.4, 3.0, storm(bench, 500, 999, timeouts=1), storm(bench, 2000, 997, unavailable=2, closed=1))
+    assert [row[2] for row in missed] == ["**missed**"] * 3
+    assert "2 unavailable, 1 closed 1013" in missed[2][1]
+    assert rows(4.0, 400.0)[0][2] == "not shown by this run"  # clumped: not the steady case
