@@ -10,7 +10,7 @@ the same contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from chat.model import Message
@@ -71,8 +71,8 @@ class Broker(Protocol):
         """An ephemeral frame (typing) for the room's other members; lost if the backplane is down."""
         ...
 
-    async def members(self, room: str) -> list[str]:
-        """The names present in ``room`` across processes, sorted."""
+    def members(self, room: str) -> Awaitable[list[str]]:
+        """The names present in ``room`` across processes, sorted (an awaitable: see HistoryStore.before)."""
         ...
 
     async def member_counts(self) -> dict[str, int]:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -60,18 +60,24 @@ class HistoryStore(Protocol):
         """Return once every message appended so far is committed (or failed)."""
         ...
 
-    async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
-        """Up to ``limit`` messages with seq < ``seq`` (the newest if None), ascending."""
+    def before(self, room: str, seq: int | None, limit: int) -> Awaitable[list[Message]]:
+        """Up to ``limit`` messages with seq < ``seq`` (the newest if None), ascending.
+
+        An awaitable, not only a coroutine: a store may start the read at the
+        call, so that reads asked for one after another share a round trip
+        (see :meth:`chat.service.ChatService._join`)."""
         ...
 
-    async def after(self, room: str, seq: int, limit: int) -> list[Message]:
+    def after(self, room: str, seq: int, limit: int) -> Awaitable[list[Message]]:
         """Up to ``limit`` messages with seq > ``seq``, the oldest first, ascending."""
         ...
 
     async def get(self, room: str, seq: int) -> Message | None: ...
 
-    async def last_seq(self, room: str) -> int:
-        """The room's newest committed seq, 0 when it has none."""
+    def last_seq(self, room: str) -> Awaitable[int]:
+        """The room's newest committed seq, 0 when it has none.
+
+        Reads started at their calls are answered in the order of the calls."""
         ...
 
     async def rooms(self) -> dict[str, int]:

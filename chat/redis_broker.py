@@ -26,7 +26,7 @@ from chat.broker import OnEvent, OnLogout, OnMessages, presence_frame
 from chat.history import StoreUnavailable
 from chat.model import Message
 from chat.names import RESERVATION_S
-from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, ScriptCall, query, run_scripts
+from chat.redis_store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, ScriptCall, query, run_scripts, then
 from chat.sequencer import Sequencer
 from chat.validation import name_key
 
@@ -527,9 +527,10 @@ class RedisBroker:
         sent = self._batch.command(lambda pipe: pipe.publish(ROOM_CHANNEL + room, "t" + name))
         sent.add_done_callback(_ignore)
 
-    async def members(self, room: str) -> list[str]:
-        names: list[str] = await self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
-        return sorted(names, key=str.casefold)
+    def members(self, room: str) -> asyncio.Future[list[str]]:
+        # Queued at the call, like RedisHistory.last_seq: see ChatService._join.
+        names = self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
+        return then(names, lambda found: sorted(found, key=str.casefold))
 
     async def member_counts(self) -> dict[str, int]:
         rooms = sorted(await query(lambda: self._r.smembers(P + "active")))

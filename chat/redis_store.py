@@ -50,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -285,6 +285,33 @@ class Batch:
                 future.set_result(result)
 
 
+T = TypeVar("T")
+
+
+def then(source: asyncio.Future[Any], convert: Callable[[Any], T]) -> asyncio.Future[T]:
+    """A future of ``convert(source's result)``, or of its exception: a Task's work without a Task."""
+    out: asyncio.Future[T] = source.get_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if out.done():  # the reader gave up (cancelled)
+            if not done.cancelled():
+                done.exception()  # retrieved: nobody else will
+            return
+        if done.cancelled():
+            out.cancel()
+        elif (exc := done.exception()) is not None:
+            out.set_exception(exc)
+        else:
+            try:
+                out.set_result(convert(done.result()))
+            except Exception as error:  # a malformed reply (or a bug) fails this read, never leaves it waiting
+                log.exception("a redis reply could not be read")
+                out.set_exception(error)
+
+    source.add_done_callback(settle)
+    return out
+
+
 def _message(room: str, entry: tuple[str, dict[str, str]]) -> Message:
     stream_id, f = entry
     return Message(room, int(stream_id.split("-", 1)[0]), f["n"], f["t"], int(f["ts"]), f["s"], f.get("r"))
@@ -396,22 +423,26 @@ class RedisHistory:
             else:
                 self._flush()
 
-    async def _range(self, room: str, reverse: bool, low: str, high: str, count: int) -> list[Message]:
+    def _range(self, room: str, reverse: bool, low: str, high: str, count: int) -> asyncio.Future[list[Message]]:
         key = P + "log:" + room
         if reverse:
-            entries = await self.batch.command(lambda pipe: pipe.xrevrange(key, high, low, count=count))
-            entries.reverse()
-        else:
-            entries = await self.batch.command(lambda pipe: pipe.xrange(key, low, high, count=count))
-        return [_message(room, e) for e in entries]
+            entries = self.batch.command(lambda pipe: pipe.xrevrange(key, high, low, count=count))
+            return then(entries, lambda found: [_message(room, e) for e in reversed(found)])
+        entries = self.batch.command(lambda pipe: pipe.xrange(key, low, high, count=count))
+        return then(entries, lambda found: [_message(room, e) for e in found])
 
-    async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
+    # before, after and last_seq queue their command at the call, not at the
+    # first await: reads asked for one after another go in one pipeline, in
+    # the order asked, without a Task each (see ChatService._join).
+    def before(self, room: str, seq: int | None, limit: int) -> asyncio.Future[list[Message]]:
         if seq is not None and seq <= 1:
-            return []
-        return await self._range(room, True, "-", "+" if seq is None else f"{seq - 1}-0", limit)
+            done: asyncio.Future[list[Message]] = asyncio.get_running_loop().create_future()
+            done.set_result([])
+            return done
+        return self._range(room, True, "-", "+" if seq is None else f"{seq - 1}-0", limit)
 
-    async def after(self, room: str, seq: int, limit: int) -> list[Message]:
-        return await self._range(room, False, f"{seq + 1}-0", "+", limit)
+    def after(self, room: str, seq: int, limit: int) -> asyncio.Future[list[Message]]:
+        return self._range(room, False, f"{seq + 1}-0", "+", limit)
 
     async def get(self, room: str, seq: int) -> Message | None:
         if seq < 1:
@@ -419,8 +450,8 @@ class RedisHistory:
         found = await self._range(room, False, f"{seq}-0", f"{seq}-0", 1)
         return found[0] if found else None
 
-    async def last_seq(self, room: str) -> int:
-        return int(await self.batch.command(lambda pipe: pipe.get(P + "seq:" + room)) or 0)
+    def last_seq(self, room: str) -> asyncio.Future[int]:
+        return then(self.batch.command(lambda pipe: pipe.get(P + "seq:" + room)), lambda seq: int(seq or 0))
 
     async def rooms(self) -> dict[str, int]:
         last: dict[str, str] = await self.batch.command(lambda pipe: pipe.hgetall(P + "rooms"))

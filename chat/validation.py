@@ -28,6 +28,11 @@ def _has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
     # surrogates (Cs), private use and unassigned. Names reject all of them;
     # text rejects only Cc and lone surrogates, because emoji sequences need
     # zero-width joiners (Cf).
+    if text.isprintable():
+        # No character of category C* (nor Z* but the ASCII space) is
+        # printable, so there is nothing to find: the one C call stands in for
+        # a category lookup per character (most names and texts end here).
+        return False
     return any(unicodedata.category(ch).startswith("C") and ch not in allowed for ch in text)
 
 

@@ -239,7 +239,10 @@ def log_pid(line: str) -> int:
 
 @pytest.mark.gen_test(timeout=90)
 async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_url, tmp_path):
-    server = await ServerProcess(*cluster_args(redis_url, tmp_path, "--workers", "2", "--presence-ttl", "1")).start()
+    # At --log-level debug the access log names each upgrade (101), with the worker's pid.
+    server = await ServerProcess(
+        *cluster_args(redis_url, tmp_path, "--workers", "2", "--presence-ttl", "1", "--log-level", "debug")
+    ).start()
     sockets: list[Socket] = []
     try:
         first = await server.logged("chat server on")
@@ -375,7 +378,7 @@ async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path)
     private = tmp_path / "tmp"
     private.mkdir()
     server = await ServerProcess(
-        *cluster_args(redis_url, tmp_path, "--workers", "2"), env={"TMPDIR": str(private)}
+        *cluster_args(redis_url, tmp_path, "--workers", "2", "--log-level", "debug"), env={"TMPDIR": str(private)}
     ).start()
     sockets: list[Socket] = []
     try:

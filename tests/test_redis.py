@@ -371,3 +371,40 @@ async def test_a_process_whose_housekeeping_is_slow_keeps_beating_and_is_not_rea
     await b.broker._tidy()  # type: ignore[attr-defined]  # b reaps every process that stopped beating
     assert await b.broker.members("lobby") == ["alice"]
     assert b.events.empty()  # no leave
+
+
+@pytest.mark.gen_test
+async def test_a_join_reads_last_seq_history_and_members_in_one_round_trip(processes, monkeypatch):
+    backend = await processes()
+    service = ChatService(backend.store, SessionSigner(b"k"), Limits(rate=0), broker=backend.broker, clock=FakeClock())
+    await backend.say("lobby", "m0")
+    await backend.broker.subscribe("lobby")  # already followed: the join's own reads are what is left
+    pipelines: list[list[str]] = []
+    run_pipeline = redis_store.run_pipeline
+
+    class Names:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def __getattr__(self, name: str) -> Callable[..., None]:
+            return lambda *args, **kwargs: self.names.append(name)
+
+    async def recorded(client: Any, ops: Any) -> list[Any]:
+        names = Names()
+        for _, add in ops:
+            add(names)
+        pipelines.append(names.names)
+        return await run_pipeline(client, ops)
+
+    monkeypatch.setattr(redis_store, "run_pipeline", recorded)
+    conn = FakeConn(service.flusher)
+    peer = await service.open(conn, "ann", None)
+    assert peer is not None
+    pending = service.handle_text(peer, json.dumps({"type": "join", "room": "lobby", "ref": "j"}))
+    assert pending is not None
+    await asyncio.wait_for(pending, RECV_TIMEOUT_S)
+    [joined] = conn.of("joined")
+    assert (joined["last_seq"], [m["text"] for m in joined["history"]], joined["members"]) == (1, ["m0"], ["ann"])
+    reads = [names for names in pipelines if {"get", "xrevrange", "hkeys"} & set(names)]
+    assert reads == [["get", "xrevrange", "hkeys"]]
+    service.disconnect(peer)

@@ -1,3 +1,6 @@
+import sys
+import unicodedata
+
 import pytest
 
 from chat.validation import Invalid, name_key, normalize_name, normalize_room, normalize_text
@@ -60,3 +63,16 @@ def test_control_characters_in_text_are_refused(raw):
         normalize_text(raw, 100)
     assert exc.value.code == "bad_request"
     assert "text" in exc.value.message
+
+
+def test_every_kind_of_control_character_is_refused_in_a_name():
+    # Every Cc, Cf and Cs code point, and a spread of the private-use (Co) and
+    # unassigned (Cn) ones: each refused inside an otherwise fine name.
+    checked = 0
+    for point in range(sys.maxunicode + 1):
+        category = unicodedata.category(chr(point))
+        if category in ("Cc", "Cf", "Cs") or (category in ("Co", "Cn") and point % 101 == 0):
+            with pytest.raises(Invalid):
+                normalize_name(f"a{chr(point)}b")
+            checked += 1
+    assert checked > 9000

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -163,6 +164,17 @@ async def test_a_foreign_origin_gets_403_and_no_socket(http_server, ws_url):
     with pytest.raises(tornado.httpclient.HTTPClientError) as exc:
         await tornado.websocket.websocket_connect(request)
     assert exc.value.code == 403
+
+
+@pytest.mark.gen_test
+async def test_an_upgrade_is_not_logged_at_info_and_a_refused_one_is(http_server, ws_url, connect, caplog):
+    caplog.set_level(logging.INFO, logger="tornado.access")
+    await connect("alice")
+    request = tornado.httpclient.HTTPRequest(ws_url("bob"), headers={"Origin": "http://evil.example"})
+    with pytest.raises(tornado.httpclient.HTTPClientError):
+        await tornado.websocket.websocket_connect(request)
+    logged = [(r.levelno, r.getMessage().split(" ")[0]) for r in caplog.records if r.name == "tornado.access"]
+    assert logged == [(logging.WARNING, "403")]
 
 
 @pytest.mark.gen_test
