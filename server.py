@@ -97,11 +97,33 @@ async def shut_down(app: ChatApplication, server: tornado.httpserver.HTTPServer,
         log.warning("HTTP connections did not close in time; dropping them")
 
 
-def supervise(settings: Settings) -> int:
-    """Fork ``settings.workers`` processes that share one listening socket.
+def hold_port(host: str, port: int) -> list[socket.socket]:
+    """Bind (without listening) every address of ``host`` at ``port`` with
+    SO_REUSEPORT: the port stays ours while workers come and go, and a socket
+    that does not listen is never handed a connection. Port 0 picks a free one."""
+    held: list[socket.socket] = []
+    infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
+    for family, kind, proto, _, address in dict.fromkeys(infos):
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as tornado's bind_sockets does
+        if held:  # port 0: every address on the port the first one got
+            address = (address[0], held[0].getsockname()[1], *address[2:])
+        sock.bind(address)
+        held.append(sock)
+    return held
 
-    The kernel hands each new connection to one of them; Redis makes them one
-    chat. SIGTERM and SIGINT are passed on, so each worker shuts down
+
+def supervise(settings: Settings) -> int:
+    """Fork ``settings.workers`` processes that listen on one port.
+
+    Each worker listens on a socket of its own with SO_REUSEPORT, and the
+    kernel spreads new connections over them by address hash. One listening
+    socket shared by all would hand a connection to whichever worker wakes
+    first, and an idle server's first worker tends to win every one. Redis
+    makes the workers one chat. SIGTERM and SIGINT are passed on, so each worker shuts down
     gracefully; a worker that dies otherwise is started again.
 
     The workers' figures meet in a fresh private directory (prometheus_client's
@@ -118,10 +140,10 @@ def supervise(settings: Settings) -> int:
 
 
 def _supervise(settings: Settings, cluster: Cluster) -> int:
-    sockets = tornado.netutil.bind_sockets(settings.port, settings.host, backlog=LISTEN_BACKLOG)
-    # Resolved once, before the fork: every worker must sign cookies and
-    # session tokens with the same secret.
-    settings = replace(settings, cookie_secret=cookie_secret(settings))
+    held = hold_port(settings.host, settings.port)
+    # Resolved once, before the fork: every worker must listen on the same
+    # port, and sign cookies and session tokens with the same secret.
+    settings = replace(settings, port=held[0].getsockname()[1], cookie_secret=cookie_secret(settings))
     children: dict[int, int] = {}  # pid -> worker number
     stopping = False
 
@@ -132,6 +154,11 @@ def _supervise(settings: Settings, cluster: Cluster) -> int:
                 signal.signal(sig, signal.SIG_DFL)
             code = 0
             try:
+                for sock in held:
+                    sock.close()  # the supervisor's hold; the worker's own socket listens
+                sockets = tornado.netutil.bind_sockets(
+                    settings.port, settings.host, backlog=LISTEN_BACKLOG, reuse_port=True
+                )
                 asyncio.run(serve(settings, sockets, cluster))
             except BaseException:
                 log.exception("worker %d failed", number)

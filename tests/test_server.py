@@ -132,3 +132,38 @@ async def test_shutdown_gives_up_on_http_connections_that_never_close(app, caplo
     # Before, the TimeoutError escaped: the worker died with a traceback and exit status 1.
     await shut_down(app, NeverClosing(app), grace=0.05)
     assert "HTTP connections did not close in time" in caplog.text
+
+
+def test_the_supervisors_hold_keeps_the_port_and_takes_no_connection():
+    import collections
+    import socket
+
+    import tornado.netutil
+
+    from server import hold_port
+
+    held = hold_port("127.0.0.1", 0)
+    port = held[0].getsockname()[1]
+    listeners: list[socket.socket] = []
+    clients: list[socket.socket] = []
+    try:
+        with pytest.raises(ConnectionRefusedError):  # bound, not listening: nobody is handed a connection
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        # Each worker listens on a socket of its own on the held port, and the
+        # kernel spreads connections over them by hash: not all to one.
+        for _ in range(2):
+            listeners += tornado.netutil.bind_sockets(port, "127.0.0.1", reuse_port=True)
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(40)]
+        accepted: collections.Counter[int] = collections.Counter()
+        for i, listener in enumerate(listeners):
+            while True:
+                try:
+                    listener.accept()[0].close()
+                except BlockingIOError:
+                    break
+                accepted[i] += 1
+        assert sum(accepted.values()) == 40  # every connection reached a listener, none the hold
+        assert len(accepted) == 2, accepted
+    finally:
+        for sock in [*held, *listeners, *clients]:
+            sock.close()
