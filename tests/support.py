@@ -17,6 +17,9 @@ from typing import Any
 import tornado.websocket
 from tornado.httpclient import HTTPRequest
 
+from chat.frames import OutFrame
+from chat.outbox import Flusher
+
 # Generous: these machines are shared and noisy. Nothing waits this long unless
 # a test is failing.
 RECV_TIMEOUT_S = 10.0
@@ -242,3 +245,31 @@ class RedisServer:
 
         with redis.Redis(port=self.port) as client:
             client.flushall()
+
+
+class FakeConn:
+    """A transport that takes every write at once and keeps the frames.
+
+    Reading its frames first flushes the service's outboxes, as the end of the
+    loop tick would.
+    """
+
+    def __init__(self, flusher: Flusher) -> None:
+        self._flusher = flusher
+        self._frames: list[dict[str, Any]] = []
+        self.closed: tuple[int, str] | None = None
+
+    def write_frames(self, frames: list[OutFrame]) -> bool:
+        self._frames.extend(json.loads(f.text) for f in frames)
+        return True
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    @property
+    def frames(self) -> list[dict[str, Any]]:
+        self._flusher.flush()
+        return self._frames
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [f for f in self.frames if f["type"] == kind]

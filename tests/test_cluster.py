@@ -237,6 +237,24 @@ def log_pid(line: str) -> int:
     return int(re.search(r"\[(\d+)\]: ", line).group(1))  # type: ignore[union-attr]
 
 
+async def members_on_both_workers(server: ServerProcess, sockets: list[Socket]) -> tuple[set[int], dict[str, int]]:
+    """The two workers' pids, and members joined to the lobby (appended to ``sockets``) until
+    both workers have some: ``{name: worker pid}``. The kernel picks each connection's worker."""
+    first = await server.logged("chat server on")
+    second = await server.logged("chat server on", server.log.index(first) + 1)
+    workers = {log_pid(first), log_pid(second)}
+    assert len(workers) == 2
+    where: dict[str, int] = {}
+    for i in range(40):  # by address hash: 40 all on one worker has odds of 2**-39
+        name = f"user{i}"
+        await member(sockets, server, name)
+        where[name] = log_pid(await server.logged(f"GET /ws?name={name} "))
+        if set(where.values()) == workers:
+            break
+    assert set(where.values()) == workers, where
+    return workers, where
+
+
 @pytest.mark.gen_test(timeout=90)
 async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_url, tmp_path):
     # At --log-level debug the access log names each upgrade (101), with the worker's pid.
@@ -245,19 +263,7 @@ async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_u
     ).start()
     sockets: list[Socket] = []
     try:
-        first = await server.logged("chat server on")
-        second = await server.logged("chat server on", server.log.index(first) + 1)
-        workers = {log_pid(first), log_pid(second)}
-        assert len(workers) == 2
-        # The kernel hands each connection to either worker: connect until both have members.
-        where: dict[str, int] = {}
-        for i in range(40):
-            name = f"user{i}"
-            await member(sockets, server, name)
-            where[name] = log_pid(await server.logged(f"GET /ws?name={name} "))
-            if set(where.values()) == workers:
-                break
-        assert set(where.values()) == workers, where
+        workers, where = await members_on_both_workers(server, sockets)
         await sockets[0].send(type="say", room="lobby", text="hello all")
         for sock in sockets:
             assert (await sock.recv_until("message"))["text"] == "hello all"
@@ -384,17 +390,7 @@ async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path)
     try:
         [directory] = private.glob("chat-metrics-*")  # the supervisor's, fresh
         assert directory.stat().st_mode & 0o077 == 0  # nobody else reads it
-        first = await server.logged("chat server on")
-        second = await server.logged("chat server on", server.log.index(first) + 1)
-        workers = {log_pid(first), log_pid(second)}
-        where: dict[str, int] = {}
-        for i in range(40):  # connect until both workers have members
-            name = f"user{i}"
-            await member(sockets, server, name)
-            where[name] = log_pid(await server.logged(f"GET /ws?name={name} "))
-            if set(where.values()) == workers:
-                break
-        assert set(where.values()) == workers, where
+        workers, where = await members_on_both_workers(server, sockets)
         await sockets[0].send(type="say", room="lobby", text="hello all")
         for sock in sockets:
             await sock.recv_until("message")

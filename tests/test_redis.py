@@ -12,16 +12,14 @@ import pytest
 import redis.asyncio as aioredis
 
 from chat import redis_store
-from chat.frames import OutFrame
 from chat.history import Duplicate, StoreUnavailable
 from chat.names import RESERVATION_S
-from chat.outbox import Flusher
 from chat.redis_broker import _REAP, REFRESH_NAMES_PER_CALL, RedisBroker
 from chat.redis_store import RedisHistory, connect
 from chat.service import ChatService, Limits, Peer
 from chat.sessions import SessionSigner
 from tests.backends import Backend, redis_backend
-from tests.support import RECV_TIMEOUT_S, FakeClock
+from tests.support import RECV_TIMEOUT_S, FakeClock, FakeConn
 
 
 @pytest.fixture
@@ -225,26 +223,6 @@ async def test_a_read_batch_that_fails_with_a_bug_is_answered_and_the_next_one_i
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S)
     assert await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S) == 1
-
-
-class FakeConn:
-    """A socket that takes every frame at once and keeps them (flushed on reading)."""
-
-    def __init__(self, flusher: Flusher) -> None:
-        self._flusher = flusher
-        self._frames: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    def write_frames(self, frames: list[OutFrame]) -> bool:
-        self._frames.extend(json.loads(f.text) for f in frames)
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        self._flusher.flush()
-        return [f for f in self._frames if f["type"] == kind]
 
 
 def counting_checkouts(backend: Backend) -> list[int]:

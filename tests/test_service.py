@@ -13,39 +13,10 @@ import pytest
 from chat.frames import OutFrame
 from chat.history import SQLiteHistory, StoreUnavailable
 from chat.model import Message
-from chat.outbox import Flusher
 from chat.ratelimit import FLOOD_WINDOW_S
 from chat.service import ChatService, Limits, Peer
 from chat.sessions import SessionSigner
-from tests.support import FakeClock, VirtualClock
-
-
-class FakeConn:
-    """A transport that takes every write at once and keeps the frames.
-
-    Reading its frames first flushes the service's outboxes, as the end of the
-    loop tick would.
-    """
-
-    def __init__(self, flusher: Flusher) -> None:
-        self._flusher = flusher
-        self._frames: list[dict[str, Any]] = []
-        self.closed: tuple[int, str] | None = None
-
-    def write_frames(self, frames: list[OutFrame]) -> bool:
-        self._frames.extend(json.loads(f.text) for f in frames)
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    @property
-    def frames(self) -> list[dict[str, Any]]:
-        self._flusher.flush()
-        return self._frames
-
-    def of(self, kind: str) -> list[dict[str, Any]]:
-        return [f for f in self.frames if f["type"] == kind]
+from tests.support import FakeClock, FakeConn, VirtualClock
 
 
 @pytest.fixture
