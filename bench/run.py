@@ -2336,7 +2336,7 @@ class Report:
             "# Benchmark results",
             "",
             f"Written by `make bench` (`.venv/bin/python bench/run.py`) on {self.started:%Y-%m-%d %H:%M} UTC;"
-            f" every figure comes from that one run ({self.took_s / 60:.0f} minutes), all three servers side by"
+            f" every figure comes from that one run ({self.took_s / 60:.0f} minutes), every server side by"
             " side. bench/README.md describes the suite.",
             "",
             "Machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()) + ".",
