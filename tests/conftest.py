@@ -10,9 +10,9 @@ import tornado.ioloop
 import tornado.netutil
 from tornado.httpclient import HTTPRequest
 
-from chat.app import ChatApplication, make_app
-from chat.config import Settings
-from server import make_server
+from chat.server.app import ChatApplication, make_app
+from chat.server.options import Settings
+from chat.server.serve import make_server
 from tests.support import FakeClock, RedisServer, Socket
 
 

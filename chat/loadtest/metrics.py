@@ -8,7 +8,7 @@ server nothing, while rendering ``/metrics`` costs it CPU. A server without
 ``/metrics`` (404, refused, not the text format) is simply not scraped again.
 
 ``--server-pid`` names the server's top process; its figures are the sums over
-that process and every process below it (:mod:`chat.proctree`), so
+that process and every process below it (:mod:`chat.server.proctree`), so
 ``server.py --workers N`` is measured whole: the supervisor and every worker.
 Our ``/metrics`` under ``--workers`` reports the same sums.
 """
@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from chat import proctree
+from chat.server import proctree
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,172 @@
+"""The two seams every back-end implements, and the errors they raise.
+
+- :class:`HistoryStore`: the durable history, every room message with its
+  per-room seq (:mod:`chat.backends.sqlite`, :mod:`chat.backends.redis.store`).
+- :class:`Broker`: carries committed messages and room events to every process
+  with members in the room, and knows who is present across processes
+  (:mod:`chat.backends.memory` in one process, :mod:`chat.backends.redis.broker`
+  across processes and machines).
+
+The service drives every implementation the same way, and
+``tests/backends/test_contract.py`` holds them to the same contract.
+:func:`chat.backends.factory.open_backends` picks the pair from the options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from chat.core.model import Message
+
+
+class StoreUnavailable(Exception):
+    """The store could not take or give a message (disk full, file unwritable...)."""
+
+
+class Duplicate(Exception):
+    """An append whose (session, ref) the store had already stored: ``message`` is the original.
+
+    Raised by stores that check refs themselves (Redis, where a retry may reach
+    another process); the service answers the retry with the original."""
+
+    def __init__(self, message: Message) -> None:
+        super().__init__(f"ref {message.ref!r} was already stored as seq {message.seq}")
+        self.message = message
+
+
+def append_future(closed: bool) -> asyncio.Future[Message]:
+    """The future an append hands back: failed at once if the store is closed."""
+    future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+    if closed:
+        future.set_exception(StoreUnavailable("the history store is closed"))
+    return future
+
+
+class HistoryStore(Protocol):
+    def append(
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+    ) -> asyncio.Future[Message]:
+        """Store a message under the room's next seq.
+
+        The future resolves with the message once it is committed, or fails
+        with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
+        delivers committed messages to the room, the sender's included.
+        """
+        ...
+
+    async def drain(self) -> None:
+        """Return once every message appended so far is committed (or failed)."""
+        ...
+
+    def before(self, room: str, seq: int | None, limit: int) -> Awaitable[list[Message]]:
+        """Up to ``limit`` messages with seq < ``seq`` (the newest if None), ascending.
+
+        An awaitable, not only a coroutine: a store may start the read at the
+        call, so that reads asked for one after another share a round trip
+        (see :meth:`chat.core.service.ChatService._join`)."""
+        ...
+
+    def after(self, room: str, seq: int, limit: int) -> Awaitable[list[Message]]:
+        """Up to ``limit`` messages with seq > ``seq``, the oldest first, ascending."""
+        ...
+
+    async def get(self, room: str, seq: int) -> Message | None: ...
+
+    def last_seq(self, room: str) -> Awaitable[int]:
+        """The room's newest committed seq, 0 when it has none.
+
+        Reads started at their calls are answered in the order of the calls."""
+        ...
+
+    async def rooms(self) -> dict[str, int]:
+        """Every room with history, with its last committed seq."""
+        ...
+
+    async def recent_refs(self, since_ts: int) -> list[Message]:
+        """Messages sent with a ref at or after ``since_ts``, to rebuild the idempotency window."""
+        ...
+
+    async def close(self) -> None:
+        """Commit what is pending, then close."""
+        ...
+
+
+
+OnMessages = Callable[[list[Message]], None]
+# (room, name, frame): a frame for every member of ``room`` but the
+# connections of ``name`` (presence and typing).
+OnEvent = Callable[[str, str, dict[str, Any]], None]
+# A session logged out: close its sockets in this process.
+OnLogout = Callable[[str], None]
+
+
+def presence_frame(room: str, event: str, name: str) -> dict[str, Any]:
+    return {"type": "presence", "room": room, "event": event, "name": name}
+
+
+class Broker(Protocol):
+    def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
+        """Where deliveries go. ``on_messages`` gets each committed message of
+        a subscribed room exactly once, in seq order per room."""
+        ...
+
+    @property
+    def healthy(self) -> bool:
+        """False while the backplane is unreachable: the server is degraded."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None:
+        """Leave every room this process is present in, and disconnect."""
+        ...
+
+    async def subscribe(self, room: str) -> None:
+        """Deliver ``room``'s messages committed from now on. Raises StoreUnavailable."""
+        ...
+
+    def unsubscribe(self, room: str) -> None:
+        """This process has no member in ``room`` any more."""
+        ...
+
+    async def caught_up(self, room: str, seq: int) -> None:
+        """Return once every message of ``room`` up to ``seq`` was delivered. Raises StoreUnavailable."""
+        ...
+
+    async def enter(self, room: str, name: str) -> None:
+        """The first connection of ``name`` in this process joined ``room``.
+
+        A ``join`` presence event goes to the room when no process had ``name``
+        there before. Raises StoreUnavailable."""
+        ...
+
+    def exit(self, room: str, name: str) -> None:
+        """The last connection of ``name`` in this process left ``room``."""
+        ...
+
+    def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
+        """An ephemeral frame (typing) for the room's other members; lost if the backplane is down."""
+        ...
+
+    def members(self, room: str) -> Awaitable[list[str]]:
+        """The names present in ``room`` across processes, sorted (an awaitable: see HistoryStore.before)."""
+        ...
+
+    async def member_counts(self) -> dict[str, int]:
+        """Distinct names present per room, across processes."""
+        ...
+
+    async def claim(self, name: str, session: str) -> bool:
+        """Hold ``name`` for ``session`` across processes; False if another session holds it."""
+        ...
+
+    def release(self, name: str, session: str) -> None:
+        """A connection that :meth:`claim` admitted closed; the hold lapses after the
+        reservation once no process has a connection of ``session`` using ``name``."""
+        ...
+
+    def logout(self, name: str, session: str) -> None:
+        """Free ``name`` now and close ``session``'s sockets in every process."""
+        ...

@@ -1,0 +1,5 @@
+import sys
+
+from chat.client.client import main
+
+sys.exit(main())

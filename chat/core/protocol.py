@@ -1,0 +1,227 @@
+"""The wire protocol: client frames in, server frames out. Pure, no I/O.
+
+:func:`parse_client_frame` turns one text frame into a typed request or raises
+:class:`ProtocolError`, whose ``code`` is what the client is told. Every error
+code and close code the server uses is defined here, in one place.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from chat.core.validation import Invalid, normalize_room, normalize_text
+
+REF_MAX_CHARS = 64
+# seqs are SQLite integers (64-bit): anything larger is not a seq.
+SEQ_MAX = 2**63 - 1
+# Python refuses to convert integers of more than 4300 digits (a guard against
+# quadratic-time parsing); such valid JSON numbers are parsed to a placeholder
+# that fails every type check with ``bad_request`` instead of ``bad_json``.
+_INT_MAX_DIGITS = 4300
+HISTORY_DEFAULT_LIMIT = 50
+HISTORY_MAX_LIMIT = 200
+
+
+class CloseCode(IntEnum):
+    NORMAL = 1000  # logged out
+    GOING_AWAY = 1001  # server shutting down; clients reconnect
+    UNSUPPORTED_DATA = 1003  # binary frames
+    POLICY_VIOLATION = 1008  # bad name, name taken, sustained flood
+    MESSAGE_TOO_BIG = 1009  # frame over --max-frame-bytes
+    TRY_AGAIN_LATER = 1013  # slow consumer that stopped reading
+
+
+class ErrorCode:
+    BAD_JSON = "bad_json"
+    UNKNOWN_TYPE = "unknown_type"
+    BAD_REQUEST = "bad_request"
+    BAD_ROOM = "bad_room"
+    NOT_MEMBER = "not_member"
+    EMPTY = "empty"
+    TOO_LONG = "too_long"
+    # No longer sent: a frame over the rate is read later, never dropped.
+    # Kept so clients written for older servers still know it (they retry it).
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_ROOMS = "too_many_rooms"
+    UNAVAILABLE = "unavailable"
+
+
+class ProtocolError(Exception):
+    """A frame the server refuses. ``ref`` is the frame's ref, when it had a valid one."""
+
+    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    room: str
+    since: int | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    room: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    room: str
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Typing:
+    room: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    room: str
+    before: int | None = None
+    after: int | None = None
+    limit: int = HISTORY_DEFAULT_LIMIT
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rooms:
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    ref: str | None = None
+
+
+ClientFrame = Join | Leave | Say | Typing | History | Rooms | Ping
+
+
+class _HugeNumber:
+    """A JSON integer too long to be anything we take (see _INT_MAX_DIGITS)."""
+
+
+def _parse_int(digits: str) -> int | _HugeNumber:
+    return int(digits) if len(digits) <= _INT_MAX_DIGITS else _HugeNumber()
+
+
+def _utf8(value: str) -> bool:
+    """False for strings with lone surrogates, which JSON's \ud800 escapes can make."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _field(obj: dict[str, Any], key: str, kind: type, ref: str | None, *, required: bool = True) -> Any:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' is missing", ref)
+        return None
+    # bool is a subclass of int: true is not a seq.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must be a {_KIND_NAMES[kind]}", ref)
+    return value
+
+
+_KIND_NAMES: dict[type, str] = {str: "string", int: "integer"}
+
+
+def _room(obj: dict[str, Any], ref: str | None) -> str:
+    raw = _field(obj, "room", str, ref)
+    try:
+        return normalize_room(raw)
+    except Invalid as exc:
+        raise ProtocolError(exc.code, exc.message, ref) from None
+
+
+def _non_negative(obj: dict[str, Any], key: str, ref: str | None) -> int | None:
+    value: int | None = _field(obj, key, int, ref, required=False)
+    if value is not None and not 0 <= value <= SEQ_MAX:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must be from 0 to 2**63-1", ref)
+    return value
+
+
+def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
+    """Parse and validate one client text frame. Raises :class:`ProtocolError`."""
+    try:
+        obj = json.loads(text, parse_int=_parse_int)
+    except (ValueError, RecursionError):
+        raise ProtocolError(ErrorCode.BAD_JSON, "the frame is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(ErrorCode.BAD_JSON, "the frame must be a JSON object")
+
+    ref = obj.get("ref")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > REF_MAX_CHARS or not _utf8(ref)):
+        # The ref itself is bad, so it is not echoed.
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"field 'ref' must be a UTF-8 string of at most {REF_MAX_CHARS} characters"
+        )
+
+    kind = obj.get("type")
+    if kind is None:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'type' is missing", ref)
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'type' must be a string", ref)
+
+    if kind == "say":
+        room = _room(obj, ref)
+        raw_text = _field(obj, "text", str, ref)
+        try:
+            say_text = normalize_text(raw_text, max_message_chars)
+        except Invalid as exc:
+            raise ProtocolError(exc.code, exc.message, ref) from None
+        return Say(room=room, text=say_text, ref=ref)
+    if kind == "join":
+        return Join(room=_room(obj, ref), since=_non_negative(obj, "since", ref), ref=ref)
+    if kind == "leave":
+        return Leave(room=_room(obj, ref), ref=ref)
+    if kind == "typing":
+        return Typing(room=_room(obj, ref), ref=ref)
+    if kind == "history":
+        room = _room(obj, ref)
+        before = _non_negative(obj, "before", ref)
+        after = _non_negative(obj, "after", ref)
+        if before is not None and after is not None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "fields 'before' and 'after' exclude each other", ref)
+        limit = _field(obj, "limit", int, ref, required=False)
+        if limit is None:
+            limit = HISTORY_DEFAULT_LIMIT
+        elif limit < 1:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'limit' must be at least 1", ref)
+        return History(room=room, before=before, after=after, limit=min(limit, HISTORY_MAX_LIMIT), ref=ref)
+    if kind == "rooms":
+        return Rooms(ref=ref)
+    if kind == "ping":
+        return Ping(ref=ref)
+    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Encode a server frame. Compact separators: every byte is sent to every member."""
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+
+
+def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return frame
+
+
+def with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
+    if ref is not None:
+        frame["ref"] = ref
+    return frame

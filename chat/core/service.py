@@ -1,0 +1,695 @@
+"""The chat service: applies the chat rules to connections, the store and rooms.
+
+It never imports tornado. An adapter gives it a :class:`chat.core.outbox.Transport`
+per socket and calls :meth:`ChatService.open`, :meth:`ChatService.handle_text`
+and :meth:`ChatService.disconnect`. The service answers through each peer's
+:class:`chat.core.outbox.Outbox`, which queues and returns at once, so one slow
+member can never hold back a room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
+from chat.backends.memory import LocalBroker
+from chat.core import protocol as p
+from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
+from chat.core.idempotency import WINDOW_S, IdempotencyWindow, Sent
+from chat.core.model import Message, RoomSummary
+from chat.core.names import NameRegistry
+from chat.core.outbox import Flusher, Outbox, Transport
+from chat.core.protocol import CloseCode, ErrorCode, encode, error_frame
+from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
+from chat.core.rooms import RoomRegistry
+from chat.core.sessions import SessionSigner
+from chat.core.validation import Invalid, normalize_name
+from chat.server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# A resuming client gets at most this many missed messages in ``joined``; it
+# fetches the rest with ``history``/``after``. Bounds one frame's size.
+RESUME_MAX = 1000
+# ... and at most about this much text, so the frame stays far below a client's
+# usual message size limit (tornado's is 10 MiB) even with long messages.
+RESUME_MAX_CHARS = 1_000_000
+
+
+# How often to look for members that stopped reading (see outbox.STALL_S).
+STALL_CHECK_S = 5.0
+# While the store keeps failing, remind the log this often (not once per message).
+OUTAGE_LOG_EVERY_S = 10.0
+# /healthz says ``degraded`` for this long after the store last refused a
+# message: a quiet chat sends nothing that would show the store works again.
+DEGRADED_AFTER_REFUSAL_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    history_on_join: int = 50
+    max_message_chars: int = 4000
+    rate: float = 20.0
+    burst: float = 40.0
+    # Seconds behind the rate without a break before a connection is closed as a flood.
+    flood_window: float = FLOOD_WINDOW_S
+    max_rooms_per_connection: int = 100
+    # A member's queued frames past this many bytes are dropped for a gap
+    # notice: about a thousand typical messages, and bounded memory per socket.
+    max_backlog_bytes: int = 1 << 20
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    """One open connection of a named session."""
+
+    conn: Transport
+    outbox: Outbox
+    name: str
+    session: str
+    limiter: FrameLimiter
+    rooms: set[str] = field(default_factory=set)
+    open: bool = True
+
+    def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
+        self.outbox.push(OutFrame.of(encode(frame), kind))
+
+
+class Refused(Exception):
+    """A connection or login the service will not admit; ``reason`` is the close reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class ChatService:
+    def __init__(
+        self,
+        store: HistoryStore,
+        signer: SessionSigner,
+        limits: Limits = Limits(),
+        *,
+        broker: Broker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        """``clock`` and ``sleep`` go together: a frame over the rate waits
+        ``sleep(s)`` for ``clock`` to move on by ``s``. Tests pass a fake pair."""
+        self.store = store
+        if broker is None:
+            # One process: the store's commit listener is the whole broker.
+            local = LocalBroker()
+            listen = getattr(store, "listen", None)
+            if listen is None:
+                raise TypeError(f"{type(store).__name__} needs a broker")
+            listen(local.deliver)
+            broker = local
+        self.broker: Broker = broker
+        self.signer = signer
+        self.limits = limits
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+        self.names = NameRegistry()
+        self.rooms: RoomRegistry[Peer] = RoomRegistry()
+        self.peers: set[Peer] = set()
+        self._sent = IdempotencyWindow()
+        self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
+        # Who sent each message being stored with a ref: its acknowledgement
+        # carries the ref, and goes to that connection.
+        self._senders: dict[tuple[str, str], Peer] = {}
+        broker.listen(self._committed, self._event, self._logged_out)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.flusher = Flusher()
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._watch: asyncio.Task[None] | None = None
+        self._closing = False
+        self._outage_since: float | None = None  # when the store started refusing
+        self._outage_logged = 0.0
+        self._refused = 0
+        self._last_refused = 0.0
+
+    async def start(self) -> None:
+        """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
+        await self.broker.start()
+        now = self.wall()
+        for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
+            if m.ref is not None:
+                self._sent.put(m.session, m.ref, Sent(m.room, m.seq, m.ts / 1000))
+        self._watch = asyncio.ensure_future(self._watch_stalls())
+
+    async def _watch_stalls(self) -> None:
+        # A timer, not a wait for an event: a stalled peer sends no event.
+        while True:
+            await asyncio.sleep(STALL_CHECK_S)
+            self.close_stalled()
+            self.names.sweep(self.clock())  # forget expired name reservations
+
+    def close_stalled(self) -> None:
+        """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
+        now = self.clock()
+        for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
+            log.info("closing %s: not reading for %.0f s", peer.name, peer.outbox.stalled_for(now))
+            self.metrics.slow_closes.inc()
+            peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            self.disconnect(peer)
+
+    # -- identity -------------------------------------------------------
+
+    def resolve_session(self, token: str | None) -> tuple[str, str]:
+        """``(session_id, token)`` for a presented token, or a new session if it is absent or forged."""
+        if token:
+            session_id = self.signer.verify(token)
+            if session_id is not None:
+                return session_id, token
+        return self.signer.new()
+
+    async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
+        """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
+        name = self._valid_name(raw_name)
+        session_id, token = self.resolve_session(token)
+        if not self.names.reserve(name, session_id, self.clock()):
+            raise Refused("name_taken", f"the name {name!r} is in use")
+        refusal = await self._claim(name, session_id)
+        if refusal == "unavailable":
+            raise Refused(refusal, "the chat is unavailable; try again in a moment")
+        if refusal is not None:
+            raise Refused(refusal, f"the name {name!r} is in use")
+        self.broker.release(name, session_id)  # held by the reservation, not by a connection
+        return name, session_id, token
+
+    def logout(self, name: str, session_id: str) -> None:
+        """End the session everywhere: close its sockets, in every process, and free the name at once."""
+        self._logged_out(session_id)
+        self.names.drop(name, session_id)
+        self.broker.logout(name, session_id)
+
+    def _logged_out(self, session_id: str) -> None:
+        for peer in [peer for peer in self.peers if peer.session == session_id]:
+            peer.conn.close(CloseCode.NORMAL, "logged_out")
+            self.disconnect(peer)
+
+    async def _claim(self, name: str, session_id: str) -> str | None:
+        """Hold ``name`` across processes: None, or why not (``name_taken``, ``unavailable``)."""
+        try:
+            claimed = await self.broker.claim(name, session_id)
+        except StoreUnavailable:
+            return "unavailable"
+        return None if claimed else "name_taken"
+
+    @staticmethod
+    def _valid_name(raw_name: str | None) -> str:
+        try:
+            return normalize_name(raw_name or "")
+        except Invalid as exc:
+            raise Refused("bad_name", exc.message) from None
+
+    # -- connection lifecycle ----------------------------------------------
+
+    async def open(self, conn: Transport, raw_name: str | None, token: str | None) -> Peer | None:
+        """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``
+        (1013 when the broker cannot tell whether the name is free)."""
+        try:
+            name = self._valid_name(raw_name)
+        except Refused as exc:
+            conn.close(CloseCode.POLICY_VIOLATION, exc.reason)
+            return None
+        session_id, token = self.resolve_session(token)
+        if not self.names.acquire(name, session_id, self.clock()):
+            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
+            return None
+        refusal = await self._claim(name, session_id)
+        if refusal is not None:
+            self.names.release(name, session_id, self.clock())
+            conn.close(CloseCode.TRY_AGAIN_LATER if refusal == "unavailable" else CloseCode.POLICY_VIOLATION, refusal)
+            return None
+        outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
+        limiter = FrameLimiter(self.limits.rate, self.limits.burst, self.limits.flood_window)
+        peer = Peer(conn, outbox, name, session_id, limiter)
+        self.peers.add(peer)
+        self.metrics.connections.set(len(self.peers))
+        self._idle.clear()
+        peer.send({"type": "welcome", "name": name, "session": token})
+        return peer
+
+    def disconnect(self, peer: Peer) -> None:
+        """The socket closed: leave its rooms and release its name."""
+        if not peer.open:
+            return
+        peer.open = False
+        peer.outbox.close()
+        self.peers.discard(peer)
+        self.metrics.connections.set(len(self.peers))
+        if not self.peers:
+            self._idle.set()
+        for room in list(peer.rooms):
+            self._leave(peer, room)
+        self.names.release(peer.name, peer.session, self.clock())
+        self.broker.release(peer.name, peer.session)
+
+    def handle_binary(self, peer: Peer) -> None:
+        peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+
+    def handle_text(self, peer: Peer, text: str) -> Awaitable[None] | None:
+        """One client frame: rate-limit, parse, act, answer.
+
+        Returns None when the frame is handled (a ``say`` is handled once it is
+        queued for storing: its broadcast follows the commit), or an awaitable
+        the adapter must await before it reads the connection's next frame.
+        Keeping ``say`` synchronous lets the adapter read a burst of frames in
+        one go, so they are committed and fanned out as one batch.
+
+        A frame over the rate is never dropped: the awaitable waits until the
+        connection's bucket has a token, then handles it. Meanwhile the adapter
+        reads nothing more from that socket, so the connection's frames keep
+        their order and TCP slows the sender down.
+        """
+        verdict = peer.limiter.check(self.clock())
+        if verdict is Verdict.CLOSE:
+            peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
+            return None
+        if verdict is Verdict.WAIT:
+            return self._later(peer, text, peer.limiter.wait)
+        return self._handle(peer, text)
+
+    async def _later(self, peer: Peer, text: str, wait: float) -> None:
+        """A frame over the rate: handled once the bucket has its token, before
+        the adapter reads the next one. The wait is computed from the bucket,
+        so there is one timer per frame over the rate, and no polling."""
+        await self.sleep(wait)
+        if not peer.open:
+            return  # closed meanwhile: the client resends what was not acknowledged
+        pending = self._handle(peer, text)
+        if pending is not None:
+            await pending
+
+    def _handle(self, peer: Peer, text: str) -> Awaitable[None] | None:
+        """Parse and act on one frame the rate limit let through."""
+        try:
+            frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
+        except p.ProtocolError as exc:
+            peer.send(error_frame(exc.code, exc.message, exc.ref))
+            return None
+        match frame:
+            case p.Say():
+                return self._say(peer, frame)
+            case p.Join():
+                return self._guard(peer, frame.ref, self._join(peer, frame))
+            case p.History():
+                if self._member(peer, frame.room, frame.ref):
+                    return self._guard(peer, frame.ref, self._history(peer, frame))
+            case p.Leave():
+                if frame.room in peer.rooms:
+                    self._leave(peer, frame.room)
+                # Leaving twice is harmless, so a retried leave succeeds.
+                peer.send(p.with_ref({"type": "left", "room": frame.room}, frame.ref))
+            case p.Typing():
+                if self._member(peer, frame.room, frame.ref):
+                    typing = {"type": "typing", "room": frame.room, "name": peer.name}
+                    self.broker.announce(frame.room, peer.name, typing)
+            case p.Rooms():
+                return self._guard(peer, frame.ref, self._rooms(peer, frame))
+            case p.Ping():
+                peer.send(p.with_ref({"type": "pong"}, frame.ref))
+        return None
+
+    async def _guard(self, peer: Peer, ref: str | None, work: Awaitable[None]) -> None:
+        """Run ``work``; a store failure is answered with ``unavailable``."""
+        try:
+            await work
+        except StoreUnavailable as exc:
+            self._unavailable(peer, ref, exc)
+
+    def _unavailable(self, peer: Peer, ref: str | None, exc: BaseException) -> None:
+        peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
+        if self._closing:
+            return  # says racing a shutdown: their clients resend them after reconnecting
+        # Once per outage, then a reminder now and then: a full disk under load
+        # must not also fill the log with a line per refused message.
+        now = self.clock()
+        self._refused += 1
+        self._last_refused = now
+        if self._outage_since is None:
+            self._outage_since = self._outage_logged = now
+            log.error("history store unavailable: %s", exc)
+        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
+            self._outage_logged = now
+            log.error("history store still unavailable (%d messages refused so far): %s", self._refused, exc)
+
+    def _store_ok(self) -> None:
+        if self._outage_since is not None:
+            log.warning(
+                "history store works again after %.1f s; %d messages were refused",
+                self.clock() - self._outage_since,
+                self._refused,
+            )
+            self._outage_since = None
+            self._refused = 0
+
+    async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
+        summaries = [r.to_wire() for r in await self.room_summaries()]
+        peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
+
+    async def _history(self, peer: Peer, frame: p.History) -> None:
+        if frame.after is not None:
+            msgs = await self.store.after(frame.room, frame.after, frame.limit)
+        else:
+            msgs = await self.store.before(frame.room, frame.before, frame.limit)
+        reply = {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]}
+        peer.send(p.with_ref(reply, frame.ref))
+
+    def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
+        if room in peer.rooms:
+            return True
+        peer.send(error_frame(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
+        return False
+
+    # -- rooms ------------------------------------------------------------
+
+    async def _join(self, peer: Peer, frame: p.Join) -> None:
+        room = frame.room
+        rejoin = room in peer.rooms
+        if not rejoin and len(peer.rooms) >= self.limits.max_rooms_per_connection:
+            peer.send(
+                error_frame(
+                    ErrorCode.TOO_MANY_ROOMS,
+                    f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
+                    frame.ref,
+                )
+            )
+            return
+        first = False
+        if not rejoin:
+            first = self.rooms.join(room, peer, peer.name)
+            self.metrics.rooms.set(len(self.rooms))
+            peer.rooms.add(room)
+        # The member is in the room (syncing) and the room is subscribed before
+        # history is read, so a message stored meanwhile is buffered, never lost.
+        truncated = False
+        try:
+            await self.broker.subscribe(room)
+            if first:
+                await self.broker.enter(room, peer.name)  # presence, for the others
+            # last_seq, the history and the member list are all asked for
+            # before the first is awaited: over Redis they share one pipeline,
+            # one round trip instead of three (and no Task each, as gather()
+            # would cost). last_seq is asked first and reads are answered in
+            # the order asked, so the history is never older than last_seq.
+            reads: list[Awaitable[Any]] = [self.store.last_seq(room)]
+            if frame.since is None:
+                reads.append(self.store.before(room, None, self.limits.history_on_join))
+            else:
+                reads.append(self.store.after(room, frame.since, RESUME_MAX + 1))
+            reads.append(self.broker.members(room))
+            try:
+                last_seq: int = await reads[0]
+                history: list[Message] = await reads[1]
+                members: list[str] = await reads[2]
+            except BaseException:
+                for read in reads:
+                    _drop(read)
+                raise
+            if frame.since is not None:
+                keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
+                truncated = len(history) > keep
+                del history[keep:]
+            if history and not truncated:
+                last_seq = max(last_seq, history[-1].seq)
+            # Messages up to last_seq may still be on their way from another
+            # process; they must land in the buffer, not after go_live.
+            await self.broker.caught_up(room, last_seq)
+        except BaseException:
+            if not rejoin and peer.open and room in peer.rooms:  # never leave a member syncing forever
+                self._leave(peer, room)
+            raise
+        if not peer.open or room not in peer.rooms:
+            return  # closed or left while history was read
+        buffered = self.rooms.go_live(room, peer) if not rejoin else []
+        reply: dict[str, Any] = {
+            "type": "joined",
+            "room": room,
+            "members": members,
+            "last_seq": last_seq,
+            "history": [m.to_public() for m in history],
+        }
+        if truncated:
+            reply["truncated"] = True
+        peer.send(p.with_ref(reply, frame.ref))
+        for m in buffered:
+            if m.seq > last_seq:
+                peer.outbox.push(OutFrame.message(encode(m.to_wire()), room, m.seq))
+
+    def _leave(self, peer: Peer, room: str) -> None:
+        peer.rooms.discard(room)
+        if self.rooms.leave(room, peer, peer.name):
+            self.metrics.rooms.set(len(self.rooms))
+            self.broker.exit(room, peer.name)
+            if room not in self.rooms:
+                self.broker.unsubscribe(room)
+
+    def _event(self, room: str, name: str, frame: dict[str, Any]) -> None:
+        """Presence or typing from the broker: to the room's members but ``name``'s connections."""
+        self._to_others(room, name, frame, EPHEMERAL if frame["type"] == "typing" else CONTROL)
+
+    def _to_others(self, room: str, name: str, frame: dict[str, Any], kind: int = CONTROL) -> None:
+        """Send to every live member of ``room`` but the connections of ``name``."""
+        r = self.rooms.room(room)
+        if r is None:
+            return
+        out = OutFrame.of(encode(frame), kind)
+        for member in r.live:
+            if member.name != name:
+                member.outbox.push(out)
+
+    # -- messages -----------------------------------------------------------
+
+    def _say(self, peer: Peer, frame: p.Say) -> Awaitable[None] | None:
+        if frame.ref is not None:
+            key = (peer.session, frame.ref)
+            # A retry is answered before the membership check: the original
+            # was stored, even if the sender has left the room since.
+            if key in self._pending or self._sent.get(peer.session, frame.ref, self.wall()) is not None:
+                return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
+        if not self._member(peer, frame.room, frame.ref):
+            return None
+        future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
+        if frame.ref is not None:
+            self._pending[(peer.session, frame.ref)] = future
+            self._senders[(peer.session, frame.ref)] = peer
+        future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))
+        return None
+
+    def _committed(self, messages: list[Message]) -> None:
+        """The store committed these (in seq order): acknowledge and broadcast them now."""
+        if self._outage_since is not None:
+            self._store_ok()
+        # Consecutive messages of one room fan out together: one write per member.
+        batch: list[tuple[Message, Peer | None]] = []
+        for message in messages:
+            sender = None
+            if message.ref is not None:
+                key = (message.session, message.ref)
+                sender = self._senders.pop(key, None)
+                self._pending.pop(key, None)
+                self._sent.put(message.session, message.ref, Sent(message.room, message.seq, message.ts / 1000))
+            if batch and batch[0][0].room != message.room:
+                self._publish_batch(batch)
+                batch = []
+            batch.append((message, sender))
+        if batch:
+            self._publish_batch(batch)
+
+    def _publish_batch(self, batch: list[tuple[Message, Peer | None]]) -> None:
+        if len(batch) == 1:
+            self.publish(*batch[0])  # the one-message entry point (tests wrap it to lose an ack)
+        else:
+            self._publish(batch)
+
+    def _failed(self, peer: Peer, ref: str | None, started: float, future: asyncio.Future[Message]) -> None:
+        """A say's commit finished: on failure, answer ``unavailable`` (success was broadcast already)."""
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is None:
+            self.metrics.history_write.observe(time.perf_counter() - started)
+            return
+        if ref is not None:
+            self._pending.pop((peer.session, ref), None)
+            self._senders.pop((peer.session, ref), None)
+        if isinstance(exc, Duplicate):
+            # A retry the store recognised (its original came through another
+            # process): answer with the original, as if it were new.
+            original = exc.message
+            self._sent.put(original.session, ref or "", Sent(original.room, original.seq, original.ts / 1000))
+            if peer.open:
+                peer.send(original.to_wire(with_ref=True))
+            return
+        self._unavailable(peer, ref, exc)
+
+    async def _repeat(self, peer: Peer, ref: str) -> None:
+        """Answer a say whose ref this session already sent with the original message."""
+        pending = self._pending.get((peer.session, ref))
+        if pending is not None:
+            # The same ref is being stored right now (a retry raced its original).
+            try:
+                original: Message | None = await asyncio.shield(pending)
+            except Duplicate as exc:
+                original = exc.message
+        else:
+            sent = self._sent.get(peer.session, ref, self.wall())
+            original = await self.store.get(sent.room, sent.seq) if sent is not None else None
+        if original is None:
+            raise StoreUnavailable(f"message for ref {ref!r} not found")
+        peer.send(original.to_wire(with_ref=True))
+
+    def publish(self, message: Message, sender: Peer | None = None) -> None:
+        """Deliver a stored message to the room: encoded and framed once, written or queued for every member."""
+        self._publish([(message, sender)])
+
+    def _publish(self, batch: list[tuple[Message, Peer | None]]) -> None:
+        """Deliver stored messages of one room, in seq order, each with the peer that sent it (if here)."""
+        started = time.perf_counter()
+        room = batch[0][0].room
+        r = self.rooms.room(room)
+        own: dict[Peer, list[OutFrame]] = {}
+        if r is not None:
+            frames: list[OutFrame] = []
+            # A sender in the room gets its own copy, carrying its ref: its acknowledgement.
+            for i, (message, sender) in enumerate(batch):
+                if r.syncing:
+                    self.rooms.buffer(room, message)
+                frames.append(OutFrame.message(encode(message.to_wire()), room, message.seq))
+                if sender is not None and message.ref is not None and sender in r.live:
+                    mine = own.get(sender)
+                    if mine is None:
+                        mine = own[sender] = []
+                    mine.extend(frames[len(mine) : i])  # the others' messages before this one
+                    mine.append(OutFrame.of(encode(message.to_wire(with_ref=True))))
+            for mine in own.values():  # and those after its last one
+                mine.extend(frames[len(mine) :])
+            if r.live:
+                fan_out(r.live, frames, own, self.flusher.claim_direct(room))
+            self.metrics.deliveries.inc(len(r.live) * len(batch))
+        for message, sender in batch:
+            if sender is not None and message.ref is not None and sender not in own and sender.open:
+                # The sender left the room while the message was stored: still acknowledge it.
+                sender.send(message.to_wire(with_ref=True))
+        self.metrics.messages.inc(len(batch))
+        each = (time.perf_counter() - started) / len(batch)
+        for _ in batch:
+            self.metrics.fanout.observe(each)
+
+    # -- views for HTTP -------------------------------------------------------
+
+    async def room_summaries(self) -> list[RoomSummary]:
+        """Every room with history or members, across processes. Raises StoreUnavailable."""
+        last = await self.store.rooms()
+        counts = await self.broker.member_counts()
+        names = set(last) | set(counts)
+        return [RoomSummary(n, counts.get(n, 0), last.get(n, 0)) for n in sorted(names)]
+
+    def health(self) -> dict[str, Any]:
+        """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
+        refusing = self._outage_since is not None and self.clock() - self._last_refused < DEGRADED_AFTER_REFUSAL_S
+        degraded = refusing or not self.broker.healthy
+        return {
+            "status": "degraded" if degraded else "ok",
+            "connections": len(self.peers),
+            "rooms": len(self.rooms),
+        }
+
+    async def wait_idle(self) -> None:
+        """Return once no connection is open."""
+        await self._idle.wait()
+
+    async def shutdown(self, peers: Iterable[Peer] | None = None) -> None:
+        """Close every socket with 1001 (clients reconnect) and close the store."""
+        self._closing = True
+        await self.store.drain()  # acknowledge and broadcast what was being stored
+        self.flusher.flush()  # what is queued goes out before the close frame
+        for peer in list(peers if peers is not None else self.peers):
+            peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop the background watch and close the store."""
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
+        await self.store.close()
+        await self.broker.close()
+
+
+def fan_out(live: Iterable[Peer], frames: list[OutFrame], own: dict[Peer, list[OutFrame]], direct: bool) -> None:
+    """Hand ``frames`` (one room's, in order) to every member of ``live``; the
+    peers in ``own`` get their own list instead.
+
+    The hot loop, once per member per message. With ``direct``, a member whose
+    outbox has nothing waiting gets the frames' bytes straight from one
+    ``send()`` on its socket, as they would have gone out at the end of the
+    tick: no queue, no flush, no object made per member. Everyone else (and
+    every member when not ``direct``) has the frames pushed on its outbox.
+    """
+    # The senders' copies carry their refs: they go through the outbox, which
+    # also takes the senders off the direct path below (a push closes it).
+    for sender, mine in own.items():
+        push = sender.outbox.push
+        for frame in mine:
+            push(frame)
+    if not direct:
+        for member in live:
+            if member not in own:
+                push = member.outbox.push
+                for frame in frames:
+                    push(frame)
+        return
+    data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
+    size = len(data)
+    for member in live:
+        send = member.outbox.send
+        if send is None:
+            if member not in own:
+                push = member.outbox.push
+                for frame in frames:
+                    push(frame)
+            continue
+        try:
+            sent = send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            continue  # the socket is gone: its close disconnects the member
+        if sent != size:
+            member.outbox.sent_part(data, sent)
+
+
+def _drop(read: Awaitable[Any]) -> None:
+    """Let go of a read nobody awaits any more: no "never awaited" or "never retrieved" noise."""
+    if isinstance(read, Coroutine):
+        read.close()
+    elif isinstance(read, asyncio.Future):
+        read.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _fits(messages: list[Message], most: int, max_chars: int) -> int:
+    """How many of ``messages`` (from the first) fit in ``most`` and ``max_chars``; at least one."""
+    total = 0
+    for i, m in enumerate(messages[:most]):
+        total += len(m.text)
+        if total > max_chars and i > 0:
+            return i
+    return min(len(messages), most)

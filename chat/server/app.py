@@ -1,0 +1,120 @@
+"""Builds the Tornado application from :class:`chat.server.options.Settings`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import tornado.web
+from tornado.log import access_log
+
+from chat.backends.base import Broker, HistoryStore
+from chat.backends.redis.broker import RedisBroker
+from chat.backends.redis.store import RedisHistory, connect
+from chat.backends.sqlite import SQLiteHistory
+from chat.core.admission import Admission
+from chat.core.service import ChatService, Limits
+from chat.core.sessions import SessionSigner
+from chat.server import web
+from chat.server.metrics import Cluster, Metrics
+from chat.server.options import Settings, cookie_secret
+from chat.server.ws import ChatSocket
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ChatApplication(tornado.web.Application):
+    chat: ChatService
+
+    def log_request(self, handler: tornado.web.RequestHandler) -> None:
+        # A WebSocket upgrade (101) is logged at DEBUG, not INFO: it is every
+        # socket's open, and in a join storm of 10,000 sockets those lines
+        # took 3% of the workers' CPU. Refusals (4xx, 5xx) are logged as before.
+        if handler.get_status() == 101:
+            if access_log.isEnabledFor(logging.DEBUG):
+                access_log.debug("101 %s", handler._request_summary())
+            return
+        super().log_request(handler)
+
+
+def make_backend(
+    settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> tuple[HistoryStore, Broker | None]:
+    """The history store and broker ``settings`` ask for: Redis with --redis,
+    else SQLite and the in-process broker (None: the service makes it)."""
+    if settings.redis:
+        client = connect(settings.redis)
+        history = RedisHistory(client, settings.history_max)
+        broker = RedisBroker(client, history, presence_ttl=settings.presence_ttl, clock=clock)
+        return history, broker
+    return SQLiteHistory(settings.db), None
+
+
+def make_app(
+    settings: Settings,
+    *,
+    store: HistoryStore | None = None,
+    broker: Broker | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+    cluster: Cluster | None = None,
+) -> ChatApplication:
+    """The application; ``await app.chat.start()`` before serving.
+
+    ``cluster``: this is one worker of ``server.py --workers``, and /metrics
+    reports every worker (see :mod:`chat.server.metrics`).
+    """
+    secret = cookie_secret(settings)
+    if store is None:
+        store, broker = make_backend(settings, clock)
+    service = ChatService(
+        store,
+        SessionSigner(secret.encode()),
+        Limits(
+            history_on_join=settings.history_on_join,
+            max_message_chars=settings.max_message_chars,
+            rate=settings.rate,
+            burst=settings.burst,
+            max_rooms_per_connection=settings.max_rooms_per_connection,
+            max_backlog_bytes=settings.max_backlog_bytes,
+        ),
+        broker=broker,
+        clock=clock,
+        wall=wall,
+        metrics=Metrics(cluster),
+    )
+    deps = {"service": service}
+    app = ChatApplication(
+        [
+            (r"/", web.PageHandler, deps),
+            (r"/login", web.LoginHandler, deps),
+            (r"/logout", web.LogoutHandler, deps),
+            (r"/api/rooms", web.RoomsApi, deps),
+            (r"/api/rooms/([^/]+)/messages", web.MessagesApi, deps),
+            (r"/healthz", web.HealthHandler, deps),
+            (r"/metrics", web.MetricsHandler, deps),
+            (
+                r"/ws",
+                ChatSocket,
+                {
+                    "service": service,
+                    "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
+                    "allowed_origins": frozenset(settings.allow_origin),
+                    "compress": settings.compress,
+                },
+            ),
+        ],
+        template_path=str(ROOT / "templates"),
+        static_path=str(ROOT / "static"),
+        cookie_secret=secret,
+        xsrf_cookies=True,
+        # The page's script never reads the XSRF cookie (the forms carry the
+        # token), so it is HttpOnly too; Secure whenever we serve TLS.
+        xsrf_cookie_kwargs={"samesite": "Lax", "httponly": True, "secure": settings.tls},
+        websocket_max_message_size=settings.max_frame_bytes,
+        websocket_ping_interval=settings.ping_interval or None,
+    )
+    app.chat = service
+    return app

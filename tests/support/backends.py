@@ -1,0 +1,68 @@
+"""Both back-ends behind one test handle: a history store and a broker, with
+queues that collect what the broker delivers."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.backends.base import Broker, HistoryStore
+from chat.backends.memory import LocalBroker
+from chat.backends.redis.broker import RedisBroker
+from chat.backends.redis.store import RedisHistory, connect
+from chat.backends.sqlite import SQLiteHistory
+from chat.core.model import Message
+from tests.support import RECV_TIMEOUT_S
+
+
+@dataclass
+class Backend:
+    store: HistoryStore
+    broker: Broker
+    messages: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
+    logouts: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    def __post_init__(self) -> None:
+        self.broker.listen(
+            self._delivered,
+            lambda room, name, frame: self.events.put_nowait((room, name, frame)),
+            self.logouts.put_nowait,
+        )
+
+    def _delivered(self, batch: list[Message]) -> None:
+        for m in batch:
+            self.messages.put_nowait(m)
+
+    async def start(self) -> Backend:
+        await self.broker.start()
+        return self
+
+    async def close(self) -> None:
+        await self.store.close()
+        await self.broker.close()
+
+    async def say(self, room: str, text: str, session: str = "s1", ref: str | None = None) -> Message:
+        return await self.store.append(room, "bob", text, 1000, session, ref)
+
+    async def received(self, n: int) -> list[Message]:
+        return [await asyncio.wait_for(self.messages.get(), RECV_TIMEOUT_S) for _ in range(n)]
+
+    async def event(self) -> tuple[str, str, dict[str, Any]]:
+        return await asyncio.wait_for(self.events.get(), RECV_TIMEOUT_S)
+
+
+def sqlite_backend(path: str) -> Backend:
+    store = SQLiteHistory(path)
+    broker = LocalBroker()
+    store.listen(broker.deliver)
+    return Backend(store, broker)
+
+
+def redis_backend(url: str, presence_ttl: float = 15.0, history_max: int = 10_000, pool_size: int = 32) -> Backend:
+    """One server process's worth of Redis back-end: its own client (``pool_size``
+    pooled connections) and process id."""
+    client = connect(url, pool_size=pool_size)
+    store = RedisHistory(client, history_max)
+    return Backend(store, RedisBroker(client, store, presence_ttl=presence_ttl))
