@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from chat.backends.base import Duplicate, StoreUnavailable
 from chat.backends.redis import store as redis_store
-from chat.backends.redis.broker import _REAP, REFRESH_NAMES_PER_CALL, RedisBroker
+from chat.backends.redis.broker import _REAP, REFRESH_NAMES_PER_CALL, RedisBroker, reap_call
 from chat.backends.redis.store import RedisHistory, connect
 from chat.core.names import RESERVATION_S
 from chat.core.service import ChatService, Limits, Peer
@@ -123,7 +123,8 @@ async def test_a_process_reaped_while_alive_puts_its_members_back(processes, red
     proc = a.broker.proc  # type: ignore[attr-defined]
     async with aioredis.Redis.from_url(redis_url) as admin, admin.pipeline(transaction=True) as pipe:
         pipe.delete(f"chat:alive:{proc}")
-        pipe.eval(_REAP, 3, f"chat:alive:{proc}", f"chat:here:{proc}", "chat:procs", proc)
+        reaped, args = reap_call(proc)
+        pipe.eval(_REAP, len(reaped), *reaped, *args)
         assert (await pipe.execute())[1] == 1
     assert (await b.event())[2]["event"] == "leave"
     # ... and a's next heartbeat sees it and enters again.

@@ -23,11 +23,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from chat.backends.base import OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
-from chat.backends.redis.store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, ScriptCall, query, run_scripts, then
+from chat.backends.redis import keys
+from chat.backends.redis.store import RAISES, RedisHistory, ScriptCall, query, run_scripts, then
 from chat.core.model import Message
 from chat.core.names import RESERVATION_S
 from chat.core.sequencer import Sequencer
-from chat.core.validation import name_key
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,14 @@ FILL_PAGE = 1000
 # half a second while it builds and parses them.
 REFRESH_NAMES_PER_CALL = 500
 
-# Shared by presence changes and reaps: one process no longer has ``name`` in ``room``.
+# Shared by presence changes and reaps: one process no longer has ``name`` in
+# ``room``, whose presence hash is ``who`` and whose channel is ``channel``.
 _DEPART = """
-local function depart(room, name)
-  local who = 'chat:who:' .. room
+local function depart(who, active, channel, room, name)
   if redis.call('HINCRBY', who, name, -1) <= 0 then
     redis.call('HDEL', who, name)
-    if redis.call('HLEN', who) == 0 then redis.call('SREM', 'chat:active', room) end
-    redis.call('PUBLISH', 'chat:room:' .. room, 'p' .. cjson.encode({'leave', name}))
+    if redis.call('HLEN', who) == 0 then redis.call('SREM', active, room) end
+    redis.call('PUBLISH', channel, 'p' .. cjson.encode({'leave', name}))
   end
 end
 """
@@ -82,18 +82,18 @@ end
 _PRESENCE = (
     _DEPART
     + """
--- KEYS: here  ARGV: 'enter' or 'exit', room, name
+-- KEYS: here, who, active, channel  ARGV: 'enter' or 'exit', room, name
 local room, name = ARGV[2], ARGV[3]
 local entry = room .. '\t' .. name
 if ARGV[1] == 'enter' then
   if redis.call('SADD', KEYS[1], entry) == 1 then
-    redis.call('SADD', 'chat:active', room)
-    if redis.call('HINCRBY', 'chat:who:' .. room, name, 1) == 1 then
-      redis.call('PUBLISH', 'chat:room:' .. room, 'p' .. cjson.encode({'join', name}))
+    redis.call('SADD', KEYS[3], room)
+    if redis.call('HINCRBY', KEYS[2], name, 1) == 1 then
+      redis.call('PUBLISH', KEYS[4], 'p' .. cjson.encode({'join', name}))
     end
   end
 elseif redis.call('SREM', KEYS[1], entry) == 1 then
-  depart(room, name)
+  depart(KEYS[2], KEYS[3], KEYS[4], room, name)
 end
 return 1
 """
@@ -102,11 +102,14 @@ return 1
 _REAP = (
     _DEPART
     + """
--- KEYS: alive, here, procs  ARGV: proc
+-- KEYS: alive, here, procs, active  ARGV: proc, who prefix, room channel prefix
+-- The rooms are known only once the here set is read, so their presence
+-- hashes and channels are the prefixes (from keys.py) joined to each room.
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local tab = string.find(entry, '\\t', 1, true)
-  depart(string.sub(entry, 1, tab - 1), string.sub(entry, tab + 1))
+  local room = string.sub(entry, 1, tab - 1)
+  depart(ARGV[2] .. room, KEYS[4], ARGV[3] .. room, room, string.sub(entry, tab + 1))
 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
@@ -149,6 +152,11 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('PUBLISH', KEYS[2], 'logout ' .. ARGV[1])
 return 1
 """
+
+
+def reap_call(proc: str) -> tuple[list[str], list[str]]:
+    """The keys and arguments of the reap script for ``proc``."""
+    return [keys.alive(proc), keys.here(proc), keys.PROCS, keys.ACTIVE], [proc, keys.WHO, keys.ROOM_CHANNEL]
 
 
 def process_id() -> str:
@@ -248,8 +256,8 @@ class RedisBroker:
         self._tasks, self._presence = [], None
         # Leave at once rather than when the heartbeat expires.
         with contextlib.suppress(*RAISES):
-            await self._r.delete(self._alive_key(self.proc))
-            await self._reap(keys=self._reap_keys(self.proc), args=[self.proc])
+            await self._r.delete(keys.alive(self.proc))
+            await self._reap(*reap_call(self.proc))
         if self._ps is not None:
             with contextlib.suppress(*RAISES):
                 await self._ps.aclose()  # type: ignore[no-untyped-call]
@@ -293,7 +301,7 @@ class RedisBroker:
         ps = self._ps
         if ps is None:
             raise StoreUnavailable("redis: not connected")
-        channel = ROOM_CHANNEL + room
+        channel = keys.room_channel(room)
         confirmed = self._confirm.get(channel)
         if confirmed is None or confirmed.done():
             confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
@@ -398,7 +406,7 @@ class RedisBroker:
             await self._r.connection_pool.disconnect(inuse_connections=False)
         ps = self._r.pubsub()
         try:
-            await ps.subscribe(CTL)
+            await ps.subscribe(keys.CTL)
             self._ps = ps
             self._heard = self._clock()
             # Every room tracked before the connection dropped is filled again.
@@ -425,7 +433,7 @@ class RedisBroker:
                         # Not ours (someone else published on the channel): skip it.
                         log.warning("ignored a malformed message on %s: %.100r", msg["channel"], msg["data"])
                 elif kind == "subscribe":
-                    if msg["channel"] == CTL:
+                    if msg["channel"] == keys.CTL:
                         self._was_up = True
                         self._up()
                         self._first_try.set()
@@ -454,11 +462,11 @@ class RedisBroker:
                 await ps.aclose()
 
     def _dispatch(self, channel: str, data: str) -> None:
-        if channel == CTL:
+        if channel == keys.CTL:
             if data.startswith("logout ") and self._on_logout is not None:
                 self._on_logout(data[7:])
             return
-        room = channel[len(ROOM_CHANNEL) :]
+        room = keys.channel_room(channel)
         kind, body = data[:1], data[1:]
         if kind == "m":
             seq, name, text, ts, session, ref = json.loads(body)
@@ -518,35 +526,35 @@ class RedisBroker:
                 return
 
     def _presence_call(self, op: str, room: str, name: str) -> ScriptCall:
-        return self._presence_script, [self._here_key(self.proc)], [op, room, name]
+        here = [keys.here(self.proc), keys.who(room), keys.ACTIVE, keys.room_channel(room)]
+        return self._presence_script, here, [op, room, name]
 
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
             return  # ephemeral: nothing to keep for later
-        sent = self._batch.command(lambda pipe: pipe.publish(ROOM_CHANNEL + room, "t" + name))
+        sent = self._batch.command(lambda pipe: pipe.publish(keys.room_channel(room), "t" + name))
         sent.add_done_callback(_ignore)
 
     def members(self, room: str) -> asyncio.Future[list[str]]:
         # Queued at the call, like RedisHistory.last_seq: see ChatService._join.
-        names = self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
+        names = self._batch.command(lambda pipe: pipe.hkeys(keys.who(room)))
         return then(names, lambda found: sorted(found, key=str.casefold))
 
     async def member_counts(self) -> dict[str, int]:
-        rooms = sorted(await query(lambda: self._r.smembers(P + "active")))
+        rooms = sorted(await query(lambda: self._r.smembers(keys.ACTIVE)))
 
         async def count() -> list[int]:
             async with self._r.pipeline(transaction=False) as pipe:
                 for room in rooms:
-                    pipe.hlen(P + "who:" + room)
+                    pipe.hlen(keys.who(room))
                 return list(await pipe.execute())
 
         counts = await query(count)
         return {room: int(n) for room, n in zip(rooms, counts, strict=True) if int(n)}
 
     async def claim(self, name: str, session: str) -> bool:
-        held = P + "name:" + name_key(name)
         # Repeating a claim only refreshes it.
-        ok = bool(await self._batch.script(self._claim, [held], [session, int(RESERVATION_S)]))
+        ok = bool(await self._batch.script(self._claim, [keys.name(name)], [session, int(RESERVATION_S)]))
         if ok:
             key = (name, session)
             self._names[key] = self._names.get(key, 0) + 1
@@ -563,21 +571,10 @@ class RedisBroker:
 
     def logout(self, name: str, session: str) -> None:
         self._names.pop((name, session), None)
-        dropped = self._batch.script(self._drop, [P + "name:" + name_key(name), CTL], [session])
+        dropped = self._batch.script(self._drop, [keys.name(name), keys.CTL], [session])
         dropped.add_done_callback(_ignore)
 
     # -- heartbeat -------------------------------------------------------------
-
-    @staticmethod
-    def _alive_key(proc: str) -> str:
-        return f"{P}alive:{proc}"
-
-    @staticmethod
-    def _here_key(proc: str) -> str:
-        return f"{P}here:{proc}"
-
-    def _reap_keys(self, proc: str) -> list[str]:
-        return [self._alive_key(proc), self._here_key(proc), P + "procs"]
 
     async def _keep_alive(self) -> None:
         # The heartbeat runs alone: nothing slow (reaping a process of 16,000
@@ -613,9 +610,7 @@ class RedisBroker:
 
     async def _heartbeat_once(self) -> None:
         """Refresh this process's heartbeat; if it had been reaped, its presence is put back by :meth:`_tidy`."""
-        known = await self._heartbeat(
-            keys=[self._alive_key(self.proc), P + "procs"], args=[self.proc, int(self._ttl * 1000)]
-        )
+        known = await self._heartbeat(keys=[keys.alive(self.proc), keys.PROCS], args=[self.proc, int(self._ttl * 1000)])
         if not int(known):
             self._presence_dirty = True
         self._beating = True
@@ -635,29 +630,29 @@ class RedisBroker:
             calls: list[ScriptCall] = []
             for start in range(0, len(held), REFRESH_NAMES_PER_CALL):
                 chunk = held[start : start + REFRESH_NAMES_PER_CALL]
-                keys = [P + "name:" + name_key(n) for n, _ in chunk]
-                calls.append((self._refresh, keys, [int(RESERVATION_S), *(session for _, session in chunk)]))
+                names = [keys.name(n) for n, _ in chunk]
+                calls.append((self._refresh, names, [int(RESERVATION_S), *(session for _, session in chunk)]))
             await run_scripts(self._r, calls)
-        procs = sorted(await self._r.smembers(P + "procs"))
+        procs = sorted(await self._r.smembers(keys.PROCS))
         async with self._r.pipeline(transaction=False) as pipe:
             for proc in procs:
-                pipe.exists(self._alive_key(proc))
+                pipe.exists(keys.alive(proc))
             alive = await pipe.execute()
         for proc, up in zip(procs, alive, strict=True):
-            if not up and await self._reap(keys=self._reap_keys(proc), args=[proc]):
+            if not up and await self._reap(*reap_call(proc)):
                 log.warning("server process %s stopped beating: its members left", proc)
         for room, since in list(self._unneeded.items()):
             if now - since >= UNSUBSCRIBE_GRACE_S:
                 del self._unneeded[room]
                 self._seq.forget(room)
                 if self._ps is not None:
-                    await self._ps.unsubscribe(ROOM_CHANNEL + room)
+                    await self._ps.unsubscribe(keys.room_channel(room))
 
     async def _reconcile(self) -> None:
         """Make Redis's view of this process's presence match ours (after an outage or a reap)."""
         self._presence_dirty = False
         try:
-            entries = await self._r.smembers(self._here_key(self.proc))
+            entries = await self._r.smembers(keys.here(self.proc))
             theirs = {_entry(e) for e in entries}
             calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
             calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]

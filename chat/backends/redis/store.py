@@ -61,14 +61,11 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chat.backends.base import Duplicate, StoreUnavailable, append_future
+from chat.backends.redis import keys
 from chat.core.idempotency import WINDOW_S
 from chat.core.model import Message
 
 log = logging.getLogger(__name__)
-
-P = "chat:"
-CTL = P + "ctl"
-ROOM_CHANNEL = P + "room:"
 
 # What a lost or refused connection raises; the callers answer ``unavailable``.
 RAISES = (RedisError, OSError)
@@ -372,7 +369,7 @@ class RedisHistory:
         calls = [
             (
                 self._append,
-                [P + "seq:" + m.room, P + "log:" + m.room, P + "rooms", _ref_key(m), ROOM_CHANNEL + m.room],
+                [keys.seq(m.room), keys.log(m.room), keys.ROOMS, keys.ref(m.session, m.ref), keys.room_channel(m.room)],
                 [
                     m.room,
                     m.name,
@@ -424,7 +421,7 @@ class RedisHistory:
                 self._flush()
 
     def _range(self, room: str, reverse: bool, low: str, high: str, count: int) -> asyncio.Future[list[Message]]:
-        key = P + "log:" + room
+        key = keys.log(room)
         if reverse:
             entries = self.batch.command(lambda pipe: pipe.xrevrange(key, high, low, count=count))
             return then(entries, lambda found: [_message(room, e) for e in reversed(found)])
@@ -451,10 +448,10 @@ class RedisHistory:
         return found[0] if found else None
 
     def last_seq(self, room: str) -> asyncio.Future[int]:
-        return then(self.batch.command(lambda pipe: pipe.get(P + "seq:" + room)), lambda seq: int(seq or 0))
+        return then(self.batch.command(lambda pipe: pipe.get(keys.seq(room))), lambda seq: int(seq or 0))
 
     async def rooms(self) -> dict[str, int]:
-        last: dict[str, str] = await self.batch.command(lambda pipe: pipe.hgetall(P + "rooms"))
+        last: dict[str, str] = await self.batch.command(lambda pipe: pipe.hgetall(keys.ROOMS))
         return {room: int(seq) for room, seq in last.items()}
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
@@ -463,7 +460,3 @@ class RedisHistory:
     async def close(self) -> None:
         self._closed = True
         await self.drain()
-
-
-def _ref_key(m: Message) -> str:
-    return f"{P}ref:{m.session}:{m.ref}" if m.ref is not None else P + "ref:-"
