@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from chat.backends.redis import broker, keys, store
+from chat.backends.redis import broker, keys
+from chat.backends.redis.scripts import ALL as SCRIPTS
 
-SCRIPTS = {
-    "append": store._APPEND,
-    "presence": broker._PRESENCE,
-    "reap": broker._REAP,
-    "heartbeat": broker._HEARTBEAT,
-    "claim": broker._CLAIM,
-    "refresh": broker._REFRESH,
-    "drop": broker._DROP,
-}
 # Every name keys.py defines, and each without its "chat:": no script may spell either.
 NAMES = [value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)]
 PREFIXES = [keys.P, *(value[len(keys.P) :] for value in NAMES if value != keys.P)]

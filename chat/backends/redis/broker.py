@@ -23,8 +23,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 
 from chat.backends.base import OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
-from chat.backends.redis import keys
-from chat.backends.redis.store import RAISES, RedisHistory, ScriptCall, query, run_scripts, then
+from chat.backends.redis import keys, scripts
+from chat.backends.redis.pipeline import RAISES, ScriptCall, query, run_scripts, then
+from chat.backends.redis.store import RedisHistory
 from chat.core.model import Message
 from chat.core.names import RESERVATION_S
 from chat.core.sequencer import Sequencer
@@ -64,94 +65,6 @@ FILL_PAGE = 1000
 # them in 32 calls rather than 16,000, which would hold its event loop for
 # half a second while it builds and parses them.
 REFRESH_NAMES_PER_CALL = 500
-
-# Shared by presence changes and reaps: one process no longer has ``name`` in
-# ``room``, whose presence hash is ``who`` and whose channel is ``channel``.
-_DEPART = """
-local function depart(who, active, channel, room, name)
-  if redis.call('HINCRBY', who, name, -1) <= 0 then
-    redis.call('HDEL', who, name)
-    if redis.call('HLEN', who) == 0 then redis.call('SREM', active, room) end
-    redis.call('PUBLISH', channel, 'p' .. cjson.encode({'leave', name}))
-  end
-end
-"""
-
-# Enter and exit are one script, so a pipeline of them is refused (NOSCRIPT)
-# or run as a whole, and a refused one is run again in the same order.
-_PRESENCE = (
-    _DEPART
-    + """
--- KEYS: here, who, active, channel  ARGV: 'enter' or 'exit', room, name
-local room, name = ARGV[2], ARGV[3]
-local entry = room .. '\t' .. name
-if ARGV[1] == 'enter' then
-  if redis.call('SADD', KEYS[1], entry) == 1 then
-    redis.call('SADD', KEYS[3], room)
-    if redis.call('HINCRBY', KEYS[2], name, 1) == 1 then
-      redis.call('PUBLISH', KEYS[4], 'p' .. cjson.encode({'join', name}))
-    end
-  end
-elseif redis.call('SREM', KEYS[1], entry) == 1 then
-  depart(KEYS[2], KEYS[3], KEYS[4], room, name)
-end
-return 1
-"""
-)
-
-_REAP = (
-    _DEPART
-    + """
--- KEYS: alive, here, procs, active  ARGV: proc, who prefix, room channel prefix
--- The rooms are known only once the here set is read, so their presence
--- hashes and channels are the prefixes (from keys.py) joined to each room.
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local tab = string.find(entry, '\\t', 1, true)
-  local room = string.sub(entry, 1, tab - 1)
-  depart(ARGV[2] .. room, KEYS[4], ARGV[3] .. room, room, string.sub(entry, tab + 1))
-end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return 1
-"""
-)
-
-_HEARTBEAT = """
--- KEYS: alive, procs  ARGV: proc, ttl_ms. Returns 0 if the process had been reaped.
-local known = redis.call('SISMEMBER', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-return known
-"""
-
-_CLAIM = """
--- KEYS: name  ARGV: session, ttl_s
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-
-# The names of many sessions refreshed in one call: each is held again for
-# ttl_s by its session, unless another session holds it meanwhile.
-_REFRESH = """
--- KEYS: names  ARGV: ttl_s, then the session of each name, in order
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if not holder or holder == ARGV[i + 1] then
-    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-  end
-end
-return 1
-"""
-
-_DROP = """
--- KEYS: name, ctl  ARGV: session
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('PUBLISH', KEYS[2], 'logout ' .. ARGV[1])
-return 1
-"""
 
 
 def reap_call(proc: str) -> tuple[list[str], list[str]]:
@@ -212,12 +125,12 @@ class RedisBroker:
         self._heard = 0.0
         self._first_try = asyncio.Event()
         self._was_up = False  # the current connection attempt got subscribed
-        self._presence_script = client.register_script(_PRESENCE)
-        self._reap = client.register_script(_REAP)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._claim = client.register_script(_CLAIM)
-        self._refresh = client.register_script(_REFRESH)
-        self._drop = client.register_script(_DROP)
+        self._presence_script = client.register_script(scripts.PRESENCE)
+        self._reap = client.register_script(scripts.REAP)
+        self._heartbeat = client.register_script(scripts.HEARTBEAT)
+        self._claim = client.register_script(scripts.CLAIM)
+        self._refresh = client.register_script(scripts.REFRESH)
+        self._drop = client.register_script(scripts.DROP)
 
     # -- lifecycle -------------------------------------------------------------
 
