@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from chat.backends.redis import broker, keys
+from chat.backends.redis import keys
+from chat.backends.redis.presence import reap_call
 from chat.backends.redis.scripts import ALL as SCRIPTS
 
 # Every name keys.py defines, and each without its "chat:": no script may spell either.
@@ -36,7 +37,7 @@ def test_the_only_keys_a_script_derives_come_through_argv() -> None:
     # Reaping learns its rooms inside Redis: their hash and channel prefixes are arguments.
     derived = {name for name, script in SCRIPTS.items() if re.search(r"ARGV\[\d+\] \.\. room", script)}
     assert derived == {"reap"}
-    _, args = broker.reap_call("host:1:abc")
+    _, args = reap_call("host:1:abc")
     assert args == ["host:1:abc", keys.WHO, keys.ROOM_CHANNEL]
 
 

@@ -14,7 +14,9 @@ import redis.asyncio as aioredis
 from chat.backends.base import Duplicate, StoreUnavailable
 from chat.backends.redis import pipeline as redis_pipeline
 from chat.backends.redis import store as redis_store
-from chat.backends.redis.broker import REFRESH_NAMES_PER_CALL, RedisBroker, reap_call
+from chat.backends.redis.broker import RedisBroker
+from chat.backends.redis.claims import REFRESH_NAMES_PER_CALL
+from chat.backends.redis.presence import reap_call
 from chat.backends.redis.scripts import REAP
 from chat.backends.redis.store import RedisHistory, connect
 from chat.core.names import RESERVATION_S
@@ -106,7 +108,7 @@ async def test_the_members_of_a_process_that_dies_leave(processes, redis_url):
     await a.broker.enter("lobby", "alice")
     assert (await b.event())[2]["event"] == "join"
     # a dies: its tasks stop, nothing is cleaned up, its heartbeat expires.
-    for task in [*a.broker._tasks, a.broker._presence]:  # type: ignore[attr-defined]
+    for task in [*a.broker._tasks, a.broker._ops_task]:  # type: ignore[attr-defined]
         task.cancel()
     room, name, frame = await b.event()
     assert (room, name, frame["event"]) == ("lobby", "alice", "leave")

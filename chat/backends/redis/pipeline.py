@@ -208,3 +208,10 @@ def then(source: asyncio.Future[Any], convert: Callable[[Any], T]) -> asyncio.Fu
 
     source.add_done_callback(settle)
     return out
+
+
+def ignore(future: asyncio.Future[Any]) -> None:
+    """A done callback for a command nobody waits for (a typing event, a logout):
+    its failure is retrieved, so asyncio does not log it as never retrieved."""
+    if not future.cancelled():
+        future.exception()
