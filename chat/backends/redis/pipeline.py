@@ -57,6 +57,7 @@ async def query(command: Callable[[], Awaitable[Any]]) -> Any:
         raise StoreUnavailable(f"redis: {exc}") from exc
 
 
+# A script call: the script, its KEYS (built by chat.backends.redis.keys), its ARGV.
 ScriptCall = tuple[AsyncScript, list[str], list[Any]]
 # One command for a pipeline: the script it runs (None for a plain command),
 # and what puts it on the pipeline.
