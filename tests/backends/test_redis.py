@@ -12,8 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from chat.backends.base import Duplicate, StoreUnavailable
+from chat.backends.redis import pipeline as redis_pipeline
 from chat.backends.redis import store as redis_store
-from chat.backends.redis.broker import _REAP, REFRESH_NAMES_PER_CALL, RedisBroker
+from chat.backends.redis.broker import RedisBroker
+from chat.backends.redis.claims import REFRESH_NAMES_PER_CALL
+from chat.backends.redis.presence import reap_call
+from chat.backends.redis.scripts import REAP
 from chat.backends.redis.store import RedisHistory, connect
 from chat.core.names import RESERVATION_S
 from chat.core.service import ChatService, Limits, Peer
@@ -104,7 +108,7 @@ async def test_the_members_of_a_process_that_dies_leave(processes, redis_url):
     await a.broker.enter("lobby", "alice")
     assert (await b.event())[2]["event"] == "join"
     # a dies: its tasks stop, nothing is cleaned up, its heartbeat expires.
-    for task in [*a.broker._tasks, a.broker._presence]:  # type: ignore[attr-defined]
+    for task in [*a.broker._tasks, a.broker._ops_task]:  # type: ignore[attr-defined]
         task.cancel()
     room, name, frame = await b.event()
     assert (room, name, frame["event"]) == ("lobby", "alice", "leave")
@@ -123,7 +127,8 @@ async def test_a_process_reaped_while_alive_puts_its_members_back(processes, red
     proc = a.broker.proc  # type: ignore[attr-defined]
     async with aioredis.Redis.from_url(redis_url) as admin, admin.pipeline(transaction=True) as pipe:
         pipe.delete(f"chat:alive:{proc}")
-        pipe.eval(_REAP, 3, f"chat:alive:{proc}", f"chat:here:{proc}", "chat:procs", proc)
+        reaped, args = reap_call(proc)
+        pipe.eval(REAP, len(reaped), *reaped, *args)
         assert (await pipe.execute())[1] == 1
     assert (await b.event())[2]["event"] == "leave"
     # ... and a's next heartbeat sees it and enters again.
@@ -219,7 +224,7 @@ async def test_a_read_batch_that_fails_with_a_bug_is_answered_and_the_next_one_i
         raise RuntimeError("not a redis error")
 
     with monkeypatch.context() as patched:
-        patched.setattr(redis_store, "run_pipeline", bug)
+        patched.setattr(redis_pipeline, "run_pipeline", bug)
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S)
     assert await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S) == 1
@@ -358,7 +363,7 @@ async def test_a_join_reads_last_seq_history_and_members_in_one_round_trip(proce
     await backend.say("lobby", "m0")
     await backend.broker.subscribe("lobby")  # already followed: the join's own reads are what is left
     pipelines: list[list[str]] = []
-    run_pipeline = redis_store.run_pipeline
+    run_pipeline = redis_pipeline.run_pipeline
 
     class Names:
         def __init__(self) -> None:
@@ -374,7 +379,7 @@ async def test_a_join_reads_last_seq_history_and_members_in_one_round_trip(proce
         pipelines.append(names.names)
         return await run_pipeline(client, ops)
 
-    monkeypatch.setattr(redis_store, "run_pipeline", recorded)
+    monkeypatch.setattr(redis_pipeline, "run_pipeline", recorded)
     conn = FakeConn(service.flusher)
     peer = await service.open(conn, "ann", None)
     assert peer is not None

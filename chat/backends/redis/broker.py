@@ -1,167 +1,54 @@
-"""The broker on Redis: fan-out over pub/sub, presence across processes.
+"""The broker on Redis: :class:`RedisBroker`, made of three parts, one file each.
 
-Implements :class:`chat.backends.memory.Broker` beside :class:`chat.backends.redis.store.RedisHistory`;
-the key layout and the path of a message are in chat/backends/redis/store.py and docs/scaling.md.
+It implements :class:`chat.backends.base.Broker` beside
+:class:`chat.backends.redis.store.RedisHistory`, and hands each job to a part:
+
+- :class:`~chat.backends.redis.subscription.Subscription`: fan-out over one
+  pub/sub connection per process, and filling from the streams what pub/sub
+  lost (subscribe, unsubscribe, caught_up, announce, logouts).
+- :class:`~chat.backends.redis.presence.Presence`: who is in which room across
+  processes, the heartbeat, reaping dead processes (enter, exit, members,
+  member_counts).
+- :class:`~chat.backends.redis.claims.Claims`: names held by a session across
+  processes (claim, release, logout).
+
+What is left here is the lifecycle: starting and stopping the background
+tasks, the heartbeat that runs alone, and the housekeeping that runs beside
+it. Keys are in :mod:`chat.backends.redis.keys`; docs/scaling.md has the story.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import json
 import logging
-import os
-import random
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
 
-from chat.backends.base import OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
-from chat.backends.redis.store import CTL, RAISES, ROOM_CHANNEL, P, RedisHistory, ScriptCall, query, run_scripts, then
-from chat.core.model import Message
-from chat.core.names import RESERVATION_S
-from chat.core.sequencer import Sequencer
-from chat.core.validation import name_key
+from chat.backends.base import OnEvent, OnLogout, OnMessages
+from chat.backends.redis.claims import Claims
+from chat.backends.redis.health import Health
+from chat.backends.redis.pipeline import RAISES
+from chat.backends.redis.presence import PRESENCE_TTL_S, Presence, process_id
+from chat.backends.redis.store import RedisHistory
+from chat.backends.redis.subscription import SYNC_TIMEOUT_S, Subscription
 
 log = logging.getLogger(__name__)
 
-# A process that stops refreshing its heartbeat for this long is dead and its
-# members leave; every process looks for dead ones each PRESENCE_TTL_S / 3, so
-# members of a killed process leave within 4/3 of this (20 s < 30 s).
-PRESENCE_TTL_S = 15.0
-# How long a room stays subscribed after its last local member left: rejoins
-# are free, and a member who left while its message was being stored still
-# gets the acknowledgement, which comes through the subscription.
-UNSUBSCRIBE_GRACE_S = 10.0
-# Longest wait for a subscription to be confirmed, or for messages already
-# stored to come through it; past that the join answers ``unavailable``. A
-# lost subscription fails these waits at once (and a silent one is taken for
-# lost after 3 * PUBSUB_PING_S), so this bound is only a backstop: under a join
-# storm the reader may be seconds behind, and a busy Redis must make a join
-# wait, not fail.
-SYNC_TIMEOUT_S = 60.0
-# With nothing to read for this long, the subscription pings Redis; with no
-# answer in three times that, the connection is taken for dead.
-PUBSUB_PING_S = 5.0
-# Reconnection backoff: fast for a blip, capped so a long outage costs little.
-BACKOFF_FIRST_S = 0.1
-BACKOFF_MAX_S = 5.0
-# A room whose fill failed while the subscription stayed up is tried again after this.
-RETRACK_S = 0.5
-# Presence changes sent in one pipeline at most (bounds one round trip's work).
-OPS_PER_PIPELINE = 500
 # Longest wait for background tasks to end when the server shuts down.
 CLOSE_WAIT_S = 2.0
-# A fill after a reconnect reads the stream in pages of this many messages.
-FILL_PAGE = 1000
-# Names refreshed per script call: a process holding 16,000 names refreshes
-# them in 32 calls rather than 16,000, which would hold its event loop for
-# half a second while it builds and parses them.
-REFRESH_NAMES_PER_CALL = 500
-
-# Shared by presence changes and reaps: one process no longer has ``name`` in ``room``.
-_DEPART = """
-local function depart(room, name)
-  local who = 'chat:who:' .. room
-  if redis.call('HINCRBY', who, name, -1) <= 0 then
-    redis.call('HDEL', who, name)
-    if redis.call('HLEN', who) == 0 then redis.call('SREM', 'chat:active', room) end
-    redis.call('PUBLISH', 'chat:room:' .. room, 'p' .. cjson.encode({'leave', name}))
-  end
-end
-"""
-
-# Enter and exit are one script, so a pipeline of them is refused (NOSCRIPT)
-# or run as a whole, and a refused one is run again in the same order.
-_PRESENCE = (
-    _DEPART
-    + """
--- KEYS: here  ARGV: 'enter' or 'exit', room, name
-local room, name = ARGV[2], ARGV[3]
-local entry = room .. '\t' .. name
-if ARGV[1] == 'enter' then
-  if redis.call('SADD', KEYS[1], entry) == 1 then
-    redis.call('SADD', 'chat:active', room)
-    if redis.call('HINCRBY', 'chat:who:' .. room, name, 1) == 1 then
-      redis.call('PUBLISH', 'chat:room:' .. room, 'p' .. cjson.encode({'join', name}))
-    end
-  end
-elseif redis.call('SREM', KEYS[1], entry) == 1 then
-  depart(room, name)
-end
-return 1
-"""
-)
-
-_REAP = (
-    _DEPART
-    + """
--- KEYS: alive, here, procs  ARGV: proc
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for _, entry in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local tab = string.find(entry, '\\t', 1, true)
-  depart(string.sub(entry, 1, tab - 1), string.sub(entry, tab + 1))
-end
-redis.call('DEL', KEYS[2])
-redis.call('SREM', KEYS[3], ARGV[1])
-return 1
-"""
-)
-
-_HEARTBEAT = """
--- KEYS: alive, procs  ARGV: proc, ttl_ms. Returns 0 if the process had been reaped.
-local known = redis.call('SISMEMBER', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-return known
-"""
-
-_CLAIM = """
--- KEYS: name  ARGV: session, ttl_s
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-
-# The names of many sessions refreshed in one call: each is held again for
-# ttl_s by its session, unless another session holds it meanwhile.
-_REFRESH = """
--- KEYS: names  ARGV: ttl_s, then the session of each name, in order
-for i, key in ipairs(KEYS) do
-  local holder = redis.call('GET', key)
-  if not holder or holder == ARGV[i + 1] then
-    redis.call('SET', key, ARGV[i + 1], 'EX', ARGV[1])
-  end
-end
-return 1
-"""
-
-_DROP = """
--- KEYS: name, ctl  ARGV: session
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('PUBLISH', KEYS[2], 'logout ' .. ARGV[1])
-return 1
-"""
-
-
-def process_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 class RedisBroker:
-    """Fan-out over pub/sub, presence in hashes: see the module docstring.
+    """Fan-out over pub/sub, presence in hashes, names held in keys: see the module docstring.
 
-    One subscription connection per process carries every room it has members
-    in. A background task reads it, reconnects with backoff when it drops,
-    and then fills each room from its stream; another keeps the heartbeat,
-    reaps dead processes and unsubscribes rooms nobody here needs.
+    Three background tasks run beside the parts: the subscription's reader,
+    the heartbeat, and the housekeeping (putting presence back, refreshing
+    names, reaping dead processes, unsubscribing rooms nobody here needs).
+    A fourth sends the presence changes, in order.
     """
 
     def __init__(
@@ -175,409 +62,99 @@ class RedisBroker:
     ) -> None:
         # decode_responses=True: every reply is str, which redis-py's types cannot express.
         self._r: Any = client
-        self._history = history
-        # Claims, member lists and typing share the store's pipelines: one per loop tick.
-        self._batch = history.batch
         self._ttl = presence_ttl
         self.proc = proc or process_id()
         self._clock = clock
-        self._seq = Sequencer()
-        self._on_messages: OnMessages | None = None
-        self._on_event: OnEvent | None = None
-        self._on_logout: OnLogout | None = None
-        self._ps: PubSub | None = None
-        self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
-        self._tracking: dict[str, asyncio.Task[None]] = {}
-        self._unneeded: dict[str, float] = {}  # room -> when its last local member left
-        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
-        self._here: set[tuple[str, str]] = set()  # (room, name) present through this process
-        self._names: dict[tuple[str, str], int] = {}  # (name, session) -> local connections
-        self._ops: asyncio.Queue[tuple[str, tuple[str, str], asyncio.Future[None] | None]] = asyncio.Queue()
-        self._presence_dirty = False
-        self._names_refreshed = 0.0
+        self._health = Health(clock)
+        self._subscription = Subscription(client, history, self._health, clock)
+        # Member lists and claims share the store's pipelines: one per loop tick.
+        self._presence = Presence(client, history.batch, self.proc, presence_ttl)
+        self._claims = Claims(client, history.batch)
         self._tasks: list[asyncio.Task[None]] = []  # the subscription reader, the heartbeat, the housekeeping
-        self._presence: asyncio.Task[None] | None = None  # runs the presence queue
-        self._subscribed = False
-        self._beating = False
-        self._down_since: float | None = None
-        self._heard = 0.0
-        self._first_try = asyncio.Event()
-        self._was_up = False  # the current connection attempt got subscribed
-        self._presence_script = client.register_script(_PRESENCE)
-        self._reap = client.register_script(_REAP)
-        self._heartbeat = client.register_script(_HEARTBEAT)
-        self._claim = client.register_script(_CLAIM)
-        self._refresh = client.register_script(_REFRESH)
-        self._drop = client.register_script(_DROP)
+        self._ops_task: asyncio.Task[None] | None = None  # sends the presence changes
 
     # -- lifecycle -------------------------------------------------------------
 
     def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
-        self._on_messages, self._on_event, self._on_logout = on_messages, on_event, on_logout
+        self._subscription.listen(on_messages, on_event, on_logout)
 
     @property
     def healthy(self) -> bool:
-        return self._subscribed and self._beating
+        return self._health.healthy
 
     async def start(self) -> None:
         """Start the background tasks; with Redis down the server starts degraded and keeps trying."""
         with contextlib.suppress(*RAISES):
             await self._beat()
         self._tasks = [
-            asyncio.ensure_future(self._read_forever()),
+            asyncio.ensure_future(self._subscription.read_forever()),
             asyncio.ensure_future(self._keep_alive()),
             asyncio.ensure_future(self._keep_tidy()),
         ]
-        self._presence = asyncio.ensure_future(self._run_ops())
+        self._ops_task = asyncio.ensure_future(self._presence.run_ops())
         # Serve once subscribed, or once the first try failed (degraded).
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._first_try.wait(), SYNC_TIMEOUT_S)
+            await asyncio.wait_for(self._subscription.first_try.wait(), SYNC_TIMEOUT_S)
 
     async def close(self) -> None:
         # The presence queue ends itself after what is queued; the others are
         # cancelled. Waits are bounded: redis-py can swallow a cancellation
         # that lands mid-command, and a shutdown must not hang on it.
-        self._ops.put_nowait(("stop", ("", ""), None))
-        others = [*self._tasks, *self._tracking.values()]
+        self._presence.stop()
+        others = [*self._tasks, *self._subscription.fills()]
         for task in others:
             task.cancel()
-        waits = [*others, *([self._presence] if self._presence is not None else [])]
+        waits = [*others, *([self._ops_task] if self._ops_task is not None else [])]
         if waits:
             await asyncio.wait(waits, timeout=CLOSE_WAIT_S)
-        self._tasks, self._presence = [], None
+        self._tasks, self._ops_task = [], None
         # Leave at once rather than when the heartbeat expires.
         with contextlib.suppress(*RAISES):
-            await self._r.delete(self._alive_key(self.proc))
-            await self._reap(keys=self._reap_keys(self.proc), args=[self.proc])
-        if self._ps is not None:
-            with contextlib.suppress(*RAISES):
-                await self._ps.aclose()  # type: ignore[no-untyped-call]
+            await self._presence.leave()
+        await self._subscription.close()
         await self._r.aclose()
 
-    # -- fan-out ---------------------------------------------------------------
+    # -- fan-out (chat.backends.redis.subscription) ----------------------------
 
     async def subscribe(self, room: str) -> None:
-        self._unneeded.pop(room, None)
-        if self._seq.flowing(room):
-            return
-        task = self._tracking.get(room)
-        if task is None:
-            task = self._track(room)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), SYNC_TIMEOUT_S)
-        except TimeoutError:
-            raise StoreUnavailable("redis: the subscription did not start in time") from None
-
-    def _track(self, room: str) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(self._sync(room))
-        self._tracking[room] = task
-        task.add_done_callback(lambda t: self._tracked(room, t))
-        return task
-
-    def _tracked(self, room: str, task: asyncio.Task[None]) -> None:
-        if self._tracking.get(room) is task:
-            del self._tracking[room]
-        if not task.cancelled() and task.exception() is not None and room in self._seq:
-            # The room stays held (nothing is lost); try again while the
-            # subscription is up, or the next reconnect tracks it anyway.
-            asyncio.get_running_loop().call_later(RETRACK_S, self._retrack, room)
-
-    def _retrack(self, room: str) -> None:
-        if self._ps is not None and room in self._seq and not self._seq.flowing(room) and room not in self._tracking:
-            self._track(room)
-
-    async def _sync(self, room: str) -> None:
-        """(Re)subscribe ``room`` and fill it from the stream (see chat.core.sequencer)."""
-        base = self._seq.hold(room)
-        ps = self._ps
-        if ps is None:
-            raise StoreUnavailable("redis: not connected")
-        channel = ROOM_CHANNEL + room
-        confirmed = self._confirm.get(channel)
-        if confirmed is None or confirmed.done():
-            confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
-        if not self._to_subscribe:
-            asyncio.get_running_loop().call_soon(self._send_subscribes)
-        self._to_subscribe.append(channel)
-        try:
-            await confirmed
-            now = await self._history.last_seq(room)
-            fill: list[Message] = []
-            if base is not None:
-                while base + len(fill) < now:
-                    page = await self._history.after(room, base + len(fill), min(FILL_PAGE, now - base - len(fill)))
-                    if not page:
-                        break  # trimmed: what is gone is gone
-                    fill.extend(page)
-        except RAISES as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        self._deliver(room, self._seq.resume(room, now, fill))
-
-    def _send_subscribes(self) -> None:
-        """One SUBSCRIBE for every room that asked during this loop tick."""
-        channels, self._to_subscribe = self._to_subscribe, []
-        ps = self._ps
-        if ps is None:
-            self._subscribe_failed(channels, StoreUnavailable("redis: not connected"))
-            return
-        task = asyncio.ensure_future(ps.subscribe(*channels))
-        task.add_done_callback(functools.partial(self._subscribe_sent, channels))
-
-    def _subscribe_sent(self, channels: list[str], task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
-        exc = task.exception()
-        if exc is None:
-            return
-        # The connection broke (its reader fails every wait anyway), or a bug: fail these waits now.
-        if not isinstance(exc, RAISES):
-            log.error("subscribing %d rooms failed", len(channels), exc_info=exc)
-        self._subscribe_failed(channels, StoreUnavailable(f"redis: {exc}"))
-
-    def _subscribe_failed(self, channels: list[str], error: StoreUnavailable) -> None:
-        for channel in channels:
-            confirmed = self._confirm.get(channel)
-            if confirmed is not None and not confirmed.done():
-                confirmed.set_exception(error)
-                confirmed.exception()  # its join may have been cancelled meanwhile
+        await self._subscription.subscribe(room)
 
     def unsubscribe(self, room: str) -> None:
-        self._unneeded[room] = self._clock()
+        self._subscription.unsubscribe(room)
 
     async def caught_up(self, room: str, seq: int) -> None:
-        seen = self._seq.seen(room)
-        if seen is not None and seen >= seq:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(room, []).append((seq, waiter))
-        try:
-            await asyncio.wait_for(waiter, SYNC_TIMEOUT_S)
-        except TimeoutError:
-            raise StoreUnavailable(f"redis: messages up to {seq} did not arrive in time") from None
-        finally:
-            waiting = self._waiters.get(room)
-            if waiting is not None:
-                waiting[:] = [(s, w) for s, w in waiting if w is not waiter]
-                if not waiting:
-                    del self._waiters[room]
-
-    def _deliver(self, room: str, messages: list[Message]) -> None:
-        if messages and self._on_messages is not None:
-            self._on_messages(messages)
-        waiting = self._waiters.get(room)
-        if waiting:
-            seen = self._seq.seen(room) or 0
-            for seq, waiter in waiting:
-                if seq <= seen and not waiter.done():
-                    waiter.set_result(None)
-
-    async def _read_forever(self) -> None:
-        backoff = BACKOFF_FIRST_S
-        while True:
-            self._was_up = False
-            try:
-                await self._read()
-            except RAISES as exc:
-                self._lost(exc)
-            except Exception as exc:  # a bug must not end delivery for good: log it, reconnect
-                log.exception("the redis subscription failed")
-                self._lost(exc)
-            self._first_try.set()
-            if self._was_up:
-                backoff = BACKOFF_FIRST_S  # a new outage starts with a quick retry
-            # Jittered, so a fleet of servers does not reconnect in lockstep.
-            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
-
-    async def _read(self) -> None:
-        if self._down_since is not None:
-            # Idle pooled connections from before the outage are dead (Redis
-            # may have restarted); an append must not be the one to find out,
-            # since it cannot be retried blindly.
-            await self._r.connection_pool.disconnect(inuse_connections=False)
-        ps = self._r.pubsub()
-        try:
-            await ps.subscribe(CTL)
-            self._ps = ps
-            self._heard = self._clock()
-            # Every room tracked before the connection dropped is filled again.
-            for room in self._seq.rooms():
-                self._seq.hold(room)
-                self._track(room)
-            pinged = False
-            while True:
-                msg = await ps.get_message(timeout=PUBSUB_PING_S)
-                if msg is None:
-                    if self._clock() - self._heard > 3 * PUBSUB_PING_S:
-                        raise ConnectionError("no answer to pings")
-                    if not pinged:
-                        await ps.ping()
-                    pinged = True
-                    continue
-                pinged = False
-                self._heard = self._clock()
-                kind = msg["type"]
-                if kind == "message":
-                    try:
-                        self._dispatch(msg["channel"], msg["data"])
-                    except (ValueError, TypeError, KeyError):
-                        # Not ours (someone else published on the channel): skip it.
-                        log.warning("ignored a malformed message on %s: %.100r", msg["channel"], msg["data"])
-                elif kind == "subscribe":
-                    if msg["channel"] == CTL:
-                        self._was_up = True
-                        self._up()
-                        self._first_try.set()
-                    confirmed = self._confirm.get(msg["channel"])
-                    if confirmed is not None and not confirmed.done():
-                        confirmed.set_result(None)
-        finally:
-            self._ps = None
-            self._subscribed = False
-            error = StoreUnavailable("redis: connection lost")
-            for confirmed in self._confirm.values():
-                if not confirmed.done():
-                    confirmed.set_exception(error)
-                    confirmed.exception()
-            self._confirm.clear()
-            # Joins waiting for messages to come through answer ``unavailable``
-            # now, rather than after a timeout: their clients retry the join.
-            for waiting in self._waiters.values():
-                for _, waiter in waiting:
-                    if not waiter.done():
-                        waiter.set_exception(error)
-                        waiter.exception()
-            for room in self._seq.rooms():
-                self._seq.hold(room)
-            with contextlib.suppress(*RAISES):
-                await ps.aclose()
-
-    def _dispatch(self, channel: str, data: str) -> None:
-        if channel == CTL:
-            if data.startswith("logout ") and self._on_logout is not None:
-                self._on_logout(data[7:])
-            return
-        room = channel[len(ROOM_CHANNEL) :]
-        kind, body = data[:1], data[1:]
-        if kind == "m":
-            seq, name, text, ts, session, ref = json.loads(body)
-            message = Message(room, int(seq), name, text, int(ts), session, None if ref is False else ref)
-            out = self._seq.offer(message)
-            if out is None:  # a gap: fill it from the stream
-                if room not in self._tracking:
-                    self._track(room)
-            else:
-                self._deliver(room, out)
-        elif self._on_event is not None and room in self._seq:
-            if kind == "p":
-                event, name = json.loads(body)
-                self._on_event(room, name, presence_frame(room, event, name))
-            elif kind == "t":
-                self._on_event(room, body, {"type": "typing", "room": room, "name": body})
-
-    # -- presence and names ----------------------------------------------------
-
-    async def enter(self, room: str, name: str) -> None:
-        self._here.add((room, name))
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ops.put_nowait(("enter", (room, name), done))
-        await done
-
-    def exit(self, room: str, name: str) -> None:
-        self._here.discard((room, name))
-        self._ops.put_nowait(("exit", (room, name), None))
-
-    async def _run_ops(self) -> None:
-        # One queue, one worker: a leave and a rejoin reach Redis in the order
-        # they happened, whatever connection of the pool they take. What
-        # queued up meanwhile goes as one pipeline: a burst of joins costs a
-        # round trip, not one each.
-        while True:
-            ops = [await self._ops.get()]
-            while not self._ops.empty() and len(ops) < OPS_PER_PIPELINE:
-                ops.append(self._ops.get_nowait())
-            stop = any(op == "stop" for op, _, _ in ops)
-            ops = [o for o in ops if o[0] != "stop"]
-            calls = [self._presence_call(op, room, name) for op, (room, name), _ in ops]
-            try:
-                results = await run_scripts(self._r, calls) if calls else []
-            except RAISES as exc:
-                results = [exc] * len(calls)
-            except Exception as exc:  # a bug must not end presence for good, nor leave joins waiting
-                log.exception("%d presence changes failed", len(calls))
-                results = [exc] * len(calls)
-            for (_, _, done), result in zip(ops, results, strict=True):
-                if isinstance(result, Exception):
-                    self._presence_dirty = True  # the heartbeat reconciles it
-                    if done is not None and not done.done():
-                        done.set_exception(StoreUnavailable(f"redis: {result}"))
-                elif done is not None and not done.done():
-                    done.set_result(None)
-            if stop:
-                return
-
-    def _presence_call(self, op: str, room: str, name: str) -> ScriptCall:
-        return self._presence_script, [self._here_key(self.proc)], [op, room, name]
+        await self._subscription.caught_up(room, seq)
 
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
-        if self._ps is None:
-            return  # ephemeral: nothing to keep for later
-        sent = self._batch.command(lambda pipe: pipe.publish(ROOM_CHANNEL + room, "t" + name))
-        sent.add_done_callback(_ignore)
+        self._subscription.announce(room, name, frame)
+
+    # -- presence (chat.backends.redis.presence) -------------------------------
+
+    async def enter(self, room: str, name: str) -> None:
+        await self._presence.enter(room, name)
+
+    def exit(self, room: str, name: str) -> None:
+        self._presence.exit(room, name)
 
     def members(self, room: str) -> asyncio.Future[list[str]]:
         # Queued at the call, like RedisHistory.last_seq: see ChatService._join.
-        names = self._batch.command(lambda pipe: pipe.hkeys(P + "who:" + room))
-        return then(names, lambda found: sorted(found, key=str.casefold))
+        return self._presence.members(room)
 
     async def member_counts(self) -> dict[str, int]:
-        rooms = sorted(await query(lambda: self._r.smembers(P + "active")))
+        return await self._presence.member_counts()
 
-        async def count() -> list[int]:
-            async with self._r.pipeline(transaction=False) as pipe:
-                for room in rooms:
-                    pipe.hlen(P + "who:" + room)
-                return list(await pipe.execute())
-
-        counts = await query(count)
-        return {room: int(n) for room, n in zip(rooms, counts, strict=True) if int(n)}
+    # -- names (chat.backends.redis.claims) ------------------------------------
 
     async def claim(self, name: str, session: str) -> bool:
-        held = P + "name:" + name_key(name)
-        # Repeating a claim only refreshes it.
-        ok = bool(await self._batch.script(self._claim, [held], [session, int(RESERVATION_S)]))
-        if ok:
-            key = (name, session)
-            self._names[key] = self._names.get(key, 0) + 1
-        return ok
+        return await self._claims.claim(name, session)
 
     def release(self, name: str, session: str) -> None:
-        key = (name, session)
-        left = self._names.get(key, 0) - 1
-        if left > 0:
-            self._names[key] = left
-        else:
-            # No longer refreshed: the hold expires after the reservation.
-            self._names.pop(key, None)
+        self._claims.release(name, session)
 
     def logout(self, name: str, session: str) -> None:
-        self._names.pop((name, session), None)
-        dropped = self._batch.script(self._drop, [P + "name:" + name_key(name), CTL], [session])
-        dropped.add_done_callback(_ignore)
+        self._claims.logout(name, session)
 
-    # -- heartbeat -------------------------------------------------------------
-
-    @staticmethod
-    def _alive_key(proc: str) -> str:
-        return f"{P}alive:{proc}"
-
-    @staticmethod
-    def _here_key(proc: str) -> str:
-        return f"{P}here:{proc}"
-
-    def _reap_keys(self, proc: str) -> list[str]:
-        return [self._alive_key(proc), self._here_key(proc), P + "procs"]
+    # -- heartbeat and housekeeping --------------------------------------------
 
     async def _keep_alive(self) -> None:
         # The heartbeat runs alone: nothing slow (reaping a process of 16,000
@@ -590,8 +167,8 @@ class RedisBroker:
             try:
                 await self._heartbeat_once()
             except RAISES as exc:
-                self._beating = False
-                self._lost(exc)
+                self._health.beating = False
+                self._health.lost(exc)
             except Exception:  # a bug must not stop the heartbeat: others would reap a live process
                 log.exception("the redis heartbeat failed")
 
@@ -601,7 +178,7 @@ class RedisBroker:
             try:
                 await self._tidy()
             except RAISES as exc:
-                if self._down_since is None:  # an outage is the heartbeat's to report, once
+                if self._health.down_since is None:  # an outage is the heartbeat's to report, once
                     log.warning("redis housekeeping failed, trying again: %s", exc)
             except Exception:  # a bug must not stop reaping dead processes for good
                 log.exception("redis housekeeping failed")
@@ -613,80 +190,15 @@ class RedisBroker:
 
     async def _heartbeat_once(self) -> None:
         """Refresh this process's heartbeat; if it had been reaped, its presence is put back by :meth:`_tidy`."""
-        known = await self._heartbeat(
-            keys=[self._alive_key(self.proc), P + "procs"], args=[self.proc, int(self._ttl * 1000)]
-        )
-        if not int(known):
-            self._presence_dirty = True
-        self._beating = True
-        self._up()
+        await self._presence.heartbeat()
+        self._health.beating = True
+        self._health.up(self._subscription.connected)
 
     async def _tidy(self) -> None:
         """Put presence back after an outage or a reap, refresh names, reap dead processes, drop unneeded rooms."""
-        if self._presence_dirty:
-            await self._reconcile()
+        if self._presence.dirty:
+            await self._presence.reconcile()
         now = self._clock()
-        if self._names and now - self._names_refreshed >= RESERVATION_S / 3:
-            # A hold lasts RESERVATION_S; refreshed at a third of that, it
-            # outlives two missed refreshes and still lapses within the
-            # reservation once no connection uses the name.
-            self._names_refreshed = now
-            held = list(self._names)
-            calls: list[ScriptCall] = []
-            for start in range(0, len(held), REFRESH_NAMES_PER_CALL):
-                chunk = held[start : start + REFRESH_NAMES_PER_CALL]
-                keys = [P + "name:" + name_key(n) for n, _ in chunk]
-                calls.append((self._refresh, keys, [int(RESERVATION_S), *(session for _, session in chunk)]))
-            await run_scripts(self._r, calls)
-        procs = sorted(await self._r.smembers(P + "procs"))
-        async with self._r.pipeline(transaction=False) as pipe:
-            for proc in procs:
-                pipe.exists(self._alive_key(proc))
-            alive = await pipe.execute()
-        for proc, up in zip(procs, alive, strict=True):
-            if not up and await self._reap(keys=self._reap_keys(proc), args=[proc]):
-                log.warning("server process %s stopped beating: its members left", proc)
-        for room, since in list(self._unneeded.items()):
-            if now - since >= UNSUBSCRIBE_GRACE_S:
-                del self._unneeded[room]
-                self._seq.forget(room)
-                if self._ps is not None:
-                    await self._ps.unsubscribe(ROOM_CHANNEL + room)
-
-    async def _reconcile(self) -> None:
-        """Make Redis's view of this process's presence match ours (after an outage or a reap)."""
-        self._presence_dirty = False
-        try:
-            entries = await self._r.smembers(self._here_key(self.proc))
-            theirs = {_entry(e) for e in entries}
-            calls = [self._presence_call("exit", room, name) for room, name in theirs - self._here]
-            calls += [self._presence_call("enter", room, name) for room, name in self._here - theirs]
-            for result in await run_scripts(self._r, calls):
-                if isinstance(result, Exception):
-                    raise result
-        except BaseException:
-            self._presence_dirty = True  # not done: the next round tries again
-            raise
-
-    def _up(self) -> None:
-        if self._ps is not None:
-            self._subscribed = True
-        if self.healthy and self._down_since is not None:
-            log.warning("redis is back after %.1f s", self._clock() - self._down_since)
-            self._down_since = None
-
-    def _lost(self, exc: BaseException) -> None:
-        # Once per outage: a dead Redis must not also flood the log.
-        if self._down_since is None:
-            self._down_since = self._clock()
-            log.error("redis unreachable, serving degraded and reconnecting: %s", exc)
-
-
-def _entry(entry: str) -> tuple[str, str]:
-    room, name = entry.split("\t", 1)
-    return room, name
-
-
-def _ignore(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+        await self._claims.refresh(now)
+        await self._presence.reap_dead()
+        await self._subscription.drop_unneeded(now)

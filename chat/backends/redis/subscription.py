@@ -1,0 +1,332 @@
+"""Fan-out on Redis: one pub/sub subscription per process, and filling the gaps it leaves.
+
+:class:`Subscription` is the part of :class:`chat.backends.redis.broker.RedisBroker`
+that gets messages, presence and typing events and logouts to this process.
+One connection carries every room the process has members in, plus the
+``ctl`` channel. A background task (:meth:`Subscription.read_forever`) reads
+it and reconnects with backoff when it drops. A room newly subscribed, or
+held while the connection was down, is filled from its stream
+(:class:`chat.core.sequencer.Sequencer` decides what to hold, drop and fill),
+so pub/sub's losses never reach a member: docs/scaling.md, "Why nothing is
+lost or repeated across processes".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.client import PubSub
+
+from chat.backends.base import OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
+from chat.backends.redis import keys
+from chat.backends.redis.health import Health
+from chat.backends.redis.pipeline import RAISES, ignore
+from chat.backends.redis.store import RedisHistory
+from chat.core.model import Message
+from chat.core.sequencer import Sequencer
+
+log = logging.getLogger(__name__)
+
+# How long a room stays subscribed after its last local member left: rejoins
+# are free, and a member who left while its message was being stored still
+# gets the acknowledgement, which comes through the subscription.
+UNSUBSCRIBE_GRACE_S = 10.0
+# Longest wait for a subscription to be confirmed, or for messages already
+# stored to come through it; past that the join answers ``unavailable``. A
+# lost subscription fails these waits at once (and a silent one is taken for
+# lost after 3 * PUBSUB_PING_S), so this bound is only a backstop: under a join
+# storm the reader may be seconds behind, and a busy Redis must make a join
+# wait, not fail.
+SYNC_TIMEOUT_S = 60.0
+# With nothing to read for this long, the subscription pings Redis; with no
+# answer in three times that, the connection is taken for dead.
+PUBSUB_PING_S = 5.0
+# Reconnection backoff: fast for a blip, capped so a long outage costs little.
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+# A room whose fill failed while the subscription stayed up is tried again after this.
+RETRACK_S = 0.5
+# A fill after a reconnect reads the stream in pages of this many messages.
+FILL_PAGE = 1000
+
+
+class Subscription:
+    """The subscription of one process: which rooms it follows, up to which seq, and who waits."""
+
+    def __init__(self, client: Any, history: RedisHistory, health: Health, clock: Callable[[], float]) -> None:
+        self._r = client
+        self._history = history
+        self._health = health
+        self._clock = clock
+        self._seq = Sequencer()
+        self._on_messages: OnMessages | None = None
+        self._on_event: OnEvent | None = None
+        self._on_logout: OnLogout | None = None
+        self._ps: PubSub | None = None
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
+        self._tracking: dict[str, asyncio.Task[None]] = {}
+        self._unneeded: dict[str, float] = {}  # room -> when its last local member left
+        self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
+        self._heard = 0.0
+        self.first_try = asyncio.Event()  # set once subscribed, or once the first try failed
+        self._was_up = False  # the current connection attempt got subscribed
+
+    def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
+        self._on_messages, self._on_event, self._on_logout = on_messages, on_event, on_logout
+
+    @property
+    def connected(self) -> bool:
+        """The subscription's connection is made (confirmed or about to be)."""
+        return self._ps is not None
+
+    def fills(self) -> list[asyncio.Task[None]]:
+        """The rooms being (re)subscribed and filled now: what a shutdown cancels."""
+        return list(self._tracking.values())
+
+    async def close(self) -> None:
+        if self._ps is not None:
+            with contextlib.suppress(*RAISES):
+                await self._ps.aclose()  # type: ignore[no-untyped-call]
+
+    async def subscribe(self, room: str) -> None:
+        self._unneeded.pop(room, None)
+        if self._seq.flowing(room):
+            return
+        task = self._tracking.get(room)
+        if task is None:
+            task = self._track(room)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SYNC_TIMEOUT_S)
+        except TimeoutError:
+            raise StoreUnavailable("redis: the subscription did not start in time") from None
+
+    def _track(self, room: str) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(self._sync(room))
+        self._tracking[room] = task
+        task.add_done_callback(lambda t: self._tracked(room, t))
+        return task
+
+    def _tracked(self, room: str, task: asyncio.Task[None]) -> None:
+        if self._tracking.get(room) is task:
+            del self._tracking[room]
+        if not task.cancelled() and task.exception() is not None and room in self._seq:
+            # The room stays held (nothing is lost); try again while the
+            # subscription is up, or the next reconnect tracks it anyway.
+            asyncio.get_running_loop().call_later(RETRACK_S, self._retrack, room)
+
+    def _retrack(self, room: str) -> None:
+        if self._ps is not None and room in self._seq and not self._seq.flowing(room) and room not in self._tracking:
+            self._track(room)
+
+    async def _sync(self, room: str) -> None:
+        """(Re)subscribe ``room`` and fill it from the stream (see chat.core.sequencer)."""
+        base = self._seq.hold(room)
+        ps = self._ps
+        if ps is None:
+            raise StoreUnavailable("redis: not connected")
+        channel = keys.room_channel(room)
+        confirmed = self._confirm.get(channel)
+        if confirmed is None or confirmed.done():
+            confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
+        if not self._to_subscribe:
+            asyncio.get_running_loop().call_soon(self._send_subscribes)
+        self._to_subscribe.append(channel)
+        try:
+            await confirmed
+            now = await self._history.last_seq(room)
+            fill: list[Message] = []
+            if base is not None:
+                while base + len(fill) < now:
+                    page = await self._history.after(room, base + len(fill), min(FILL_PAGE, now - base - len(fill)))
+                    if not page:
+                        break  # trimmed: what is gone is gone
+                    fill.extend(page)
+        except RAISES as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        self._deliver(room, self._seq.resume(room, now, fill))
+
+    def _send_subscribes(self) -> None:
+        """One SUBSCRIBE for every room that asked during this loop tick."""
+        channels, self._to_subscribe = self._to_subscribe, []
+        ps = self._ps
+        if ps is None:
+            self._subscribe_failed(channels, StoreUnavailable("redis: not connected"))
+            return
+        task = asyncio.ensure_future(ps.subscribe(*channels))
+        task.add_done_callback(functools.partial(self._subscribe_sent, channels))
+
+    def _subscribe_sent(self, channels: list[str], task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        # The connection broke (its reader fails every wait anyway), or a bug: fail these waits now.
+        if not isinstance(exc, RAISES):
+            log.error("subscribing %d rooms failed", len(channels), exc_info=exc)
+        self._subscribe_failed(channels, StoreUnavailable(f"redis: {exc}"))
+
+    def _subscribe_failed(self, channels: list[str], error: StoreUnavailable) -> None:
+        for channel in channels:
+            confirmed = self._confirm.get(channel)
+            if confirmed is not None and not confirmed.done():
+                confirmed.set_exception(error)
+                confirmed.exception()  # its join may have been cancelled meanwhile
+
+    def unsubscribe(self, room: str) -> None:
+        self._unneeded[room] = self._clock()
+
+    async def caught_up(self, room: str, seq: int) -> None:
+        seen = self._seq.seen(room)
+        if seen is not None and seen >= seq:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(room, []).append((seq, waiter))
+        try:
+            await asyncio.wait_for(waiter, SYNC_TIMEOUT_S)
+        except TimeoutError:
+            raise StoreUnavailable(f"redis: messages up to {seq} did not arrive in time") from None
+        finally:
+            waiting = self._waiters.get(room)
+            if waiting is not None:
+                waiting[:] = [(s, w) for s, w in waiting if w is not waiter]
+                if not waiting:
+                    del self._waiters[room]
+
+    def _deliver(self, room: str, messages: list[Message]) -> None:
+        if messages and self._on_messages is not None:
+            self._on_messages(messages)
+        waiting = self._waiters.get(room)
+        if waiting:
+            seen = self._seq.seen(room) or 0
+            for seq, waiter in waiting:
+                if seq <= seen and not waiter.done():
+                    waiter.set_result(None)
+
+    async def read_forever(self) -> None:
+        """Read the subscription for good, reconnecting with backoff when it drops."""
+        backoff = BACKOFF_FIRST_S
+        while True:
+            self._was_up = False
+            try:
+                await self._read()
+            except RAISES as exc:
+                self._health.lost(exc)
+            except Exception as exc:  # a bug must not end delivery for good: log it, reconnect
+                log.exception("the redis subscription failed")
+                self._health.lost(exc)
+            self.first_try.set()
+            if self._was_up:
+                backoff = BACKOFF_FIRST_S  # a new outage starts with a quick retry
+            # Jittered, so a fleet of servers does not reconnect in lockstep.
+            await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _read(self) -> None:
+        if self._health.down_since is not None:
+            # Idle pooled connections from before the outage are dead (Redis
+            # may have restarted); an append must not be the one to find out,
+            # since it cannot be retried blindly.
+            await self._r.connection_pool.disconnect(inuse_connections=False)
+        ps = self._r.pubsub()
+        try:
+            await ps.subscribe(keys.CTL)
+            self._ps = ps
+            self._heard = self._clock()
+            # Every room tracked before the connection dropped is filled again.
+            for room in self._seq.rooms():
+                self._seq.hold(room)
+                self._track(room)
+            pinged = False
+            while True:
+                msg = await ps.get_message(timeout=PUBSUB_PING_S)
+                if msg is None:
+                    if self._clock() - self._heard > 3 * PUBSUB_PING_S:
+                        raise ConnectionError("no answer to pings")
+                    if not pinged:
+                        await ps.ping()
+                    pinged = True
+                    continue
+                pinged = False
+                self._heard = self._clock()
+                kind = msg["type"]
+                if kind == "message":
+                    try:
+                        self._dispatch(msg["channel"], msg["data"])
+                    except (ValueError, TypeError, KeyError):
+                        # Not ours (someone else published on the channel): skip it.
+                        log.warning("ignored a malformed message on %s: %.100r", msg["channel"], msg["data"])
+                elif kind == "subscribe":
+                    if msg["channel"] == keys.CTL:
+                        self._was_up = True
+                        self._health.up(connected=True)
+                        self.first_try.set()
+                    confirmed = self._confirm.get(msg["channel"])
+                    if confirmed is not None and not confirmed.done():
+                        confirmed.set_result(None)
+        finally:
+            self._ps = None
+            self._health.subscribed = False
+            error = StoreUnavailable("redis: connection lost")
+            for confirmed in self._confirm.values():
+                if not confirmed.done():
+                    confirmed.set_exception(error)
+                    confirmed.exception()
+            self._confirm.clear()
+            # Joins waiting for messages to come through answer ``unavailable``
+            # now, rather than after a timeout: their clients retry the join.
+            for waiting in self._waiters.values():
+                for _, waiter in waiting:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                        waiter.exception()
+            for room in self._seq.rooms():
+                self._seq.hold(room)
+            with contextlib.suppress(*RAISES):
+                await ps.aclose()
+
+    def _dispatch(self, channel: str, data: str) -> None:
+        if channel == keys.CTL:
+            if data.startswith("logout ") and self._on_logout is not None:
+                self._on_logout(data[7:])
+            return
+        room = keys.channel_room(channel)
+        kind, body = data[:1], data[1:]
+        if kind == "m":
+            seq, name, text, ts, session, ref = json.loads(body)
+            message = Message(room, int(seq), name, text, int(ts), session, None if ref is False else ref)
+            out = self._seq.offer(message)
+            if out is None:  # a gap: fill it from the stream
+                if room not in self._tracking:
+                    self._track(room)
+            else:
+                self._deliver(room, out)
+        elif self._on_event is not None and room in self._seq:
+            if kind == "p":
+                event, name = json.loads(body)
+                self._on_event(room, name, presence_frame(room, event, name))
+            elif kind == "t":
+                self._on_event(room, body, {"type": "typing", "room": room, "name": body})
+
+    def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
+        if self._ps is None:
+            return  # ephemeral: nothing to keep for later
+        sent = self._history.batch.command(lambda pipe: pipe.publish(keys.room_channel(room), "t" + name))
+        sent.add_done_callback(ignore)
+
+    async def drop_unneeded(self, now: float) -> None:
+        """Unsubscribe the rooms whose last local member left UNSUBSCRIBE_GRACE_S ago."""
+        for room, since in list(self._unneeded.items()):
+            if now - since >= UNSUBSCRIBE_GRACE_S:
+                del self._unneeded[room]
+                self._seq.forget(room)
+                if self._ps is not None:
+                    await self._ps.unsubscribe(keys.room_channel(room))

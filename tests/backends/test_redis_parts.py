@@ -1,0 +1,122 @@
+"""The parts RedisBroker is made of, each on its own: the link's health, name
+claims, presence and the subscription, against a real Redis where they need one."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+import redis.asyncio as aioredis
+
+from chat.backends.redis import keys
+from chat.backends.redis.claims import Claims
+from chat.backends.redis.health import Health
+from chat.backends.redis.pipeline import Batch
+from chat.backends.redis.presence import Presence
+from chat.backends.redis.store import RedisHistory, connect
+from chat.backends.redis.subscription import Subscription
+from chat.core.names import RESERVATION_S
+from tests.support import RECV_TIMEOUT_S, FakeClock
+
+
+def test_the_link_is_healthy_only_while_subscribed_and_beating(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    health = Health(clock)
+    assert not health.healthy
+    health.beating = True
+    health.up(connected=False)  # the heartbeat answered, the subscription is not made yet
+    assert not health.healthy
+    health.up(connected=True)
+    assert health.healthy
+    with caplog.at_level(logging.WARNING):
+        health.lost(ConnectionError("gone"))
+        clock.advance(3)
+        health.lost(ConnectionError("still gone"))  # the same outage: logged once
+        health.subscribed = False
+        health.up(connected=False)
+        assert health.down_since is not None  # not back until subscribed again
+        health.up(connected=True)
+    assert health.down_since is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "redis unreachable, serving degraded and reconnecting: gone",
+        "redis is back after 3.0 s",
+    ]
+
+
+@pytest.mark.gen_test
+async def test_claims_are_held_again_only_once_a_third_of_the_reservation_passed(redis_url: str) -> None:
+    client = connect(redis_url)
+    claims = Claims(client, Batch(client))
+    try:
+        assert await claims.claim("Ann", "s1")
+        assert not await claims.claim("ANN", "s2")
+        await client.expire(keys.name("ann"), 5)
+        await claims.refresh(now=RESERVATION_S / 3)  # the first refresh: held again
+        assert await client.ttl(keys.name("ann")) > RESERVATION_S - 5
+        await client.expire(keys.name("ann"), 5)
+        await claims.refresh(now=RESERVATION_S / 3 + 1)  # too soon for another
+        assert await client.ttl(keys.name("ann")) <= 5
+        claims.release("Ann", "s1")  # no connection uses it any more: no longer refreshed
+        await claims.refresh(now=RESERVATION_S)
+        assert await client.ttl(keys.name("ann")) <= 5
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.gen_test
+async def test_presence_of_one_process_is_reaped_by_another(redis_url: str) -> None:
+    client = connect(redis_url)
+    a = Presence(client, Batch(client), "proc-a", ttl=15)
+    b = Presence(client, Batch(client), "proc-b", ttl=15)
+    worker = asyncio.ensure_future(a.run_ops())
+    try:
+        await a.heartbeat()
+        await b.heartbeat()
+        assert a.dirty  # a process Redis did not know yet: its presence is put back (nothing to put)
+        await a.reconcile()
+        assert not a.dirty
+        await a.enter("lobby", "ann")
+        assert await b.members("lobby") == ["ann"]
+        assert await b.member_counts() == {"lobby": 1}
+        await client.delete(keys.alive("proc-a"))  # a stopped beating
+        await b.reap_dead()
+        assert await b.members("lobby") == []
+        assert await client.smembers(keys.PROCS) == {"proc-b"}
+        await a.heartbeat()  # a was alive after all: it finds out, and puts its members back
+        assert a.dirty
+        await a.reconcile()
+        assert await b.members("lobby") == ["ann"]
+    finally:
+        a.stop()
+        await asyncio.wait_for(worker, RECV_TIMEOUT_S)
+        await client.aclose()
+
+
+@pytest.mark.gen_test
+async def test_a_subscription_delivers_a_room_and_the_logouts(redis_url: str) -> None:
+    client = connect(redis_url)
+    store = RedisHistory(client)
+    health = Health(FakeClock())
+    subscription = Subscription(client, store, health, FakeClock())
+    got: asyncio.Queue[object] = asyncio.Queue()
+    subscription.listen(lambda batch: got.put_nowait([m.text for m in batch]), lambda *event: None, got.put_nowait)
+    reader = asyncio.ensure_future(subscription.read_forever())
+    try:
+        await asyncio.wait_for(subscription.first_try.wait(), RECV_TIMEOUT_S)
+        assert health.subscribed
+        assert subscription.connected
+        await store.append("lobby", "ann", "before", 1000, "s1", None)
+        await subscription.subscribe("lobby")
+        await store.append("lobby", "ann", "after", 1000, "s1", None)
+        assert await asyncio.wait_for(got.get(), RECV_TIMEOUT_S) == ["after"]  # "before" is history
+        await subscription.caught_up("lobby", 2)
+        async with aioredis.Redis.from_url(redis_url) as admin:
+            await admin.publish(keys.CTL, "logout s1")
+        assert await asyncio.wait_for(got.get(), RECV_TIMEOUT_S) == "s1"
+    finally:
+        reader.cancel()
+        await asyncio.wait([reader])
+        await subscription.close()
+        await store.close()
+        await client.aclose()
