@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from suite.figures import common_rate, zero_loss_max
+from suite.params import Suite
+from suite.report.fanout import floor_ratios
+from suite.report.merge import merge_partial
+from suite.report.model import Report
+from suite.report.scaling import scale_section
+from suite.runs import Run
+from suite.servers import SERVERS
+from suite.targets import hold_verdict, judge
+from suite.wording import generator_vs_server, hold_cap, workers_vs_one
 
 
 @pytest.fixture(scope="module")
-def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_run"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def bench() -> SimpleNamespace:
+    """The harness's names these tests use, from the modules of bench/suite/ where they now live."""
+    return SimpleNamespace(
+        Run=Run,
+        Suite=Suite,
+        Report=Report,
+        SERVERS=SERVERS,
+        zero_loss_max=zero_loss_max,
+        common_rate=common_rate,
+        merge_partial=merge_partial,
+        generator_vs_server=generator_vs_server,
+        workers_vs_one=workers_vs_one,
+        hold_verdict=hold_verdict,
+        hold_cap=hold_cap,
+        scale_section=scale_section,
+        floor_ratios=floor_ratios,
+        issue9_targets=lambda report: [row.row() for row in judge(report, issue=9)],
+    )
 
 
-def step(bench: ModuleType, offered: int, per_second: int, *, lost: int = 0, connected: int = 10) -> Any:
+def step(bench: SimpleNamespace, offered: int, per_second: int, *, lost: int = 0, connected: int = 10) -> Any:
     """A ladder step: ``per_second`` deliveries in each second of a 5 s run."""
     expected = per_second * 5
     report = {
@@ -115,7 +130,7 @@ def test_the_50k_socket_verdict_comes_from_the_count_and_the_limit(bench):
     assert "enough for the issue's 50,000 sockets" in bench.hold_cap(1_048_576)
 
 
-def scale_report(bench: ModuleType, generator_us: float, workers_per_s: int) -> str:
+def scale_report(bench: SimpleNamespace, generator_us: float, workers_per_s: int) -> str:
     """The redis scenario's section for a ladder of two rates: the load generator spent
     ``generator_us`` per delivery everywhere, the servers 5 µs (8 over two workers); two workers
     sustained ``workers_per_s`` at the second rate, one process with Redis lost one there."""
@@ -130,7 +145,7 @@ def scale_report(bench: ModuleType, generator_us: float, workers_per_s: int) -> 
             runs.append(r)
     suite = dataclasses.replace(bench.Suite(), scale_per_s=(10_000, 20_000))
     report = bench.Report(runs, suite, [], datetime.datetime(2026, 1, 1), (0.0, 0.0, 0.0), 60.0, only=("redis",))
-    text: str = report.scale_section()
+    text: str = bench.scale_section(report)
     return text
 
 
@@ -145,7 +160,7 @@ def test_the_scaling_section_says_what_its_figures_say(bench):
     assert "spends more CPU" not in cheap
 
 
-def steady(bench: ModuleType, server: str, us_per_delivery: float, lag_ms: float) -> Any:
+def steady(bench: SimpleNamespace, server: str, us_per_delivery: float, lag_ms: float) -> Any:
     """A fixed-load run at 20,000 deliveries/s: its CPU per delivery and its sender lag p90."""
     report = {
         "server": {"cpu_us_per_delivery": us_per_delivery},
@@ -160,7 +175,7 @@ def test_the_steady_target_is_judged_against_the_floor_only_when_messages_arrive
         suite = bench.Suite(loads_per_s=(20_000,))
         servers = [bench.SERVERS["ours"], bench.SERVERS["floor"]]
         report = bench.Report(runs, suite, servers, None, (0.0, 0.0, 0.0), 0.0, ["loads"])
-        line: str = report.floor_ratios().splitlines()[-1]
+        line: str = bench.floor_ratios(report).splitlines()[-1]
         return line
 
     assert verdict(9.6, 3.0).endswith("ours / floor 1.20x (9.60 vs 8.00 µs); the target is at most 1.25x: **met**")
@@ -171,7 +186,7 @@ def test_the_steady_target_is_judged_against_the_floor_only_when_messages_arrive
     assert clumped.endswith("not shown by this run (clumped)")
 
 
-def storm(bench: ModuleType, per_s: int, joined: int, **failed: int) -> Any:
+def storm(bench: SimpleNamespace, per_s: int, joined: int, **failed: int) -> Any:
     """A join-storm run of 1,000 sockets at ``per_s``: ``joined`` joined, the rest failed as labelled."""
     labels = {
         "unavailable": "join: error unavailable",
@@ -189,7 +204,7 @@ def test_issue_9_targets_are_judged_from_the_steady_and_join_storm_figures(bench
     def rows(ours_us: float, ours_lag: float, *storms: Any) -> list[list[str]]:
         runs = [steady(bench, "ours", ours_us, ours_lag), steady(bench, "floor", 8.0, 3.0), *storms]
         report = bench.Report(runs, bench.Suite(loads_per_s=(20_000,)), [], None, (0.0, 0.0, 0.0), 0.0, ["loads"])
-        result: list[list[str]] = report.issue9_targets()
+        result: list[list[str]] = bench.issue9_targets(report)
         return result
 
     met = rows(9.6, 3.0, storm(bench, 500, 1000), storm(bench, 2000, 990, timeouts=10))
