@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
-from chat.backends.memory import LocalBroker
 from chat.core import protocol as p
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S, IdempotencyWindow, Sent
@@ -98,23 +97,18 @@ class ChatService:
         signer: SessionSigner,
         limits: Limits = Limits(),
         *,
-        broker: Broker | None = None,
+        broker: Broker,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``clock`` and ``sleep`` go together: a frame over the rate waits
-        ``sleep(s)`` for ``clock`` to move on by ``s``. Tests pass a fake pair."""
+        """``store`` and ``broker`` come as a pair from
+        :func:`chat.backends.factory.open_backends`: the broker must deliver
+        the store's commits. ``clock`` and ``sleep`` go together: a frame over
+        the rate waits ``sleep(s)`` for ``clock`` to move on by ``s``. Tests
+        pass a fake pair."""
         self.store = store
-        if broker is None:
-            # One process: the store's commit listener is the whole broker.
-            local = LocalBroker()
-            listen = getattr(store, "listen", None)
-            if listen is None:
-                raise TypeError(f"{type(store).__name__} needs a broker")
-            listen(local.deliver)
-            broker = local
         self.broker: Broker = broker
         self.signer = signer
         self.limits = limits
