@@ -21,13 +21,15 @@ from typing import Any
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
 from chat.core import protocol as p
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
-from chat.core.idempotency import WINDOW_S, IdempotencyWindow, Sent
+from chat.core.idempotency import WINDOW_S
 from chat.core.model import Message, RoomSummary
 from chat.core.names import NameRegistry
+from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.protocol import CloseCode, ErrorCode, encode, error_frame
 from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
+from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
 from chat.core.validation import Invalid, normalize_name
 from chat.server.metrics import Metrics
@@ -44,11 +46,6 @@ RESUME_MAX_CHARS = 1_000_000
 
 # How often to look for members that stopped reading (see outbox.STALL_S).
 STALL_CHECK_S = 5.0
-# While the store keeps failing, remind the log this often (not once per message).
-OUTAGE_LOG_EVERY_S = 10.0
-# /healthz says ``degraded`` for this long after the store last refused a
-# message: a quiet chat sends nothing that would show the store works again.
-DEGRADED_AFTER_REFUSAL_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +115,7 @@ class ChatService:
         self.names = NameRegistry()
         self.rooms: RoomRegistry[Peer] = RoomRegistry()
         self.peers: set[Peer] = set()
-        self._sent = IdempotencyWindow()
-        self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
-        # Who sent each message being stored with a ref: its acknowledgement
-        # carries the ref, and goes to that connection.
-        self._senders: dict[tuple[str, str], Peer] = {}
+        self._says: SayLedger[Peer] = SayLedger()
         broker.listen(self._committed, self._event, self._logged_out)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -130,18 +123,12 @@ class ChatService:
         self.metrics = metrics if metrics is not None else Metrics()
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
-        self._outage_since: float | None = None  # when the store started refusing
-        self._outage_logged = 0.0
-        self._refused = 0
-        self._last_refused = 0.0
+        self._outage = StoreOutage(clock)
 
     async def start(self) -> None:
         """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
         await self.broker.start()
-        now = self.wall()
-        for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
-            if m.ref is not None:
-                self._sent.put(m.session, m.ref, Sent(m.room, m.seq, m.ts / 1000))
+        self._says.restore(await self.store.recent_refs(int((self.wall() - WINDOW_S) * 1000)))
         self._watch = asyncio.ensure_future(self._watch_stalls())
 
     async def _watch_stalls(self) -> None:
@@ -330,27 +317,7 @@ class ChatService:
         peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
         if self._closing:
             return  # says racing a shutdown: their clients resend them after reconnecting
-        # Once per outage, then a reminder now and then: a full disk under load
-        # must not also fill the log with a line per refused message.
-        now = self.clock()
-        self._refused += 1
-        self._last_refused = now
-        if self._outage_since is None:
-            self._outage_since = self._outage_logged = now
-            log.error("history store unavailable: %s", exc)
-        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
-            self._outage_logged = now
-            log.error("history store still unavailable (%d messages refused so far): %s", self._refused, exc)
-
-    def _store_ok(self) -> None:
-        if self._outage_since is not None:
-            log.warning(
-                "history store works again after %.1f s; %d messages were refused",
-                self.clock() - self._outage_since,
-                self._refused,
-            )
-            self._outage_since = None
-            self._refused = 0
+        self._outage.refused(exc)
 
     async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
         summaries = [r.to_wire() for r in await self.room_summaries()]
@@ -470,34 +437,25 @@ class ChatService:
     # -- messages -----------------------------------------------------------
 
     def _say(self, peer: Peer, frame: p.Say) -> Awaitable[None] | None:
-        if frame.ref is not None:
-            key = (peer.session, frame.ref)
-            # A retry is answered before the membership check: the original
-            # was stored, even if the sender has left the room since.
-            if key in self._pending or self._sent.get(peer.session, frame.ref, self.wall()) is not None:
-                return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
+        # A retry is answered before the membership check: the original
+        # was stored, even if the sender has left the room since.
+        if frame.ref is not None and self._says.seen(peer.session, frame.ref, self.wall()):
+            return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
         if not self._member(peer, frame.room, frame.ref):
             return None
         future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
         if frame.ref is not None:
-            self._pending[(peer.session, frame.ref)] = future
-            self._senders[(peer.session, frame.ref)] = peer
+            self._says.storing(peer.session, frame.ref, future, peer)
         future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))
         return None
 
     def _committed(self, messages: list[Message]) -> None:
         """The store committed these (in seq order): acknowledge and broadcast them now."""
-        if self._outage_since is not None:
-            self._store_ok()
+        self._outage.recovered()
         # Consecutive messages of one room fan out together: one write per member.
         batch: list[tuple[Message, Peer | None]] = []
         for message in messages:
-            sender = None
-            if message.ref is not None:
-                key = (message.session, message.ref)
-                sender = self._senders.pop(key, None)
-                self._pending.pop(key, None)
-                self._sent.put(message.session, message.ref, Sent(message.room, message.seq, message.ts / 1000))
+            sender = self._says.committed(message)
             if batch and batch[0][0].room != message.room:
                 self._publish_batch(batch)
                 batch = []
@@ -520,13 +478,12 @@ class ChatService:
             self.metrics.history_write.observe(time.perf_counter() - started)
             return
         if ref is not None:
-            self._pending.pop((peer.session, ref), None)
-            self._senders.pop((peer.session, ref), None)
+            self._says.failed(peer.session, ref)
         if isinstance(exc, Duplicate):
             # A retry the store recognised (its original came through another
             # process): answer with the original, as if it were new.
             original = exc.message
-            self._sent.put(original.session, ref or "", Sent(original.room, original.seq, original.ts / 1000))
+            self._says.duplicate(ref or "", original)
             if peer.open:
                 peer.send(original.to_wire(with_ref=True))
             return
@@ -534,7 +491,7 @@ class ChatService:
 
     async def _repeat(self, peer: Peer, ref: str) -> None:
         """Answer a say whose ref this session already sent with the original message."""
-        pending = self._pending.get((peer.session, ref))
+        pending = self._says.pending(peer.session, ref)
         if pending is not None:
             # The same ref is being stored right now (a retry raced its original).
             try:
@@ -542,7 +499,7 @@ class ChatService:
             except Duplicate as exc:
                 original = exc.message
         else:
-            sent = self._sent.get(peer.session, ref, self.wall())
+            sent = self._says.sent(peer.session, ref, self.wall())
             original = await self.store.get(sent.room, sent.seq) if sent is not None else None
         if original is None:
             raise StoreUnavailable(f"message for ref {ref!r} not found")
@@ -596,8 +553,7 @@ class ChatService:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
-        refusing = self._outage_since is not None and self.clock() - self._last_refused < DEGRADED_AFTER_REFUSAL_S
-        degraded = refusing or not self.broker.healthy
+        degraded = self._outage.degraded() or not self.broker.healthy
         return {
             "status": "degraded" if degraded else "ok",
             "connections": len(self.peers),
