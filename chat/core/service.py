@@ -14,35 +14,33 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
 from chat.core import protocol as p
+from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
+from chat.core.errors import Refused
+from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S
+from chat.core.identity import Identities
 from chat.core.model import Message, RoomSummary
-from chat.core.names import NameRegistry
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
+from chat.core.peer import Peer
 from chat.core.protocol import CloseCode, ErrorCode, encode, error_frame
 from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
 from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
-from chat.core.validation import Invalid, normalize_name
 from chat.server.metrics import Metrics
 
+# Re-exported: tests and adapters import them from here.
+__all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
+
 log = logging.getLogger(__name__)
-
-# A resuming client gets at most this many missed messages in ``joined``; it
-# fetches the rest with ``history``/``after``. Bounds one frame's size.
-RESUME_MAX = 1000
-# ... and at most about this much text, so the frame stays far below a client's
-# usual message size limit (tornado's is 10 MiB) even with long messages.
-RESUME_MAX_CHARS = 1_000_000
-
 
 # How often to look for members that stopped reading (see outbox.STALL_S).
 STALL_CHECK_S = 5.0
@@ -60,31 +58,6 @@ class Limits:
     # A member's queued frames past this many bytes are dropped for a gap
     # notice: about a thousand typical messages, and bounded memory per socket.
     max_backlog_bytes: int = 1 << 20
-
-
-@dataclass(eq=False, slots=True)
-class Peer:
-    """One open connection of a named session."""
-
-    conn: Transport
-    outbox: Outbox
-    name: str
-    session: str
-    limiter: FrameLimiter
-    rooms: set[str] = field(default_factory=set)
-    open: bool = True
-
-    def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
-        self.outbox.push(OutFrame.of(encode(frame), kind))
-
-
-class Refused(Exception):
-    """A connection or login the service will not admit; ``reason`` is the close reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class ChatService:
@@ -112,7 +85,8 @@ class ChatService:
         self.clock = clock
         self.wall = wall
         self.sleep = sleep
-        self.names = NameRegistry()
+        self.identities = Identities(signer, broker, clock)
+        self.names = self.identities.names
         self.rooms: RoomRegistry[Peer] = RoomRegistry()
         self.peers: set[Peer] = set()
         self._says: SayLedger[Peer] = SayLedger()
@@ -136,7 +110,7 @@ class ChatService:
         while True:
             await asyncio.sleep(STALL_CHECK_S)
             self.close_stalled()
-            self.names.sweep(self.clock())  # forget expired name reservations
+            self.identities.sweep()
 
     def close_stalled(self) -> None:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
@@ -151,51 +125,21 @@ class ChatService:
 
     def resolve_session(self, token: str | None) -> tuple[str, str]:
         """``(session_id, token)`` for a presented token, or a new session if it is absent or forged."""
-        if token:
-            session_id = self.signer.verify(token)
-            if session_id is not None:
-                return session_id, token
-        return self.signer.new()
+        return self.identities.resolve_session(token)
 
     async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
         """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
-        name = self._valid_name(raw_name)
-        session_id, token = self.resolve_session(token)
-        if not self.names.reserve(name, session_id, self.clock()):
-            raise Refused("name_taken", f"the name {name!r} is in use")
-        refusal = await self._claim(name, session_id)
-        if refusal == "unavailable":
-            raise Refused(refusal, "the chat is unavailable; try again in a moment")
-        if refusal is not None:
-            raise Refused(refusal, f"the name {name!r} is in use")
-        self.broker.release(name, session_id)  # held by the reservation, not by a connection
-        return name, session_id, token
+        return await self.identities.login(raw_name, token)
 
     def logout(self, name: str, session_id: str) -> None:
         """End the session everywhere: close its sockets, in every process, and free the name at once."""
         self._logged_out(session_id)
-        self.names.drop(name, session_id)
-        self.broker.logout(name, session_id)
+        self.identities.logout(name, session_id)
 
     def _logged_out(self, session_id: str) -> None:
         for peer in [peer for peer in self.peers if peer.session == session_id]:
             peer.conn.close(CloseCode.NORMAL, "logged_out")
             self.disconnect(peer)
-
-    async def _claim(self, name: str, session_id: str) -> str | None:
-        """Hold ``name`` across processes: None, or why not (``name_taken``, ``unavailable``)."""
-        try:
-            claimed = await self.broker.claim(name, session_id)
-        except StoreUnavailable:
-            return "unavailable"
-        return None if claimed else "name_taken"
-
-    @staticmethod
-    def _valid_name(raw_name: str | None) -> str:
-        try:
-            return normalize_name(raw_name or "")
-        except Invalid as exc:
-            raise Refused("bad_name", exc.message) from None
 
     # -- connection lifecycle ----------------------------------------------
 
@@ -203,18 +147,10 @@ class ChatService:
         """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``
         (1013 when the broker cannot tell whether the name is free)."""
         try:
-            name = self._valid_name(raw_name)
+            name, session_id, token = await self.identities.admit(raw_name, token)
         except Refused as exc:
-            conn.close(CloseCode.POLICY_VIOLATION, exc.reason)
-            return None
-        session_id, token = self.resolve_session(token)
-        if not self.names.acquire(name, session_id, self.clock()):
-            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
-            return None
-        refusal = await self._claim(name, session_id)
-        if refusal is not None:
-            self.names.release(name, session_id, self.clock())
-            conn.close(CloseCode.TRY_AGAIN_LATER if refusal == "unavailable" else CloseCode.POLICY_VIOLATION, refusal)
+            unavailable = exc.reason == "unavailable"
+            conn.close(CloseCode.TRY_AGAIN_LATER if unavailable else CloseCode.POLICY_VIOLATION, exc.reason)
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
         limiter = FrameLimiter(self.limits.rate, self.limits.burst, self.limits.flood_window)
@@ -237,8 +173,7 @@ class ChatService:
             self._idle.set()
         for room in list(peer.rooms):
             self._leave(peer, room)
-        self.names.release(peer.name, peer.session, self.clock())
-        self.broker.release(peer.name, peer.session)
+        self.identities.release(peer.name, peer.session)
 
     def handle_binary(self, peer: Peer) -> None:
         peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
@@ -358,39 +293,11 @@ class ChatService:
             peer.rooms.add(room)
         # The member is in the room (syncing) and the room is subscribed before
         # history is read, so a message stored meanwhile is buffered, never lost.
-        truncated = False
         try:
             await self.broker.subscribe(room)
             if first:
                 await self.broker.enter(room, peer.name)  # presence, for the others
-            # last_seq, the history and the member list are all asked for
-            # before the first is awaited: over Redis they share one pipeline,
-            # one round trip instead of three (and no Task each, as gather()
-            # would cost). last_seq is asked first and reads are answered in
-            # the order asked, so the history is never older than last_seq.
-            reads: list[Awaitable[Any]] = [self.store.last_seq(room)]
-            if frame.since is None:
-                reads.append(self.store.before(room, None, self.limits.history_on_join))
-            else:
-                reads.append(self.store.after(room, frame.since, RESUME_MAX + 1))
-            reads.append(self.broker.members(room))
-            try:
-                last_seq: int = await reads[0]
-                history: list[Message] = await reads[1]
-                members: list[str] = await reads[2]
-            except BaseException:
-                for read in reads:
-                    _drop(read)
-                raise
-            if frame.since is not None:
-                keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
-                truncated = len(history) > keep
-                del history[keep:]
-            if history and not truncated:
-                last_seq = max(last_seq, history[-1].seq)
-            # Messages up to last_seq may still be on their way from another
-            # process; they must land in the buffer, not after go_live.
-            await self.broker.caught_up(room, last_seq)
+            view = await read_room(self.store, self.broker, room, frame.since, self.limits.history_on_join)
         except BaseException:
             if not rejoin and peer.open and room in peer.rooms:  # never leave a member syncing forever
                 self._leave(peer, room)
@@ -401,15 +308,15 @@ class ChatService:
         reply: dict[str, Any] = {
             "type": "joined",
             "room": room,
-            "members": members,
-            "last_seq": last_seq,
-            "history": [m.to_public() for m in history],
+            "members": view.members,
+            "last_seq": view.last_seq,
+            "history": [m.to_public() for m in view.history],
         }
-        if truncated:
+        if view.truncated:
             reply["truncated"] = True
         peer.send(p.with_ref(reply, frame.ref))
         for m in buffered:
-            if m.seq > last_seq:
+            if m.seq > view.last_seq:
                 peer.outbox.push(OutFrame.message(encode(m.to_wire()), room, m.seq))
 
     def _leave(self, peer: Peer, room: str) -> None:
@@ -516,20 +423,11 @@ class ChatService:
         r = self.rooms.room(room)
         own: dict[Peer, list[OutFrame]] = {}
         if r is not None:
-            frames: list[OutFrame] = []
-            # A sender in the room gets its own copy, carrying its ref: its acknowledgement.
-            for i, (message, sender) in enumerate(batch):
-                if r.syncing:
+            if r.syncing:  # members reading history get these after it
+                for message, _ in batch:
                     self.rooms.buffer(room, message)
-                frames.append(OutFrame.message(encode(message.to_wire()), room, message.seq))
-                if sender is not None and message.ref is not None and sender in r.live:
-                    mine = own.get(sender)
-                    if mine is None:
-                        mine = own[sender] = []
-                    mine.extend(frames[len(mine) : i])  # the others' messages before this one
-                    mine.append(OutFrame.of(encode(message.to_wire(with_ref=True))))
-            for mine in own.values():  # and those after its last one
-                mine.extend(frames[len(mine) :])
+            # A sender in the room gets its own copy, carrying its ref: its acknowledgement.
+            frames, own = room_frames(batch, r.live)
             if r.live:
                 fan_out(r.live, frames, own, self.flusher.claim_direct(room))
             self.metrics.deliveries.inc(len(r.live) * len(batch))
@@ -582,64 +480,3 @@ class ChatService:
             self._watch = None
         await self.store.close()
         await self.broker.close()
-
-
-def fan_out(live: Iterable[Peer], frames: list[OutFrame], own: dict[Peer, list[OutFrame]], direct: bool) -> None:
-    """Hand ``frames`` (one room's, in order) to every member of ``live``; the
-    peers in ``own`` get their own list instead.
-
-    The hot loop, once per member per message. With ``direct``, a member whose
-    outbox has nothing waiting gets the frames' bytes straight from one
-    ``send()`` on its socket, as they would have gone out at the end of the
-    tick: no queue, no flush, no object made per member. Everyone else (and
-    every member when not ``direct``) has the frames pushed on its outbox.
-    """
-    # The senders' copies carry their refs: they go through the outbox, which
-    # also takes the senders off the direct path below (a push closes it).
-    for sender, mine in own.items():
-        push = sender.outbox.push
-        for frame in mine:
-            push(frame)
-    if not direct:
-        for member in live:
-            if member not in own:
-                push = member.outbox.push
-                for frame in frames:
-                    push(frame)
-        return
-    data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
-    size = len(data)
-    for member in live:
-        send = member.outbox.send
-        if send is None:
-            if member not in own:
-                push = member.outbox.push
-                for frame in frames:
-                    push(frame)
-            continue
-        try:
-            sent = send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            continue  # the socket is gone: its close disconnects the member
-        if sent != size:
-            member.outbox.sent_part(data, sent)
-
-
-def _drop(read: Awaitable[Any]) -> None:
-    """Let go of a read nobody awaits any more: no "never awaited" or "never retrieved" noise."""
-    if isinstance(read, Coroutine):
-        read.close()
-    elif isinstance(read, asyncio.Future):
-        read.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-
-def _fits(messages: list[Message], most: int, max_chars: int) -> int:
-    """How many of ``messages`` (from the first) fit in ``most`` and ``max_chars``; at least one."""
-    total = 0
-    for i, m in enumerate(messages[:most]):
-        total += len(m.text)
-        if total > max_chars and i > 0:
-            return i
-    return min(len(messages), most)
