@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from chat.backends.base import Broker, StoreUnavailable
-from chat.core.errors import Refused
+from chat.core.errors import ErrorCode, Refused
 from chat.core.names import NameRegistry
 from chat.core.sessions import SessionSigner
 from chat.core.validation import Invalid, normalize_name
@@ -38,9 +38,9 @@ class Identities:
         name = valid_name(raw_name)
         session_id, token = self.resolve_session(token)
         if not self.names.reserve(name, session_id, self.clock()):
-            raise Refused("name_taken", f"the name {name!r} is in use")
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         refusal = await self._claim(name, session_id)
-        if refusal == "unavailable":
+        if refusal is ErrorCode.UNAVAILABLE:
             raise Refused(refusal, "the chat is unavailable; try again in a moment")
         if refusal is not None:
             raise Refused(refusal, f"the name {name!r} is in use")
@@ -55,7 +55,7 @@ class Identities:
         name = valid_name(raw_name)
         session_id, token = self.resolve_session(token)
         if not self.names.acquire(name, session_id, self.clock()):
-            raise Refused("name_taken", f"the name {name!r} is in use")
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         refusal = await self._claim(name, session_id)
         if refusal is not None:
             self.names.release(name, session_id, self.clock())
@@ -76,13 +76,13 @@ class Identities:
         """Forget expired name reservations."""
         self.names.sweep(self.clock())
 
-    async def _claim(self, name: str, session_id: str) -> str | None:
+    async def _claim(self, name: str, session_id: str) -> ErrorCode | None:
         """Hold ``name`` across processes: None, or why not (``name_taken``, ``unavailable``)."""
         try:
             claimed = await self.broker.claim(name, session_id)
         except StoreUnavailable:
-            return "unavailable"
-        return None if claimed else "name_taken"
+            return ErrorCode.UNAVAILABLE
+        return None if claimed else ErrorCode.NAME_TAKEN
 
 
 def valid_name(raw_name: str | None) -> str:
@@ -90,4 +90,4 @@ def valid_name(raw_name: str | None) -> str:
     try:
         return normalize_name(raw_name or "")
     except Invalid as exc:
-        raise Refused("bad_name", exc.message) from None
+        raise Refused(ErrorCode.BAD_NAME, exc.message) from None

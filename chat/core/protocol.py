@@ -1,18 +1,22 @@
 """The wire protocol: client frames in, server frames out. Pure, no I/O.
 
 :func:`parse_client_frame` turns one text frame into a typed request or raises
-:class:`ProtocolError`, whose ``code`` is what the client is told. Every error
-code and close code the server uses is defined here, in one place.
+:class:`ProtocolError`, whose ``code`` is what the client is told. The error
+codes and close codes live in :mod:`chat.core.errors`, and are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
-from chat.core.validation import Invalid, normalize_room, normalize_text
+# Re-exported (``as``): the protocol's codes and errors are importable from here too.
+from chat.core.errors import CloseCode as CloseCode
+from chat.core.errors import ErrorCode as ErrorCode
+from chat.core.errors import Invalid
+from chat.core.errors import ProtocolError as ProtocolError
+from chat.core.validation import normalize_room, normalize_text
 
 REF_MAX_CHARS = 64
 # seqs are SQLite integers (64-bit): anything larger is not a seq.
@@ -23,40 +27,6 @@ SEQ_MAX = 2**63 - 1
 _INT_MAX_DIGITS = 4300
 HISTORY_DEFAULT_LIMIT = 50
 HISTORY_MAX_LIMIT = 200
-
-
-class CloseCode(IntEnum):
-    NORMAL = 1000  # logged out
-    GOING_AWAY = 1001  # server shutting down; clients reconnect
-    UNSUPPORTED_DATA = 1003  # binary frames
-    POLICY_VIOLATION = 1008  # bad name, name taken, sustained flood
-    MESSAGE_TOO_BIG = 1009  # frame over --max-frame-bytes
-    TRY_AGAIN_LATER = 1013  # slow consumer that stopped reading
-
-
-class ErrorCode:
-    BAD_JSON = "bad_json"
-    UNKNOWN_TYPE = "unknown_type"
-    BAD_REQUEST = "bad_request"
-    BAD_ROOM = "bad_room"
-    NOT_MEMBER = "not_member"
-    EMPTY = "empty"
-    TOO_LONG = "too_long"
-    # No longer sent: a frame over the rate is read later, never dropped.
-    # Kept so clients written for older servers still know it (they retry it).
-    RATE_LIMITED = "rate_limited"
-    TOO_MANY_ROOMS = "too_many_rooms"
-    UNAVAILABLE = "unavailable"
-
-
-class ProtocolError(Exception):
-    """A frame the server refuses. ``ref`` is the frame's ref, when it had a valid one."""
-
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.ref = ref
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +184,7 @@ def encode(frame: dict[str, Any]) -> str:
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
 
 
-def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
+def error_frame(code: ErrorCode, message: str, ref: str | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if ref is not None:
         frame["ref"] = ref

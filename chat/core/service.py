@@ -21,7 +21,7 @@ from typing import Any
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
 from chat.core import protocol as p
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
-from chat.core.errors import Refused
+from chat.core.errors import CloseReason, Refused
 from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S
@@ -37,8 +37,8 @@ from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
 from chat.server.metrics import Metrics
 
-# Re-exported: tests and adapters import them from here.
-__all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
+# Peer, Refused, fan_out and RESUME_MAX* are re-exported: tests and adapters import them from here.
+__all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "STALL_CHECK_S", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class ChatService:
         for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
             log.info("closing %s: not reading for %.0f s", peer.name, peer.outbox.stalled_for(now))
             self.metrics.slow_closes.inc()
-            peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            peer.conn.close(CloseCode.TRY_AGAIN_LATER, CloseReason.SLOW_CONSUMER)
             self.disconnect(peer)
 
     # -- identity -------------------------------------------------------
@@ -138,7 +138,7 @@ class ChatService:
 
     def _logged_out(self, session_id: str) -> None:
         for peer in [peer for peer in self.peers if peer.session == session_id]:
-            peer.conn.close(CloseCode.NORMAL, "logged_out")
+            peer.conn.close(CloseCode.NORMAL, CloseReason.LOGGED_OUT)
             self.disconnect(peer)
 
     # -- connection lifecycle ----------------------------------------------
@@ -149,7 +149,7 @@ class ChatService:
         try:
             name, session_id, token = await self.identities.admit(raw_name, token)
         except Refused as exc:
-            unavailable = exc.reason == "unavailable"
+            unavailable = exc.reason is ErrorCode.UNAVAILABLE
             conn.close(CloseCode.TRY_AGAIN_LATER if unavailable else CloseCode.POLICY_VIOLATION, exc.reason)
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
@@ -176,7 +176,7 @@ class ChatService:
         self.identities.release(peer.name, peer.session)
 
     def handle_binary(self, peer: Peer) -> None:
-        peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        peer.conn.close(CloseCode.UNSUPPORTED_DATA, CloseReason.BINARY)
 
     def handle_text(self, peer: Peer, text: str) -> Awaitable[None] | None:
         """One client frame: rate-limit, parse, act, answer.
@@ -194,7 +194,7 @@ class ChatService:
         """
         verdict = peer.limiter.check(self.clock())
         if verdict is Verdict.CLOSE:
-            peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
+            peer.conn.close(CloseCode.POLICY_VIOLATION, CloseReason.FLOOD)
             return None
         if verdict is Verdict.WAIT:
             return self._later(peer, text, peer.limiter.wait)
@@ -468,7 +468,7 @@ class ChatService:
         await self.store.drain()  # acknowledge and broadcast what was being stored
         self.flusher.flush()  # what is queued goes out before the close frame
         for peer in list(peers if peers is not None else self.peers):
-            peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            peer.conn.close(CloseCode.GOING_AWAY, CloseReason.SHUTTING_DOWN)
         await self.stop()
 
     async def stop(self) -> None:
