@@ -10,8 +10,8 @@ from collections.abc import Collection, Iterable
 
 from chat.core.frames import OutFrame
 from chat.core.model import Message
+from chat.core.outbound import MessageFrame, encode
 from chat.core.peer import Peer
-from chat.core.protocol import encode
 
 
 def room_frames(
@@ -23,13 +23,13 @@ def room_frames(
     frames: list[OutFrame] = []
     own: dict[Peer, list[OutFrame]] = {}
     for i, (message, sender) in enumerate(batch):
-        frames.append(OutFrame.message(encode(message.to_wire()), message.room, message.seq))
+        frames.append(OutFrame.message(encode(MessageFrame(message)), message.room, message.seq))
         if sender is not None and message.ref is not None and sender in live:
             mine = own.get(sender)
             if mine is None:
                 mine = own[sender] = []
             mine.extend(frames[len(mine) : i])  # the others' messages before this one
-            mine.append(OutFrame.of(encode(message.to_wire(with_ref=True))))
+            mine.append(OutFrame.of(encode(MessageFrame(message, with_ref=True))))
     for mine in own.values():  # and those after its last one
         mine.extend(frames[len(mine) :])
     return frames, own

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from chat.core.frames import CONTROL, OutFrame
+from chat.core.outbound import ServerFrame, encode
 from chat.core.outbox import Outbox, Transport
-from chat.core.protocol import encode
 from chat.core.ratelimit import FrameLimiter
 
 
@@ -23,5 +22,5 @@ class Peer:
     rooms: set[str] = field(default_factory=set)
     open: bool = True
 
-    def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
+    def send(self, frame: ServerFrame, kind: int = CONTROL) -> None:
         self.outbox.push(OutFrame.of(encode(frame), kind))

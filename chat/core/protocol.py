@@ -1,4 +1,4 @@
-"""The wire protocol: client frames in, server frames out. Pure, no I/O.
+"""The wire protocol, inbound: client frames in. Pure, no I/O.
 
 :func:`parse_client_frame` turns one text frame into a typed request or raises
 :class:`ProtocolError`, whose ``code`` is what the client is told. The error
@@ -16,6 +16,7 @@ from chat.core.errors import CloseCode as CloseCode
 from chat.core.errors import ErrorCode as ErrorCode
 from chat.core.errors import Invalid
 from chat.core.errors import ProtocolError as ProtocolError
+from chat.core.outbound import encode as encode  # the server's frames: chat/core/outbound.py
 from chat.core.validation import normalize_room, normalize_text
 
 REF_MAX_CHARS = 64
@@ -177,21 +178,3 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
     if kind == "ping":
         return Ping(ref=ref)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)
-
-
-def encode(frame: dict[str, Any]) -> str:
-    """Encode a server frame. Compact separators: every byte is sent to every member."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def error_frame(code: ErrorCode, message: str, ref: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
-
-
-def with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    if ref is not None:
-        frame["ref"] = ref
-    return frame

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
+from chat.core import outbound as out
 from chat.core import protocol as p
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
 from chat.core.errors import CloseReason, Refused
@@ -30,7 +31,7 @@ from chat.core.model import Message, RoomSummary
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.peer import Peer
-from chat.core.protocol import CloseCode, ErrorCode, encode, error_frame
+from chat.core.protocol import CloseCode, ErrorCode, encode
 from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
 from chat.core.says import SayLedger
@@ -158,7 +159,7 @@ class ChatService:
         self.peers.add(peer)
         self.metrics.connections.set(len(self.peers))
         self._idle.clear()
-        peer.send({"type": "welcome", "name": name, "session": token})
+        peer.send(out.Welcome(name, token))
         return peer
 
     def disconnect(self, peer: Peer) -> None:
@@ -216,7 +217,7 @@ class ChatService:
         try:
             frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
         except p.ProtocolError as exc:
-            peer.send(error_frame(exc.code, exc.message, exc.ref))
+            peer.send(out.Error(exc.code, exc.message, exc.ref))
             return None
         match frame:
             case p.Say():
@@ -230,15 +231,15 @@ class ChatService:
                 if frame.room in peer.rooms:
                     self._leave(peer, frame.room)
                 # Leaving twice is harmless, so a retried leave succeeds.
-                peer.send(p.with_ref({"type": "left", "room": frame.room}, frame.ref))
+                peer.send(out.Left(frame.room, frame.ref))
             case p.Typing():
                 if self._member(peer, frame.room, frame.ref):
-                    typing = {"type": "typing", "room": frame.room, "name": peer.name}
-                    self.broker.announce(frame.room, peer.name, typing)
+                    typing = out.Typing(frame.room, peer.name)
+                    self.broker.announce(frame.room, peer.name, typing.to_wire())
             case p.Rooms():
                 return self._guard(peer, frame.ref, self._rooms(peer, frame))
             case p.Ping():
-                peer.send(p.with_ref({"type": "pong"}, frame.ref))
+                peer.send(out.Pong(frame.ref))
         return None
 
     async def _guard(self, peer: Peer, ref: str | None, work: Awaitable[None]) -> None:
@@ -249,27 +250,25 @@ class ChatService:
             self._unavailable(peer, ref, exc)
 
     def _unavailable(self, peer: Peer, ref: str | None, exc: BaseException) -> None:
-        peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
+        peer.send(out.Error(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
         if self._closing:
             return  # says racing a shutdown: their clients resend them after reconnecting
         self._outage.refused(exc)
 
     async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
-        summaries = [r.to_wire() for r in await self.room_summaries()]
-        peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
+        peer.send(out.Rooms(await self.room_summaries(), frame.ref))
 
     async def _history(self, peer: Peer, frame: p.History) -> None:
         if frame.after is not None:
             msgs = await self.store.after(frame.room, frame.after, frame.limit)
         else:
             msgs = await self.store.before(frame.room, frame.before, frame.limit)
-        reply = {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]}
-        peer.send(p.with_ref(reply, frame.ref))
+        peer.send(out.History(frame.room, msgs, frame.ref))
 
     def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
         if room in peer.rooms:
             return True
-        peer.send(error_frame(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
+        peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
         return False
 
     # -- rooms ------------------------------------------------------------
@@ -279,7 +278,7 @@ class ChatService:
         rejoin = room in peer.rooms
         if not rejoin and len(peer.rooms) >= self.limits.max_rooms_per_connection:
             peer.send(
-                error_frame(
+                out.Error(
                     ErrorCode.TOO_MANY_ROOMS,
                     f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
                     frame.ref,
@@ -305,19 +304,10 @@ class ChatService:
         if not peer.open or room not in peer.rooms:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
-        reply: dict[str, Any] = {
-            "type": "joined",
-            "room": room,
-            "members": view.members,
-            "last_seq": view.last_seq,
-            "history": [m.to_public() for m in view.history],
-        }
-        if view.truncated:
-            reply["truncated"] = True
-        peer.send(p.with_ref(reply, frame.ref))
+        peer.send(out.Joined(room, view.members, view.last_seq, view.history, view.truncated, frame.ref))
         for m in buffered:
             if m.seq > view.last_seq:
-                peer.outbox.push(OutFrame.message(encode(m.to_wire()), room, m.seq))
+                peer.outbox.push(OutFrame.message(encode(out.MessageFrame(m)), room, m.seq))
 
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
@@ -336,10 +326,10 @@ class ChatService:
         r = self.rooms.room(room)
         if r is None:
             return
-        out = OutFrame.of(encode(frame), kind)
+        shared = OutFrame.of(encode(frame), kind)
         for member in r.live:
             if member.name != name:
-                member.outbox.push(out)
+                member.outbox.push(shared)
 
     # -- messages -----------------------------------------------------------
 
@@ -392,7 +382,7 @@ class ChatService:
             original = exc.message
             self._says.duplicate(ref or "", original)
             if peer.open:
-                peer.send(original.to_wire(with_ref=True))
+                peer.send(out.MessageFrame(original, with_ref=True))
             return
         self._unavailable(peer, ref, exc)
 
@@ -410,7 +400,7 @@ class ChatService:
             original = await self.store.get(sent.room, sent.seq) if sent is not None else None
         if original is None:
             raise StoreUnavailable(f"message for ref {ref!r} not found")
-        peer.send(original.to_wire(with_ref=True))
+        peer.send(out.MessageFrame(original, with_ref=True))
 
     def publish(self, message: Message, sender: Peer | None = None) -> None:
         """Deliver a stored message to the room: encoded and framed once, written or queued for every member."""
@@ -434,7 +424,7 @@ class ChatService:
         for message, sender in batch:
             if sender is not None and message.ref is not None and sender not in own and sender.open:
                 # The sender left the room while the message was stored: still acknowledge it.
-                sender.send(message.to_wire(with_ref=True))
+                sender.send(out.MessageFrame(message, with_ref=True))
         self.metrics.messages.inc(len(batch))
         each = (time.perf_counter() - started) / len(batch)
         for _ in batch:

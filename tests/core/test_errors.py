@@ -8,6 +8,7 @@ import pytest
 
 from chat.core import errors, protocol, service, validation
 from chat.core.errors import ChatServiceError, CloseReason, ErrorCode, Invalid, ProtocolError, Refused
+from chat.core.outbound import Error
 
 
 @pytest.mark.parametrize("error", [Invalid, ProtocolError, Refused])
@@ -45,7 +46,7 @@ def test_validation_raises_the_protocol_error_codes(normalize, code):
 
 
 def test_codes_go_on_the_wire_as_their_plain_strings():
-    text = protocol.encode(protocol.error_frame(ErrorCode.TOO_MANY_ROOMS, "m", "r1"))
+    text = protocol.encode(Error(ErrorCode.TOO_MANY_ROOMS, "m", "r1"))
     assert text == '{"type":"error","code":"too_many_rooms","message":"m","ref":"r1"}'
     assert json.dumps({"reason": CloseReason.SLOW_CONSUMER}) == '{"reason": "slow consumer"}'
 
