@@ -16,6 +16,7 @@ from chat.core.errors import CloseCode as CloseCode
 from chat.core.errors import ErrorCode as ErrorCode
 from chat.core.errors import Invalid
 from chat.core.errors import ProtocolError as ProtocolError
+from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from chat.core.outbound import encode as encode  # the server's frames: chat/core/outbound.py
 from chat.core.validation import normalize_room, normalize_text
 
@@ -26,8 +27,8 @@ SEQ_MAX = 2**63 - 1
 # quadratic-time parsing); such valid JSON numbers are parsed to a placeholder
 # that fails every type check with ``bad_request`` instead of ``bad_json``.
 _INT_MAX_DIGITS = 4300
-HISTORY_DEFAULT_LIMIT = 50
-HISTORY_MAX_LIMIT = 200
+HISTORY_DEFAULT_LIMIT = HISTORY_PAGE_DEFAULT
+HISTORY_MAX_LIMIT = HISTORY_PAGE_MAX
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
@@ -27,18 +26,19 @@ from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S
 from chat.core.identity import Identities
+from chat.core.limits import Limits
 from chat.core.model import Message, RoomSummary
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.peer import Peer
 from chat.core.protocol import CloseCode, ErrorCode, encode
-from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
+from chat.core.ratelimit import FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
 from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
 from chat.server.metrics import Metrics
 
-# Peer, Refused, fan_out and RESUME_MAX* are re-exported: tests and adapters import them from here.
+# Limits, Peer, Refused, fan_out and RESUME_MAX* are re-exported: tests and adapters import them from here.
 __all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "STALL_CHECK_S", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
 
 log = logging.getLogger(__name__)
@@ -47,26 +47,12 @@ log = logging.getLogger(__name__)
 STALL_CHECK_S = 5.0
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    history_on_join: int = 50
-    max_message_chars: int = 4000
-    rate: float = 20.0
-    burst: float = 40.0
-    # Seconds behind the rate without a break before a connection is closed as a flood.
-    flood_window: float = FLOOD_WINDOW_S
-    max_rooms_per_connection: int = 100
-    # A member's queued frames past this many bytes are dropped for a gap
-    # notice: about a thousand typical messages, and bounded memory per socket.
-    max_backlog_bytes: int = 1 << 20
-
-
 class ChatService:
     def __init__(
         self,
         store: HistoryStore,
         signer: SessionSigner,
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         *,
         broker: Broker,
         clock: Callable[[], float] = time.monotonic,
@@ -82,7 +68,7 @@ class ChatService:
         self.store = store
         self.broker: Broker = broker
         self.signer = signer
-        self.limits = limits
+        self.limits = limits if limits is not None else Limits()
         self.clock = clock
         self.wall = wall
         self.sleep = sleep

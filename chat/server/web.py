@@ -11,6 +11,7 @@ import tornado.web
 
 from chat.backends.base import StoreUnavailable
 from chat.core.errors import ErrorCode, Invalid, Refused
+from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from chat.core.service import ChatService
 from chat.core.validation import normalize_room
 from chat.server import metrics
@@ -153,7 +154,7 @@ class MessagesApi(BaseHandler):
             return
         try:
             before = self._int_arg("before", None)
-            limit = self._int_arg("limit", 50)
+            limit = self._int_arg("limit", HISTORY_PAGE_DEFAULT)
         except ValueError as exc:
             self.write_json({"error": ErrorCode.BAD_REQUEST, "message": str(exc)}, 400)
             return
@@ -161,7 +162,7 @@ class MessagesApi(BaseHandler):
             self.write_json({"error": ErrorCode.BAD_REQUEST, "message": "limit must be at least 1"}, 400)
             return
         try:
-            messages = await self.service.store.before(room, before, min(limit, 200))
+            messages = await self.service.store.before(room, before, min(limit, HISTORY_PAGE_MAX))
         except StoreUnavailable:
             self.write_json({"error": ErrorCode.UNAVAILABLE, "message": "try again in a moment"}, 503)
             return
