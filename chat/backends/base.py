@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from chat.core.model import Message
+from chat.core.outbound import Presence
 
 
 class StoreUnavailable(Exception):
@@ -103,7 +104,8 @@ OnLogout = Callable[[str], None]
 
 
 def presence_frame(room: str, event: str, name: str) -> dict[str, Any]:
-    return {"type": "presence", "room": room, "event": event, "name": name}
+    """The ``presence`` frame brokers hand to ``OnEvent`` (see :class:`chat.core.outbound.Presence`)."""
+    return Presence(room, event, name).to_wire()
 
 
 class Broker(Protocol):

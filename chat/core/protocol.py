@@ -1,18 +1,24 @@
-"""The wire protocol: client frames in, server frames out. Pure, no I/O.
+"""The wire protocol, inbound: client frames in. Pure, no I/O.
 
 :func:`parse_client_frame` turns one text frame into a typed request or raises
-:class:`ProtocolError`, whose ``code`` is what the client is told. Every error
-code and close code the server uses is defined here, in one place.
+:class:`ProtocolError`, whose ``code`` is what the client is told. The error
+codes and close codes live in :mod:`chat.core.errors`, and are re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any
 
-from chat.core.validation import Invalid, normalize_room, normalize_text
+# Re-exported (``as``): the protocol's codes and errors are importable from here too.
+from chat.core.errors import CloseCode as CloseCode
+from chat.core.errors import ErrorCode as ErrorCode
+from chat.core.errors import Invalid
+from chat.core.errors import ProtocolError as ProtocolError
+from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
+from chat.core.outbound import encode as encode  # the server's frames: chat/core/outbound.py
+from chat.core.validation import normalize_room, normalize_text
 
 REF_MAX_CHARS = 64
 # seqs are SQLite integers (64-bit): anything larger is not a seq.
@@ -21,42 +27,8 @@ SEQ_MAX = 2**63 - 1
 # quadratic-time parsing); such valid JSON numbers are parsed to a placeholder
 # that fails every type check with ``bad_request`` instead of ``bad_json``.
 _INT_MAX_DIGITS = 4300
-HISTORY_DEFAULT_LIMIT = 50
-HISTORY_MAX_LIMIT = 200
-
-
-class CloseCode(IntEnum):
-    NORMAL = 1000  # logged out
-    GOING_AWAY = 1001  # server shutting down; clients reconnect
-    UNSUPPORTED_DATA = 1003  # binary frames
-    POLICY_VIOLATION = 1008  # bad name, name taken, sustained flood
-    MESSAGE_TOO_BIG = 1009  # frame over --max-frame-bytes
-    TRY_AGAIN_LATER = 1013  # slow consumer that stopped reading
-
-
-class ErrorCode:
-    BAD_JSON = "bad_json"
-    UNKNOWN_TYPE = "unknown_type"
-    BAD_REQUEST = "bad_request"
-    BAD_ROOM = "bad_room"
-    NOT_MEMBER = "not_member"
-    EMPTY = "empty"
-    TOO_LONG = "too_long"
-    # No longer sent: a frame over the rate is read later, never dropped.
-    # Kept so clients written for older servers still know it (they retry it).
-    RATE_LIMITED = "rate_limited"
-    TOO_MANY_ROOMS = "too_many_rooms"
-    UNAVAILABLE = "unavailable"
-
-
-class ProtocolError(Exception):
-    """A frame the server refuses. ``ref`` is the frame's ref, when it had a valid one."""
-
-    def __init__(self, code: str, message: str, ref: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.ref = ref
+HISTORY_DEFAULT_LIMIT = HISTORY_PAGE_DEFAULT
+HISTORY_MAX_LIMIT = HISTORY_PAGE_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,21 +179,3 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
     if kind == "ping":
         return Ping(ref=ref)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)
-
-
-def encode(frame: dict[str, Any]) -> str:
-    """Encode a server frame. Compact separators: every byte is sent to every member."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def error_frame(code: str, message: str, ref: str | None = None) -> dict[str, Any]:
-    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    return frame
-
-
-def with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    if ref is not None:
-        frame["ref"] = ref
-    return frame

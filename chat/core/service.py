@@ -14,81 +14,37 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
-from chat.backends.memory import LocalBroker
+from chat.core import outbound as out
 from chat.core import protocol as p
+from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
+from chat.core.errors import CloseReason, Refused
+from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
-from chat.core.idempotency import WINDOW_S, IdempotencyWindow, Sent
+from chat.core.idempotency import WINDOW_S
+from chat.core.identity import Identities
+from chat.core.limits import Limits
 from chat.core.model import Message, RoomSummary
-from chat.core.names import NameRegistry
+from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
-from chat.core.protocol import CloseCode, ErrorCode, encode, error_frame
-from chat.core.ratelimit import FLOOD_WINDOW_S, FrameLimiter, Verdict
+from chat.core.peer import Peer
+from chat.core.protocol import CloseCode, ErrorCode, encode
+from chat.core.ratelimit import FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
+from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
-from chat.core.validation import Invalid, normalize_name
 from chat.server.metrics import Metrics
+
+# Limits, Peer, Refused, fan_out and RESUME_MAX* are re-exported: tests and adapters import them from here.
+__all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "STALL_CHECK_S", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
 
 log = logging.getLogger(__name__)
 
-# A resuming client gets at most this many missed messages in ``joined``; it
-# fetches the rest with ``history``/``after``. Bounds one frame's size.
-RESUME_MAX = 1000
-# ... and at most about this much text, so the frame stays far below a client's
-# usual message size limit (tornado's is 10 MiB) even with long messages.
-RESUME_MAX_CHARS = 1_000_000
-
-
 # How often to look for members that stopped reading (see outbox.STALL_S).
 STALL_CHECK_S = 5.0
-# While the store keeps failing, remind the log this often (not once per message).
-OUTAGE_LOG_EVERY_S = 10.0
-# /healthz says ``degraded`` for this long after the store last refused a
-# message: a quiet chat sends nothing that would show the store works again.
-DEGRADED_AFTER_REFUSAL_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    history_on_join: int = 50
-    max_message_chars: int = 4000
-    rate: float = 20.0
-    burst: float = 40.0
-    # Seconds behind the rate without a break before a connection is closed as a flood.
-    flood_window: float = FLOOD_WINDOW_S
-    max_rooms_per_connection: int = 100
-    # A member's queued frames past this many bytes are dropped for a gap
-    # notice: about a thousand typical messages, and bounded memory per socket.
-    max_backlog_bytes: int = 1 << 20
-
-
-@dataclass(eq=False, slots=True)
-class Peer:
-    """One open connection of a named session."""
-
-    conn: Transport
-    outbox: Outbox
-    name: str
-    session: str
-    limiter: FrameLimiter
-    rooms: set[str] = field(default_factory=set)
-    open: bool = True
-
-    def send(self, frame: dict[str, Any], kind: int = CONTROL) -> None:
-        self.outbox.push(OutFrame.of(encode(frame), kind))
-
-
-class Refused(Exception):
-    """A connection or login the service will not admit; ``reason`` is the close reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class ChatService:
@@ -96,39 +52,31 @@ class ChatService:
         self,
         store: HistoryStore,
         signer: SessionSigner,
-        limits: Limits = Limits(),
+        limits: Limits | None = None,
         *,
-        broker: Broker | None = None,
+        broker: Broker,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         metrics: Metrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """``clock`` and ``sleep`` go together: a frame over the rate waits
-        ``sleep(s)`` for ``clock`` to move on by ``s``. Tests pass a fake pair."""
+        """``store`` and ``broker`` come as a pair from
+        :func:`chat.backends.factory.open_backends`: the broker must deliver
+        the store's commits. ``clock`` and ``sleep`` go together: a frame over
+        the rate waits ``sleep(s)`` for ``clock`` to move on by ``s``. Tests
+        pass a fake pair."""
         self.store = store
-        if broker is None:
-            # One process: the store's commit listener is the whole broker.
-            local = LocalBroker()
-            listen = getattr(store, "listen", None)
-            if listen is None:
-                raise TypeError(f"{type(store).__name__} needs a broker")
-            listen(local.deliver)
-            broker = local
         self.broker: Broker = broker
         self.signer = signer
-        self.limits = limits
+        self.limits = limits if limits is not None else Limits()
         self.clock = clock
         self.wall = wall
         self.sleep = sleep
-        self.names = NameRegistry()
+        self.identities = Identities(signer, broker, clock)
+        self.names = self.identities.names
         self.rooms: RoomRegistry[Peer] = RoomRegistry()
         self.peers: set[Peer] = set()
-        self._sent = IdempotencyWindow()
-        self._pending: dict[tuple[str, str], asyncio.Future[Message]] = {}
-        # Who sent each message being stored with a ref: its acknowledgement
-        # carries the ref, and goes to that connection.
-        self._senders: dict[tuple[str, str], Peer] = {}
+        self._says: SayLedger[Peer] = SayLedger()
         broker.listen(self._committed, self._event, self._logged_out)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -136,18 +84,12 @@ class ChatService:
         self.metrics = metrics if metrics is not None else Metrics()
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
-        self._outage_since: float | None = None  # when the store started refusing
-        self._outage_logged = 0.0
-        self._refused = 0
-        self._last_refused = 0.0
+        self._outage = StoreOutage(clock)
 
     async def start(self) -> None:
         """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
         await self.broker.start()
-        now = self.wall()
-        for m in await self.store.recent_refs(int((now - WINDOW_S) * 1000)):
-            if m.ref is not None:
-                self._sent.put(m.session, m.ref, Sent(m.room, m.seq, m.ts / 1000))
+        self._says.restore(await self.store.recent_refs(int((self.wall() - WINDOW_S) * 1000)))
         self._watch = asyncio.ensure_future(self._watch_stalls())
 
     async def _watch_stalls(self) -> None:
@@ -155,7 +97,7 @@ class ChatService:
         while True:
             await asyncio.sleep(STALL_CHECK_S)
             self.close_stalled()
-            self.names.sweep(self.clock())  # forget expired name reservations
+            self.identities.sweep()
 
     def close_stalled(self) -> None:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""
@@ -163,58 +105,28 @@ class ChatService:
         for peer in [peer for peer in self.peers if peer.outbox.stalled(now)]:
             log.info("closing %s: not reading for %.0f s", peer.name, peer.outbox.stalled_for(now))
             self.metrics.slow_closes.inc()
-            peer.conn.close(CloseCode.TRY_AGAIN_LATER, "slow consumer")
+            peer.conn.close(CloseCode.TRY_AGAIN_LATER, CloseReason.SLOW_CONSUMER)
             self.disconnect(peer)
 
     # -- identity -------------------------------------------------------
 
     def resolve_session(self, token: str | None) -> tuple[str, str]:
         """``(session_id, token)`` for a presented token, or a new session if it is absent or forged."""
-        if token:
-            session_id = self.signer.verify(token)
-            if session_id is not None:
-                return session_id, token
-        return self.signer.new()
+        return self.identities.resolve_session(token)
 
     async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
         """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
-        name = self._valid_name(raw_name)
-        session_id, token = self.resolve_session(token)
-        if not self.names.reserve(name, session_id, self.clock()):
-            raise Refused("name_taken", f"the name {name!r} is in use")
-        refusal = await self._claim(name, session_id)
-        if refusal == "unavailable":
-            raise Refused(refusal, "the chat is unavailable; try again in a moment")
-        if refusal is not None:
-            raise Refused(refusal, f"the name {name!r} is in use")
-        self.broker.release(name, session_id)  # held by the reservation, not by a connection
-        return name, session_id, token
+        return await self.identities.login(raw_name, token)
 
     def logout(self, name: str, session_id: str) -> None:
         """End the session everywhere: close its sockets, in every process, and free the name at once."""
         self._logged_out(session_id)
-        self.names.drop(name, session_id)
-        self.broker.logout(name, session_id)
+        self.identities.logout(name, session_id)
 
     def _logged_out(self, session_id: str) -> None:
         for peer in [peer for peer in self.peers if peer.session == session_id]:
-            peer.conn.close(CloseCode.NORMAL, "logged_out")
+            peer.conn.close(CloseCode.NORMAL, CloseReason.LOGGED_OUT)
             self.disconnect(peer)
-
-    async def _claim(self, name: str, session_id: str) -> str | None:
-        """Hold ``name`` across processes: None, or why not (``name_taken``, ``unavailable``)."""
-        try:
-            claimed = await self.broker.claim(name, session_id)
-        except StoreUnavailable:
-            return "unavailable"
-        return None if claimed else "name_taken"
-
-    @staticmethod
-    def _valid_name(raw_name: str | None) -> str:
-        try:
-            return normalize_name(raw_name or "")
-        except Invalid as exc:
-            raise Refused("bad_name", exc.message) from None
 
     # -- connection lifecycle ----------------------------------------------
 
@@ -222,18 +134,10 @@ class ChatService:
         """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``
         (1013 when the broker cannot tell whether the name is free)."""
         try:
-            name = self._valid_name(raw_name)
+            name, session_id, token = await self.identities.admit(raw_name, token)
         except Refused as exc:
-            conn.close(CloseCode.POLICY_VIOLATION, exc.reason)
-            return None
-        session_id, token = self.resolve_session(token)
-        if not self.names.acquire(name, session_id, self.clock()):
-            conn.close(CloseCode.POLICY_VIOLATION, "name_taken")
-            return None
-        refusal = await self._claim(name, session_id)
-        if refusal is not None:
-            self.names.release(name, session_id, self.clock())
-            conn.close(CloseCode.TRY_AGAIN_LATER if refusal == "unavailable" else CloseCode.POLICY_VIOLATION, refusal)
+            unavailable = exc.reason is ErrorCode.UNAVAILABLE
+            conn.close(CloseCode.TRY_AGAIN_LATER if unavailable else CloseCode.POLICY_VIOLATION, exc.reason)
             return None
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
         limiter = FrameLimiter(self.limits.rate, self.limits.burst, self.limits.flood_window)
@@ -241,7 +145,7 @@ class ChatService:
         self.peers.add(peer)
         self.metrics.connections.set(len(self.peers))
         self._idle.clear()
-        peer.send({"type": "welcome", "name": name, "session": token})
+        peer.send(out.Welcome(name, token))
         return peer
 
     def disconnect(self, peer: Peer) -> None:
@@ -256,11 +160,10 @@ class ChatService:
             self._idle.set()
         for room in list(peer.rooms):
             self._leave(peer, room)
-        self.names.release(peer.name, peer.session, self.clock())
-        self.broker.release(peer.name, peer.session)
+        self.identities.release(peer.name, peer.session)
 
     def handle_binary(self, peer: Peer) -> None:
-        peer.conn.close(CloseCode.UNSUPPORTED_DATA, "binary frames are not supported")
+        peer.conn.close(CloseCode.UNSUPPORTED_DATA, CloseReason.BINARY)
 
     def handle_text(self, peer: Peer, text: str) -> Awaitable[None] | None:
         """One client frame: rate-limit, parse, act, answer.
@@ -278,7 +181,7 @@ class ChatService:
         """
         verdict = peer.limiter.check(self.clock())
         if verdict is Verdict.CLOSE:
-            peer.conn.close(CloseCode.POLICY_VIOLATION, "flood")
+            peer.conn.close(CloseCode.POLICY_VIOLATION, CloseReason.FLOOD)
             return None
         if verdict is Verdict.WAIT:
             return self._later(peer, text, peer.limiter.wait)
@@ -300,7 +203,7 @@ class ChatService:
         try:
             frame = p.parse_client_frame(text, max_message_chars=self.limits.max_message_chars)
         except p.ProtocolError as exc:
-            peer.send(error_frame(exc.code, exc.message, exc.ref))
+            peer.send(out.Error(exc.code, exc.message, exc.ref))
             return None
         match frame:
             case p.Say():
@@ -314,15 +217,15 @@ class ChatService:
                 if frame.room in peer.rooms:
                     self._leave(peer, frame.room)
                 # Leaving twice is harmless, so a retried leave succeeds.
-                peer.send(p.with_ref({"type": "left", "room": frame.room}, frame.ref))
+                peer.send(out.Left(frame.room, frame.ref))
             case p.Typing():
                 if self._member(peer, frame.room, frame.ref):
-                    typing = {"type": "typing", "room": frame.room, "name": peer.name}
-                    self.broker.announce(frame.room, peer.name, typing)
+                    typing = out.Typing(frame.room, peer.name)
+                    self.broker.announce(frame.room, peer.name, typing.to_wire())
             case p.Rooms():
                 return self._guard(peer, frame.ref, self._rooms(peer, frame))
             case p.Ping():
-                peer.send(p.with_ref({"type": "pong"}, frame.ref))
+                peer.send(out.Pong(frame.ref))
         return None
 
     async def _guard(self, peer: Peer, ref: str | None, work: Awaitable[None]) -> None:
@@ -333,47 +236,25 @@ class ChatService:
             self._unavailable(peer, ref, exc)
 
     def _unavailable(self, peer: Peer, ref: str | None, exc: BaseException) -> None:
-        peer.send(error_frame(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
+        peer.send(out.Error(ErrorCode.UNAVAILABLE, "history is unavailable; try again", ref))
         if self._closing:
             return  # says racing a shutdown: their clients resend them after reconnecting
-        # Once per outage, then a reminder now and then: a full disk under load
-        # must not also fill the log with a line per refused message.
-        now = self.clock()
-        self._refused += 1
-        self._last_refused = now
-        if self._outage_since is None:
-            self._outage_since = self._outage_logged = now
-            log.error("history store unavailable: %s", exc)
-        elif now - self._outage_logged >= OUTAGE_LOG_EVERY_S:
-            self._outage_logged = now
-            log.error("history store still unavailable (%d messages refused so far): %s", self._refused, exc)
-
-    def _store_ok(self) -> None:
-        if self._outage_since is not None:
-            log.warning(
-                "history store works again after %.1f s; %d messages were refused",
-                self.clock() - self._outage_since,
-                self._refused,
-            )
-            self._outage_since = None
-            self._refused = 0
+        self._outage.refused(exc)
 
     async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
-        summaries = [r.to_wire() for r in await self.room_summaries()]
-        peer.send(p.with_ref({"type": "rooms", "rooms": summaries}, frame.ref))
+        peer.send(out.Rooms(await self.room_summaries(), frame.ref))
 
     async def _history(self, peer: Peer, frame: p.History) -> None:
         if frame.after is not None:
             msgs = await self.store.after(frame.room, frame.after, frame.limit)
         else:
             msgs = await self.store.before(frame.room, frame.before, frame.limit)
-        reply = {"type": "history", "room": frame.room, "messages": [m.to_public() for m in msgs]}
-        peer.send(p.with_ref(reply, frame.ref))
+        peer.send(out.History(frame.room, msgs, frame.ref))
 
     def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
         if room in peer.rooms:
             return True
-        peer.send(error_frame(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
+        peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
         return False
 
     # -- rooms ------------------------------------------------------------
@@ -383,7 +264,7 @@ class ChatService:
         rejoin = room in peer.rooms
         if not rejoin and len(peer.rooms) >= self.limits.max_rooms_per_connection:
             peer.send(
-                error_frame(
+                out.Error(
                     ErrorCode.TOO_MANY_ROOMS,
                     f"a connection may be in at most {self.limits.max_rooms_per_connection} rooms",
                     frame.ref,
@@ -397,39 +278,11 @@ class ChatService:
             peer.rooms.add(room)
         # The member is in the room (syncing) and the room is subscribed before
         # history is read, so a message stored meanwhile is buffered, never lost.
-        truncated = False
         try:
             await self.broker.subscribe(room)
             if first:
                 await self.broker.enter(room, peer.name)  # presence, for the others
-            # last_seq, the history and the member list are all asked for
-            # before the first is awaited: over Redis they share one pipeline,
-            # one round trip instead of three (and no Task each, as gather()
-            # would cost). last_seq is asked first and reads are answered in
-            # the order asked, so the history is never older than last_seq.
-            reads: list[Awaitable[Any]] = [self.store.last_seq(room)]
-            if frame.since is None:
-                reads.append(self.store.before(room, None, self.limits.history_on_join))
-            else:
-                reads.append(self.store.after(room, frame.since, RESUME_MAX + 1))
-            reads.append(self.broker.members(room))
-            try:
-                last_seq: int = await reads[0]
-                history: list[Message] = await reads[1]
-                members: list[str] = await reads[2]
-            except BaseException:
-                for read in reads:
-                    _drop(read)
-                raise
-            if frame.since is not None:
-                keep = _fits(history, RESUME_MAX, RESUME_MAX_CHARS)
-                truncated = len(history) > keep
-                del history[keep:]
-            if history and not truncated:
-                last_seq = max(last_seq, history[-1].seq)
-            # Messages up to last_seq may still be on their way from another
-            # process; they must land in the buffer, not after go_live.
-            await self.broker.caught_up(room, last_seq)
+            view = await read_room(self.store, self.broker, room, frame.since, self.limits.history_on_join)
         except BaseException:
             if not rejoin and peer.open and room in peer.rooms:  # never leave a member syncing forever
                 self._leave(peer, room)
@@ -437,19 +290,10 @@ class ChatService:
         if not peer.open or room not in peer.rooms:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
-        reply: dict[str, Any] = {
-            "type": "joined",
-            "room": room,
-            "members": members,
-            "last_seq": last_seq,
-            "history": [m.to_public() for m in history],
-        }
-        if truncated:
-            reply["truncated"] = True
-        peer.send(p.with_ref(reply, frame.ref))
+        peer.send(out.Joined(room, view.members, view.last_seq, view.history, view.truncated, frame.ref))
         for m in buffered:
-            if m.seq > last_seq:
-                peer.outbox.push(OutFrame.message(encode(m.to_wire()), room, m.seq))
+            if m.seq > view.last_seq:
+                peer.outbox.push(OutFrame.message(encode(out.MessageFrame(m)), room, m.seq))
 
     def _leave(self, peer: Peer, room: str) -> None:
         peer.rooms.discard(room)
@@ -468,42 +312,33 @@ class ChatService:
         r = self.rooms.room(room)
         if r is None:
             return
-        out = OutFrame.of(encode(frame), kind)
+        shared = OutFrame.of(encode(frame), kind)
         for member in r.live:
             if member.name != name:
-                member.outbox.push(out)
+                member.outbox.push(shared)
 
     # -- messages -----------------------------------------------------------
 
     def _say(self, peer: Peer, frame: p.Say) -> Awaitable[None] | None:
-        if frame.ref is not None:
-            key = (peer.session, frame.ref)
-            # A retry is answered before the membership check: the original
-            # was stored, even if the sender has left the room since.
-            if key in self._pending or self._sent.get(peer.session, frame.ref, self.wall()) is not None:
-                return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
+        # A retry is answered before the membership check: the original
+        # was stored, even if the sender has left the room since.
+        if frame.ref is not None and self._says.seen(peer.session, frame.ref, self.wall()):
+            return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
         if not self._member(peer, frame.room, frame.ref):
             return None
         future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
         if frame.ref is not None:
-            self._pending[(peer.session, frame.ref)] = future
-            self._senders[(peer.session, frame.ref)] = peer
+            self._says.storing(peer.session, frame.ref, future, peer)
         future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))
         return None
 
     def _committed(self, messages: list[Message]) -> None:
         """The store committed these (in seq order): acknowledge and broadcast them now."""
-        if self._outage_since is not None:
-            self._store_ok()
+        self._outage.recovered()
         # Consecutive messages of one room fan out together: one write per member.
         batch: list[tuple[Message, Peer | None]] = []
         for message in messages:
-            sender = None
-            if message.ref is not None:
-                key = (message.session, message.ref)
-                sender = self._senders.pop(key, None)
-                self._pending.pop(key, None)
-                self._sent.put(message.session, message.ref, Sent(message.room, message.seq, message.ts / 1000))
+            sender = self._says.committed(message)
             if batch and batch[0][0].room != message.room:
                 self._publish_batch(batch)
                 batch = []
@@ -526,21 +361,20 @@ class ChatService:
             self.metrics.history_write.observe(time.perf_counter() - started)
             return
         if ref is not None:
-            self._pending.pop((peer.session, ref), None)
-            self._senders.pop((peer.session, ref), None)
+            self._says.failed(peer.session, ref)
         if isinstance(exc, Duplicate):
             # A retry the store recognised (its original came through another
             # process): answer with the original, as if it were new.
             original = exc.message
-            self._sent.put(original.session, ref or "", Sent(original.room, original.seq, original.ts / 1000))
+            self._says.duplicate(ref or "", original)
             if peer.open:
-                peer.send(original.to_wire(with_ref=True))
+                peer.send(out.MessageFrame(original, with_ref=True))
             return
         self._unavailable(peer, ref, exc)
 
     async def _repeat(self, peer: Peer, ref: str) -> None:
         """Answer a say whose ref this session already sent with the original message."""
-        pending = self._pending.get((peer.session, ref))
+        pending = self._says.pending(peer.session, ref)
         if pending is not None:
             # The same ref is being stored right now (a retry raced its original).
             try:
@@ -548,11 +382,11 @@ class ChatService:
             except Duplicate as exc:
                 original = exc.message
         else:
-            sent = self._sent.get(peer.session, ref, self.wall())
+            sent = self._says.sent(peer.session, ref, self.wall())
             original = await self.store.get(sent.room, sent.seq) if sent is not None else None
         if original is None:
             raise StoreUnavailable(f"message for ref {ref!r} not found")
-        peer.send(original.to_wire(with_ref=True))
+        peer.send(out.MessageFrame(original, with_ref=True))
 
     def publish(self, message: Message, sender: Peer | None = None) -> None:
         """Deliver a stored message to the room: encoded and framed once, written or queued for every member."""
@@ -565,27 +399,18 @@ class ChatService:
         r = self.rooms.room(room)
         own: dict[Peer, list[OutFrame]] = {}
         if r is not None:
-            frames: list[OutFrame] = []
-            # A sender in the room gets its own copy, carrying its ref: its acknowledgement.
-            for i, (message, sender) in enumerate(batch):
-                if r.syncing:
+            if r.syncing:  # members reading history get these after it
+                for message, _ in batch:
                     self.rooms.buffer(room, message)
-                frames.append(OutFrame.message(encode(message.to_wire()), room, message.seq))
-                if sender is not None and message.ref is not None and sender in r.live:
-                    mine = own.get(sender)
-                    if mine is None:
-                        mine = own[sender] = []
-                    mine.extend(frames[len(mine) : i])  # the others' messages before this one
-                    mine.append(OutFrame.of(encode(message.to_wire(with_ref=True))))
-            for mine in own.values():  # and those after its last one
-                mine.extend(frames[len(mine) :])
+            # A sender in the room gets its own copy, carrying its ref: its acknowledgement.
+            frames, own = room_frames(batch, r.live)
             if r.live:
                 fan_out(r.live, frames, own, self.flusher.claim_direct(room))
             self.metrics.deliveries.inc(len(r.live) * len(batch))
         for message, sender in batch:
             if sender is not None and message.ref is not None and sender not in own and sender.open:
                 # The sender left the room while the message was stored: still acknowledge it.
-                sender.send(message.to_wire(with_ref=True))
+                sender.send(out.MessageFrame(message, with_ref=True))
         self.metrics.messages.inc(len(batch))
         each = (time.perf_counter() - started) / len(batch)
         for _ in batch:
@@ -602,8 +427,7 @@ class ChatService:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
-        refusing = self._outage_since is not None and self.clock() - self._last_refused < DEGRADED_AFTER_REFUSAL_S
-        degraded = refusing or not self.broker.healthy
+        degraded = self._outage.degraded() or not self.broker.healthy
         return {
             "status": "degraded" if degraded else "ok",
             "connections": len(self.peers),
@@ -620,7 +444,7 @@ class ChatService:
         await self.store.drain()  # acknowledge and broadcast what was being stored
         self.flusher.flush()  # what is queued goes out before the close frame
         for peer in list(peers if peers is not None else self.peers):
-            peer.conn.close(CloseCode.GOING_AWAY, "server shutting down")
+            peer.conn.close(CloseCode.GOING_AWAY, CloseReason.SHUTTING_DOWN)
         await self.stop()
 
     async def stop(self) -> None:
@@ -632,64 +456,3 @@ class ChatService:
             self._watch = None
         await self.store.close()
         await self.broker.close()
-
-
-def fan_out(live: Iterable[Peer], frames: list[OutFrame], own: dict[Peer, list[OutFrame]], direct: bool) -> None:
-    """Hand ``frames`` (one room's, in order) to every member of ``live``; the
-    peers in ``own`` get their own list instead.
-
-    The hot loop, once per member per message. With ``direct``, a member whose
-    outbox has nothing waiting gets the frames' bytes straight from one
-    ``send()`` on its socket, as they would have gone out at the end of the
-    tick: no queue, no flush, no object made per member. Everyone else (and
-    every member when not ``direct``) has the frames pushed on its outbox.
-    """
-    # The senders' copies carry their refs: they go through the outbox, which
-    # also takes the senders off the direct path below (a push closes it).
-    for sender, mine in own.items():
-        push = sender.outbox.push
-        for frame in mine:
-            push(frame)
-    if not direct:
-        for member in live:
-            if member not in own:
-                push = member.outbox.push
-                for frame in frames:
-                    push(frame)
-        return
-    data = frames[0].data if len(frames) == 1 else b"".join(f.data for f in frames)
-    size = len(data)
-    for member in live:
-        send = member.outbox.send
-        if send is None:
-            if member not in own:
-                push = member.outbox.push
-                for frame in frames:
-                    push(frame)
-            continue
-        try:
-            sent = send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            continue  # the socket is gone: its close disconnects the member
-        if sent != size:
-            member.outbox.sent_part(data, sent)
-
-
-def _drop(read: Awaitable[Any]) -> None:
-    """Let go of a read nobody awaits any more: no "never awaited" or "never retrieved" noise."""
-    if isinstance(read, Coroutine):
-        read.close()
-    elif isinstance(read, asyncio.Future):
-        read.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-
-def _fits(messages: list[Message], most: int, max_chars: int) -> int:
-    """How many of ``messages`` (from the first) fit in ``most`` and ``max_chars``; at least one."""
-    total = 0
-    for i, m in enumerate(messages[:most]):
-        total += len(m.text)
-        if total > max_chars and i > 0:
-            return i
-    return min(len(messages), most)

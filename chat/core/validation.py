@@ -9,18 +9,14 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from chat.core.errors import ErrorCode
+from chat.core.errors import Invalid as Invalid  # re-exported: callers catch it from here
+
 NAME_MAX_CHARS = 32
 ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # Text may carry line breaks and tabs (Shift+Enter makes a new line); any other
 # control character could hide or reorder what others see.
 TEXT_ALLOWED_CONTROLS = frozenset("\n\t")
-
-
-class Invalid(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
@@ -39,11 +35,11 @@ def _has_control(text: str, allowed: frozenset[str] = frozenset()) -> bool:
 def normalize_name(raw: str) -> str:
     name = raw.strip()
     if not name:
-        raise Invalid("bad_name", "a name needs 1 to 32 characters")
+        raise Invalid(ErrorCode.BAD_NAME, "a name needs 1 to 32 characters")
     if len(name) > NAME_MAX_CHARS:
-        raise Invalid("bad_name", f"a name has at most {NAME_MAX_CHARS} characters")
+        raise Invalid(ErrorCode.BAD_NAME, f"a name has at most {NAME_MAX_CHARS} characters")
     if _has_control(name):
-        raise Invalid("bad_name", "a name may not contain control characters")
+        raise Invalid(ErrorCode.BAD_NAME, "a name may not contain control characters")
     return name
 
 
@@ -61,7 +57,7 @@ def normalize_room(raw: str) -> str:
     room = raw.strip().lower()
     if not ROOM_RE.match(room):
         raise Invalid(
-            "bad_room",
+            ErrorCode.BAD_ROOM,
             "a room name is 1 to 64 of a-z, 0-9, '_' and '-', starting with a letter or digit",
         )
     return room
@@ -70,11 +66,11 @@ def normalize_room(raw: str) -> str:
 def normalize_text(raw: str, max_chars: int) -> str:
     text = raw.strip()
     if not text:
-        raise Invalid("empty", "the message is empty")
+        raise Invalid(ErrorCode.EMPTY, "the message is empty")
     if len(text) > max_chars:
-        raise Invalid("too_long", f"a message has at most {max_chars} characters")
+        raise Invalid(ErrorCode.TOO_LONG, f"a message has at most {max_chars} characters")
     for ch in text:
         cat = unicodedata.category(ch)
         if (cat == "Cc" and ch not in TEXT_ALLOWED_CONTROLS) or cat == "Cs":
-            raise Invalid("bad_request", "field 'text' may not contain control characters")
+            raise Invalid(ErrorCode.BAD_REQUEST, "field 'text' may not contain control characters")
     return text

@@ -11,9 +11,7 @@ import tornado.web
 from tornado.log import access_log
 
 from chat.backends.base import Broker, HistoryStore
-from chat.backends.redis.broker import RedisBroker
-from chat.backends.redis.store import RedisHistory, connect
-from chat.backends.sqlite import SQLiteHistory
+from chat.backends.factory import open_backends
 from chat.core.admission import Admission
 from chat.core.service import ChatService, Limits
 from chat.core.sessions import SessionSigner
@@ -39,19 +37,6 @@ class ChatApplication(tornado.web.Application):
         super().log_request(handler)
 
 
-def make_backend(
-    settings: Settings, clock: Callable[[], float] = time.monotonic
-) -> tuple[HistoryStore, Broker | None]:
-    """The history store and broker ``settings`` ask for: Redis with --redis,
-    else SQLite and the in-process broker (None: the service makes it)."""
-    if settings.redis:
-        client = connect(settings.redis)
-        history = RedisHistory(client, settings.history_max)
-        broker = RedisBroker(client, history, presence_ttl=settings.presence_ttl, clock=clock)
-        return history, broker
-    return SQLiteHistory(settings.db), None
-
-
 def make_app(
     settings: Settings,
     *,
@@ -63,12 +48,16 @@ def make_app(
 ) -> ChatApplication:
     """The application; ``await app.chat.start()`` before serving.
 
+    ``store`` and ``broker``: a pair to use instead of the one ``settings``
+    ask for (see :func:`chat.backends.factory.open_backends`).
     ``cluster``: this is one worker of ``server.py --workers``, and /metrics
     reports every worker (see :mod:`chat.server.metrics`).
     """
     secret = cookie_secret(settings)
-    if store is None:
-        store, broker = make_backend(settings, clock)
+    if store is None and broker is None:
+        store, broker = open_backends(settings, clock)
+    elif store is None or broker is None:
+        raise TypeError("make_app takes a store and its broker together, or neither")
     service = ChatService(
         store,
         SessionSigner(secret.encode()),

@@ -9,23 +9,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat.core import limits
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8888
     db: str = "data/chat.sqlite3"
-    history_on_join: int = 50
-    max_message_chars: int = 4000
+    history_on_join: int = limits.HISTORY_ON_JOIN
+    max_message_chars: int = limits.MAX_MESSAGE_CHARS
     max_frame_bytes: int = 65536
-    rate: float = 20.0
-    max_rooms_per_connection: int = 100
+    rate: float = limits.RATE
+    max_rooms_per_connection: int = limits.MAX_ROOMS_PER_CONNECTION
     allow_origin: tuple[str, ...] = ()
     cookie_secret: str | None = None
     # Pings find dead peers (a laptop that slept, a NAT that forgot us); 20 s
     # stays under the idle timeouts of common proxies and NATs.
     ping_interval: float = 20.0
-    max_backlog_bytes: int = 1 << 20
+    max_backlog_bytes: int = limits.MAX_BACKLOG_BYTES
     compress: bool = False
     max_connections: int = 100_000
     max_connections_per_ip: int = 1000
@@ -47,12 +49,13 @@ class Settings:
     @property
     def tls(self) -> bool:
         return bool(self.certfile)
+
     log_level: str = "info"
 
     @property
     def burst(self) -> float:
-        # Twice the rate: room for a paste of lines or a reconnect's rejoins.
-        return self.rate * 2
+        # A multiple of the rate: room for a paste of lines or a reconnect's rejoins.
+        return self.rate * limits.BURST_PER_RATE
 
 
 _OPTIONS: list[tuple[str, type, str]] = [

@@ -10,8 +10,10 @@ from typing import Any
 import tornado.web
 
 from chat.backends.base import StoreUnavailable
-from chat.core.service import ChatService, Refused
-from chat.core.validation import Invalid, normalize_room
+from chat.core.errors import ErrorCode, Invalid, Refused
+from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
+from chat.core.service import ChatService
+from chat.core.validation import normalize_room
 from chat.server import metrics
 
 LOGIN_COOKIE = "chat_user"
@@ -109,7 +111,7 @@ class LoginHandler(BaseHandler):
         try:
             name, _, token = await self.service.login(raw, old["session"] if old else None)
         except Refused as exc:
-            self.set_status({"name_taken": 409, "unavailable": 503}.get(exc.reason, 400))
+            self.set_status({ErrorCode.NAME_TAKEN: 409, ErrorCode.UNAVAILABLE: 503}.get(exc.reason, 400))
             self.render("login.html", error=exc.message, name=_printable(raw[:64]))
             return
         self.set_signed_cookie(
@@ -138,7 +140,7 @@ class RoomsApi(BaseHandler):
         try:
             rooms = await self.service.room_summaries()
         except StoreUnavailable:
-            self.write_json({"error": "unavailable", "message": "try again in a moment"}, 503)
+            self.write_json({"error": ErrorCode.UNAVAILABLE, "message": "try again in a moment"}, 503)
             return
         self.write_json({"rooms": [r.to_wire() for r in rooms]})
 
@@ -152,17 +154,17 @@ class MessagesApi(BaseHandler):
             return
         try:
             before = self._int_arg("before", None)
-            limit = self._int_arg("limit", 50)
+            limit = self._int_arg("limit", HISTORY_PAGE_DEFAULT)
         except ValueError as exc:
-            self.write_json({"error": "bad_request", "message": str(exc)}, 400)
+            self.write_json({"error": ErrorCode.BAD_REQUEST, "message": str(exc)}, 400)
             return
         if limit is None or limit < 1:
-            self.write_json({"error": "bad_request", "message": "limit must be at least 1"}, 400)
+            self.write_json({"error": ErrorCode.BAD_REQUEST, "message": "limit must be at least 1"}, 400)
             return
         try:
-            messages = await self.service.store.before(room, before, min(limit, 200))
+            messages = await self.service.store.before(room, before, min(limit, HISTORY_PAGE_MAX))
         except StoreUnavailable:
-            self.write_json({"error": "unavailable", "message": "try again in a moment"}, 503)
+            self.write_json({"error": ErrorCode.UNAVAILABLE, "message": "try again in a moment"}, 503)
             return
         self.write_json({"messages": [m.to_public() for m in messages]})
 

@@ -41,9 +41,10 @@ from chat.backends.sqlite import SQLiteHistory
 from chat.core.frames import OutFrame
 from chat.core.outbox import Flusher
 from chat.core.protocol import History, Join, Leave, Ping, ProtocolError, Rooms, Say, Typing, parse_client_frame
-from chat.core.service import ChatService, Limits, Peer
+from chat.core.service import Limits, Peer
 from chat.core.sessions import SessionSigner
 from tests.support import FakeClock, VirtualClock
+from tests.support.wiring import local_service
 
 # -- known server bugs --------------------------------------------------------
 # Each has a strict xfail test at the end of this file. The broad strategies
@@ -801,7 +802,7 @@ class Bench:
 
     def __init__(self, clock: FakeClock | None = None, **limits: Any) -> None:
         self.clock = clock if clock is not None else FakeClock()
-        self.service = ChatService(
+        self.service = local_service(
             SQLiteHistory(":memory:"),
             SessionSigner(b"fuzz"),
             Limits(**limits),
@@ -1042,7 +1043,7 @@ class ChatMachine(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.clock = FakeClock()
-        self.service = ChatService(
+        self.service = local_service(
             SQLiteHistory(":memory:"),
             SessionSigner(b"fuzz"),
             Limits(rate=0, history_on_join=HISTORY_ON_JOIN, max_message_chars=MAXC),

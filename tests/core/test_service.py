@@ -18,11 +18,12 @@ from chat.core.ratelimit import FLOOD_WINDOW_S
 from chat.core.service import ChatService, Limits, Peer
 from chat.core.sessions import SessionSigner
 from tests.support import FakeClock, FakeConn, VirtualClock
+from tests.support.wiring import local_service
 
 
 @pytest.fixture
 def service(tmp_path, io_loop) -> Iterator[ChatService]:
-    svc = ChatService(SQLiteHistory(str(tmp_path / "h.db")), SessionSigner(b"k"), Limits(rate=0), clock=FakeClock())
+    svc = local_service(SQLiteHistory(str(tmp_path / "h.db")), SessionSigner(b"k"), Limits(rate=0), clock=FakeClock())
     yield svc
     io_loop.run_sync(svc.store.close)
 
@@ -155,12 +156,12 @@ async def test_a_retry_racing_its_original_waits_for_it(service):
 @pytest.mark.gen_test
 async def test_the_idempotency_window_is_rebuilt_after_a_restart(tmp_path):
     path = str(tmp_path / "h.db")
-    first = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
+    first = local_service(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
     alice, a = await join(first, "alice")
     await frame(first, alice, type="join", room="lobby")
     await frame(first, alice, type="say", room="lobby", text="x", ref="r1")
     await first.store.close()
-    second = ChatService(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
+    second = local_service(SQLiteHistory(path), SessionSigner(b"k"), Limits(rate=0))
     await second.start()
     again, a2 = await join(second, "alice", a.frames[0]["session"])
     await frame(second, again, type="join", room="lobby")
@@ -242,7 +243,7 @@ async def test_store_failure_answers_unavailable_and_acknowledges_nothing(servic
 
 @pytest.mark.gen_test
 async def test_too_many_rooms(tmp_path):
-    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(max_rooms_per_connection=2))
+    svc = local_service(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(max_rooms_per_connection=2))
     peer, conn = await join(svc, "bob")
     for room in ("a", "b", "c"):
         await frame(svc, peer, type="join", room=room, ref=room)
@@ -256,7 +257,9 @@ def paced_service(**limits: Any) -> tuple[ChatService, VirtualClock]:
     """A service over the rate limit whose waits pass in virtual time, at once."""
     clock = VirtualClock()
     limits = {"rate": 20, "burst": 40} | limits
-    svc = ChatService(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(**limits), clock=clock, sleep=clock.sleep)
+    svc = local_service(
+        SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(**limits), clock=clock, sleep=clock.sleep
+    )
     return svc, clock
 
 

@@ -1,0 +1,26 @@
+"""One open connection, as the chat service sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chat.core.frames import CONTROL, OutFrame
+from chat.core.outbound import ServerFrame, encode
+from chat.core.outbox import Outbox, Transport
+from chat.core.ratelimit import FrameLimiter
+
+
+@dataclass(eq=False, slots=True)
+class Peer:
+    """One open connection of a named session."""
+
+    conn: Transport
+    outbox: Outbox
+    name: str
+    session: str
+    limiter: FrameLimiter
+    rooms: set[str] = field(default_factory=set)
+    open: bool = True
+
+    def send(self, frame: ServerFrame, kind: int = CONTROL) -> None:
+        self.outbox.push(OutFrame.of(encode(frame), kind))

@@ -1,0 +1,68 @@
+"""Server frames: each typed frame encodes to exactly the JSON docs/protocol.md shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.backends.base import presence_frame
+from chat.core import outbound as out
+from chat.core.errors import ErrorCode
+from chat.core.model import Message, RoomSummary
+
+M1 = Message("lobby", 1, "bob", "hi é", 1000, "s1", "r1")
+M2 = Message("lobby", 2, "amy", "yo", 2000)
+PUBLIC_M1 = '{"type":"message","room":"lobby","seq":1,"name":"bob","text":"hi é","ts":1000}'
+
+
+@pytest.mark.parametrize(
+    ("frame", "text"),
+    [
+        (out.Welcome("bob", "tok"), '{"type":"welcome","name":"bob","session":"tok"}'),
+        (out.Error(ErrorCode.BAD_JSON, "no"), '{"type":"error","code":"bad_json","message":"no"}'),
+        (out.Error(ErrorCode.EMPTY, "no", "r"), '{"type":"error","code":"empty","message":"no","ref":"r"}'),
+        (out.Left("lobby"), '{"type":"left","room":"lobby"}'),
+        (out.Left("lobby", ""), '{"type":"left","room":"lobby","ref":""}'),  # an empty ref is a ref
+        (out.MessageFrame(M1), PUBLIC_M1),
+        (out.MessageFrame(M1, with_ref=True), PUBLIC_M1[:-1] + ',"ref":"r1"}'),
+        (
+            out.MessageFrame(M2, with_ref=True),
+            '{"type":"message","room":"lobby","seq":2,"name":"amy","text":"yo","ts":2000}',
+        ),
+        (out.History("lobby", [M1], "h"), '{"type":"history","room":"lobby","messages":[' + PUBLIC_M1 + '],"ref":"h"}'),
+        (
+            out.Rooms([RoomSummary("lobby", 2, 9)]),
+            '{"type":"rooms","rooms":[{"room":"lobby","members":2,"last_seq":9}]}',
+        ),
+        (out.Pong(), '{"type":"pong"}'),
+        (out.Pong("p"), '{"type":"pong","ref":"p"}'),
+        (out.Presence("lobby", "join", "bob"), '{"type":"presence","room":"lobby","event":"join","name":"bob"}'),
+        (out.Typing("lobby", "bob"), '{"type":"typing","room":"lobby","name":"bob"}'),
+        (out.Gap("lobby", 3, 7), '{"type":"gap","room":"lobby","from_seq":3,"to_seq":7}'),
+    ],
+)
+def test_each_frame_encodes_to_its_documented_json(frame, text):
+    assert out.encode(frame) == text
+
+
+def test_joined_lists_members_seq_and_history_and_says_truncated_only_when_it_is():
+    joined = out.Joined("lobby", ["amy", "bob"], 2, [M1], ref="j")
+    head = '{"type":"joined","room":"lobby","members":["amy","bob"],"last_seq":2,"history":[' + PUBLIC_M1 + "]"
+    assert out.encode(joined) == head + ',"ref":"j"}'
+    truncated = out.Joined("lobby", [], 2, [M1], truncated=True)
+    assert (
+        out.encode(truncated)
+        == '{"type":"joined","room":"lobby","members":[],"last_seq":2,"history":[' + PUBLIC_M1 + '],"truncated":true}'
+    )
+
+
+def test_frames_are_frozen():
+    with pytest.raises(AttributeError):
+        out.Pong().ref = "x"  # type: ignore[misc]
+
+
+def test_presence_frame_is_the_typed_presence_on_the_wire():
+    assert presence_frame("lobby", "leave", "bob") == out.Presence("lobby", "leave", "bob").to_wire()
+
+
+def test_encode_still_takes_a_wire_dict():
+    assert out.encode({"type": "pong"}) == '{"type":"pong"}'
