@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from chat.core.frames import CONTROL, GAP, MESSAGE, OutFrame
+from chat.core.outbound import Gap
 from chat.core.protocol import encode
 
 # A member whose socket has accepted nothing for this long has stopped reading
@@ -247,7 +248,7 @@ class Outbox:
             elif frame.kind == CONTROL:
                 kept.append(frame)
         for room, (first, last) in ranges.items():
-            text = encode({"type": "gap", "room": room, "from_seq": first, "to_seq": last})
+            text = encode(Gap(room, first, last).to_wire())
             kept.append(OutFrame.of(text, GAP, room, first, last))
             self._on_gap()
         self._queue = kept

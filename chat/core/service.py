@@ -27,6 +27,7 @@ from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S
 from chat.core.identity import Identities
 from chat.core.limits import Limits
+from chat.core.meters import NullMeters, ServiceMeters
 from chat.core.model import Message, RoomSummary
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
@@ -36,7 +37,6 @@ from chat.core.ratelimit import FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
 from chat.core.says import SayLedger
 from chat.core.sessions import SessionSigner
-from chat.server.metrics import Metrics
 
 # Limits, Peer, Refused, fan_out and RESUME_MAX* are re-exported: tests and adapters import them from here.
 __all__ = ["RESUME_MAX", "RESUME_MAX_CHARS", "STALL_CHECK_S", "ChatService", "Limits", "Peer", "Refused", "fan_out"]
@@ -57,7 +57,7 @@ class ChatService:
         broker: Broker,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
-        metrics: Metrics | None = None,
+        metrics: ServiceMeters | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """``store`` and ``broker`` come as a pair from
@@ -81,7 +81,7 @@ class ChatService:
         self._idle = asyncio.Event()
         self._idle.set()
         self.flusher = Flusher()
-        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics: ServiceMeters = metrics if metrics is not None else NullMeters()
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
         self._outage = StoreOutage(clock)

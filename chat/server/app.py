@@ -58,6 +58,7 @@ def make_app(
         store, broker = open_backends(settings, clock)
     elif store is None or broker is None:
         raise TypeError("make_app takes a store and its broker together, or neither")
+    metrics = Metrics(cluster)
     service = ChatService(
         store,
         SessionSigner(secret.encode()),
@@ -72,7 +73,7 @@ def make_app(
         broker=broker,
         clock=clock,
         wall=wall,
-        metrics=Metrics(cluster),
+        metrics=metrics,
     )
     deps = {"service": service}
     app = ChatApplication(
@@ -83,7 +84,7 @@ def make_app(
             (r"/api/rooms", web.RoomsApi, deps),
             (r"/api/rooms/([^/]+)/messages", web.MessagesApi, deps),
             (r"/healthz", web.HealthHandler, deps),
-            (r"/metrics", web.MetricsHandler, deps),
+            (r"/metrics", web.MetricsHandler, {"metrics": metrics}),
             (
                 r"/ws",
                 ChatSocket,

@@ -14,7 +14,7 @@ from chat.core.errors import ErrorCode, Invalid, Refused
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from chat.core.service import ChatService
 from chat.core.validation import normalize_room
-from chat.server import metrics
+from chat.server.metrics import CONTENT_TYPE, Metrics
 
 LOGIN_COOKIE = "chat_user"
 
@@ -192,7 +192,10 @@ class HealthHandler(BaseHandler):
 class MetricsHandler(BaseHandler):
     """Prometheus text format. Bind to loopback or put it behind a proxy if it should not be public."""
 
+    def initialize(self, metrics: Metrics) -> None:  # type: ignore[override]
+        self.metrics = metrics
+
     def get(self) -> None:
-        self.set_header("Content-Type", metrics.CONTENT_TYPE)
+        self.set_header("Content-Type", CONTENT_TYPE)
         self.set_header("Cache-Control", "no-store")
-        self.finish(self.service.metrics.render())
+        self.finish(self.metrics.render())

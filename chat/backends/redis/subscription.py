@@ -30,6 +30,7 @@ from chat.backends.redis.health import Health
 from chat.backends.redis.pipeline import RAISES, ignore
 from chat.backends.redis.store import RedisHistory
 from chat.core.model import Message
+from chat.core.outbound import Typing
 from chat.core.sequencer import Sequencer
 
 log = logging.getLogger(__name__)
@@ -314,7 +315,7 @@ class Subscription:
                 event, name = json.loads(body)
                 self._on_event(room, name, presence_frame(room, event, name))
             elif kind == "t":
-                self._on_event(room, body, {"type": "typing", "room": room, "name": body})
+                self._on_event(room, body, Typing(room, body).to_wire())
 
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
