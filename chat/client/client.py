@@ -1,4 +1,4 @@
-"""The async Python client of the chat service, and its command line.
+"""The async Python client of the chat service.
 
 ::
 
@@ -17,32 +17,24 @@ original refs, so the server stores nothing twice. ``python -m chat.client
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import hashlib
 import itertools
 import json
 import logging
-import os
 import random
 import secrets
 import ssl
-import sys
-import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TextIO, TypeGuard
+from typing import Any, Self, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import tornado.httpclient
 import tornado.websocket
 
-from chat.core.validation import name_key
+from chat.client.errors import ChatClosed, ChatError, ChatRefused, Disconnected, fresh
 
 # Named for the package, not this module: it is what users configure.
 log = logging.getLogger("chat.client")
@@ -77,47 +69,6 @@ CLOSE_TIMEOUT_S = 5.0
 # each (16 MB in the worst UTF-8 case); Tornado's default 10 MiB limit would
 # make such a resume fail and retry forever.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-
-
-class ChatError(Exception):
-    """The server answered a request with an ``error`` frame (or the client cannot go on)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class ChatRefused(ChatError):
-    """The server refused this client for good: ``code`` is the close reason
-    (``name_taken``, ``bad_name``...) or ``http_<status>``. The client does not
-    reconnect; every pending and later call raises this, and so does the iterator.
-    """
-
-    def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
-        super().__init__(code, message)
-        self.close_code = close_code
-
-
-class ChatClosed(ChatError):
-    """The client was closed with :meth:`ChatClient.close`."""
-
-    def __init__(self) -> None:
-        super().__init__("closed", "the client is closed")
-
-
-class Disconnected(ConnectionError):
-    """The connection failed or dropped. :meth:`ChatClient.connect` raises it when
-    the first connection fails; afterwards the client reconnects by itself."""
-
-
-def _fresh(error: ChatError) -> ChatError:
-    # A new exception per raise, so tracebacks don't pile up on one object.
-    if isinstance(error, ChatRefused):
-        return ChatRefused(error.code, error.message, error.close_code)
-    if isinstance(error, ChatClosed):
-        return ChatClosed()
-    return ChatError(error.code, error.message)
 
 
 @dataclass(eq=False)
@@ -448,7 +399,7 @@ class ChatClient:
         while not self._events:
             if self._ended:
                 if self._failure is not None and not isinstance(self._failure, ChatClosed):
-                    raise _fresh(self._failure)
+                    raise fresh(self._failure)
                 raise StopAsyncIteration
             if self._runner is None:
                 raise RuntimeError("connect() first, or use 'async with'")
@@ -649,7 +600,7 @@ class ChatClient:
             self._stop_filler(state)
         for req in list(self._requests.values()):
             if req.future is not None and not req.future.done():
-                req.future.set_exception(_fresh(self._failure))
+                req.future.set_exception(fresh(self._failure))
         self._requests.clear()
         self._lines.clear()
         self._unsent.clear()
@@ -659,7 +610,7 @@ class ChatClient:
         if self._runner is None and not self._ended:
             raise RuntimeError("connect() first, or use 'async with'")
         if self._failure is not None:
-            raise _fresh(self._failure)
+            raise fresh(self._failure)
         if self._closing:
             raise ChatClosed()
 
@@ -892,241 +843,3 @@ class ChatClient:
                 log.warning("%d events dropped: nobody is consuming them (see max_queue)", self._dropped_events)
         self._events.append(frame)
         self._has_events.set()
-
-
-# -- command line ------------------------------------------------------------------------
-
-EXIT_OK = 0
-EXIT_UNREACHABLE = 1  # could not connect, or timed out
-EXIT_REFUSED = 2  # the server answered with an error (also argparse's usage errors)
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m chat.client",
-        description="Chat from the command line. Interactive by default: each line of "
-        "standard input is sent, messages are printed as '[HH:MM] name: text'.",
-        epilog="Exit status: 0 done, 1 server unreachable or timed out, 2 refused by the "
-        "server (its error is printed on stderr), 130 interrupted.",
-    )
-    parser.add_argument("url", help="the server, e.g. ws://127.0.0.1:8888/ws (http://host:port works too)")
-    parser.add_argument("--name", required=True, help="your name in the chat")
-    parser.add_argument("--room", required=True, help="the room to join")
-    parser.add_argument(
-        "--session",
-        help="a session token to resume (keeps your name reserved); by default the token of the last run "
-        "with this name and server, kept under $XDG_CONFIG_HOME/chat/sessions/ (~/.config/chat/sessions/)",
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--send", metavar="TEXT", help="send one message, exit 0 once the server stored it")
-    mode.add_argument("--tail", action="store_true", help="print every new message as a JSON line until interrupted")
-    parser.add_argument("--since", type=int, metavar="SEQ", help="with --tail: start after this seq instead of now")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="with --send: seconds to wait for the acknowledgement (default 30)"
-    )
-    parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (for wss:// with your own CA)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log connection changes on stderr")
-    return parser
-
-
-def format_message(message: Frame) -> str:
-    stamp = time.strftime("%H:%M", time.localtime(message.get("ts", 0) / 1000))
-    return f"[{stamp}] {message.get('name')}: {message.get('text')}"
-
-
-def _print(line: str, stream: TextIO) -> None:
-    print(line, file=stream, flush=True)
-
-
-async def _send_once(client: ChatClient, room: str, text: str) -> None:
-    await client.join(room)
-    message = await client.say(room, text)
-    _print(json.dumps(message, ensure_ascii=False), sys.stdout)
-
-
-async def _tail(client: ChatClient, room: str, since: int | None) -> None:
-    await client.join(room, since=since)
-    async for event in client:
-        if event.get("type") == "message":
-            _print(json.dumps(event, ensure_ascii=False), sys.stdout)
-
-
-def _read_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-    """Runs in a daemon thread: a blocking read works for ttys, pipes and files
-    alike, and a daemon thread does not keep the process alive after Ctrl-C."""
-    try:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-    except RuntimeError:
-        return  # the loop closed first: the program is exiting
-
-
-async def _interactive(client: ChatClient, room: str) -> None:
-    joined = await client.join(room)
-    for message in joined.get("history", []):
-        _print(format_message(message), sys.stdout)
-    _print(f"* {client.name} in {joined['room']} with {', '.join(joined.get('members', []))}", sys.stderr)
-
-    async def show() -> None:
-        welcomes = 0
-        async for event in client:
-            kind = event.get("type")
-            if kind == "message":
-                _print(format_message(event), sys.stdout)
-            elif kind == "presence":
-                _print(f"* {event.get('name')} {event.get('event')}s {event.get('room')}", sys.stderr)
-            elif kind == "welcome":
-                welcomes += 1
-                if welcomes > 1:
-                    _print("* reconnected", sys.stderr)
-            elif kind == "error":
-                _print(f"error: {event.get('code')}: {event.get('message')}", sys.stderr)
-
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
-    printer = asyncio.create_task(show())
-    try:
-        while (line := await lines.get()) is not None:
-            if not line.strip():
-                continue
-            try:
-                await client.say(room, line)
-            except ChatRefused:
-                raise
-            except ChatError as exc:
-                _print(f"error: {exc.code}: {exc.message}", sys.stderr)
-            if printer.done():
-                break
-    finally:
-        if printer.done():
-            printer.result()  # raises ChatRefused if the server refused us
-        else:
-            await client.close()
-            await printer
-
-
-# -- the command line's session file -------------------------------------------------
-#
-# The server holds a name for its session 60 s after the session's last socket
-# closes. A run that started a new session every time would find its own name
-# held by the previous run's, so the command line keeps the token in a file per
-# server and name, and the next run resumes the same session.
-
-
-def session_file(url: str, name: str, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Where the token for ``name`` on the server at ``url`` is kept, or None
-    when there is no config directory (no $XDG_CONFIG_HOME and no home).
-
-    One file per server (``http://h:p`` and ``ws://h:p/ws`` are one server)
-    and per name as the server compares names (``Bob`` and ``bob`` are one
-    name there, so they share a session here too). The file is named by a
-    hash: names may hold any character, paths may not."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME", "")
-    if os.path.isabs(base):  # the XDG spec says to ignore a relative one
-        config = Path(base)
-    else:
-        try:
-            config = Path.home() / ".config"
-        except RuntimeError:  # no $HOME and no password entry
-            return None
-    key = f"{_server_key(url)}\n{name_key(name.strip())}".encode("utf-8", "surrogatepass")
-    return config / "chat" / "sessions" / (hashlib.sha256(key).hexdigest()[:32] + ".json")
-
-
-def _server_key(url: str) -> str:
-    parts = urlsplit(_ws_url(url))
-    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
-
-
-def load_session(path: Path) -> str | None:
-    """The token kept in ``path``, or None (no file yet, or one we cannot read: start a new session)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the session file %s: %s", path, exc)
-        return None
-    token = value.get("session") if isinstance(value, dict) else None
-    return token if isinstance(token, str) and token else None
-
-
-def save_session(path: Path, url: str, name: str, token: str) -> None:
-    """Keep ``token`` in ``path``, readable by the user only from the first byte:
-    the file is created 0600 (in a 0700 directory) and renamed into place, so a
-    reader never sees half a file. A failure is logged: the message still goes out."""
-    sessions = path.parent
-    tmp = sessions / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        sessions.parent.parent.mkdir(parents=True, exist_ok=True)  # the config directory itself
-        for folder in (sessions.parent, sessions):
-            folder.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"server": _server_key(url), "name": name, "session": token}, out, ensure_ascii=False)
-            out.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not keep the session in %s: %s", path, exc)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-async def run_cli(args: argparse.Namespace) -> int:
-    path = session_file(args.url, args.name)
-    kept = load_session(path) if path is not None else None
-    # An explicit --session wins over the file (and replaces it once welcomed).
-    client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
-    try:
-        async with client:
-            # Kept as soon as we are welcomed: a send the server then refuses
-            # (too long, say) still leaves the session for the next run.
-            if path is not None and client.session is not None and client.session != kept:
-                save_session(path, args.url, args.name, client.session)
-            if args.send is not None:
-                await asyncio.wait_for(_send_once(client, args.room, args.send), args.timeout)
-            elif args.tail:
-                await _tail(client, args.room, args.since)
-            else:
-                await _interactive(client, args.room)
-    except ChatError as exc:
-        _print(f"error: {exc.code}: {exc.message}", sys.stderr)
-        return EXIT_REFUSED
-    except TimeoutError:
-        _print(f"error: no acknowledgement within {args.timeout:g}s", sys.stderr)
-        return EXIT_UNREACHABLE
-    except OSError as exc:
-        _print(f"error: cannot reach {args.url}: {exc}", sys.stderr)
-        return EXIT_UNREACHABLE
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.since is not None and not args.tail:
-        parser.error("--since goes with --tail")
-    try:
-        _ws_url(args.url)
-    except ValueError as exc:
-        parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the
-        # client closes its socket cleanly before KeyboardInterrupt reaches here.
-        return asyncio.run(run_cli(args))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader of --tail went away (e.g. `| head`): a normal end. Point
-        # stdout at /dev/null so the interpreter's final flush doesn't fail again.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())
