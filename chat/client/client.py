@@ -26,7 +26,7 @@ import secrets
 import ssl
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self, TypeGuard
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,6 +34,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import tornado.httpclient
 import tornado.websocket
 
+from chat.client.cursor import RoomCursor, Verdict
 from chat.client.errors import ChatClosed, ChatError, ChatRefused, Disconnected, fresh
 
 # Named for the package, not this module: it is what users configure.
@@ -96,14 +97,9 @@ class _Request:
 
 @dataclass(eq=False)
 class _Room:
-    """Where the client stands in one joined room."""
+    """One joined room: where the client stands in it, and the fetch of what it lacks."""
 
-    # Every message up to this seq was yielded (or was before the first join).
-    last: int
-    # Messages up to this seq exist on the server and must be fetched.
-    target: int = 0
-    # Messages past a hole, held until the hole is filled.
-    early: dict[int, Frame] = field(default_factory=dict)
+    cursor: RoomCursor[Frame]
     filler: asyncio.Task[None] | None = None
 
 
@@ -151,6 +147,13 @@ def _decode(raw: str | bytes) -> Frame | None:
 
 def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _seq(message: Frame) -> int:
+    seq = message["seq"]
+    if not _is_int(seq):
+        raise ValueError(f"bad seq {seq!r}")
+    return seq
 
 
 def _ws_url(url: str) -> str:
@@ -725,13 +728,13 @@ class ChatClient:
         if room in self._rooms:
             return  # joined twice: our position in the room stands
         last_seq = int(reply["last_seq"])
-        state = _Room(last=last_seq if since is None else min(since, last_seq))
+        state = _Room(RoomCursor(last=last_seq if since is None else min(since, last_seq)))
         self._rooms[room] = state
         if since is not None:
             self._absorb(room, state, reply)
 
     def _rejoin_request(self, room: str, state: _Room) -> _Request:
-        frame: Frame = {"type": "join", "room": room, "since": state.last, "ref": self._new_ref()}
+        frame: Frame = {"type": "join", "room": room, "since": state.cursor.last, "ref": self._new_ref()}
 
         def rejoined(reply: Frame) -> None:
             if self._rooms.get(room) is not state:
@@ -754,7 +757,8 @@ class ChatClient:
             self._accept(room, state, message)
         last_seq = reply.get("last_seq")
         if _is_int(last_seq):
-            self._need(room, state, last_seq)
+            state.cursor.expect(last_seq)
+            self._start_fill(room, state)
 
     def _on_message(self, frame: Frame) -> None:
         room = frame["room"]
@@ -767,47 +771,36 @@ class ChatClient:
         state = self._rooms.get(frame["room"])
         to_seq = frame.get("to_seq")
         if state is not None and _is_int(to_seq):
-            self._need(frame["room"], state, to_seq)
+            state.cursor.expect(to_seq)
+            self._start_fill(frame["room"], state)
 
     def _accept(self, room: str, state: _Room, message: Frame) -> None:
         """Yield ``message`` in seq order, once; hold it if messages before it are missing."""
-        seq = message["seq"]
-        if not _is_int(seq):
-            raise ValueError(f"bad seq {seq!r}")
-        if seq <= state.last or seq in state.early:
-            return  # seen already
-        if seq > state.last + 1:
-            state.early[seq] = message
-            self._need(room, state, seq - 1)
-            return
-        self._deliver(state, message)
-        self._drain(state)
+        accepted = state.cursor.accept(_seq(message), message)
+        for frame in accepted.released:
+            self._emit(frame)
+        if accepted.verdict is Verdict.HELD:
+            self._start_fill(room, state)
 
-    def _deliver(self, state: _Room, message: Frame) -> None:
-        state.last = message["seq"]
-        self._emit(message)
-
-    def _drain(self, state: _Room) -> None:
-        while (nxt := state.early.pop(state.last + 1, None)) is not None:
-            self._deliver(state, nxt)
-
-    def _need(self, room: str, state: _Room, upto: int) -> None:
-        """Messages up to ``upto`` exist: fetch those we lack (one fetch per room at a time)."""
-        state.target = max(state.target, upto)
-        if state.filler is None and state.last < state.target and self._conn is not None and not self._ended:
+    def _start_fill(self, room: str, state: _Room) -> None:
+        """Fetch the messages the room's cursor lacks (one fetch per room at a time)."""
+        if state.filler is None and state.cursor.fill_after is not None and self._conn is not None and not self._ended:
             state.filler = asyncio.create_task(self._fill(room, state))
 
     async def _fill(self, room: str, state: _Room) -> None:
         try:
-            while state.last < state.target and self._rooms.get(room) is state:
-                after = state.last
+            while (after := state.cursor.fill_after) is not None and self._rooms.get(room) is state:
                 reply = await self._request(
                     {"type": "history", "room": room, "after": after, "limit": HISTORY_PAGE}, resend=False
                 )
-                for message in reply.get("messages", []):
-                    self._accept(room, state, message)
-                if state.last == after:
-                    self._skip(room, state)
+                page = [(_seq(message), message) for message in reply.get("messages", [])]
+                filled = state.cursor.page(after, page)
+                for message in filled.released:
+                    self._emit(message)
+                for first, last in filled.skipped:
+                    # The server has nothing to fill the hole with: rather than
+                    # stall the room forever, the cursor moved on to what it has.
+                    log.warning("%s: messages %d to %d are not in history; skipping them", room, first, last)
         except (Disconnected, ChatClosed, ChatRefused):
             return  # the next connection rejoins with since= and fetches again
         except ChatError as exc:
@@ -815,18 +808,6 @@ class ChatClient:
         finally:
             if state.filler is asyncio.current_task():
                 state.filler = None
-
-    @staticmethod
-    def _skip(room: str, state: _Room) -> None:
-        # The server has nothing to fill the hole with: rather than stall the
-        # room forever, move on to what it does have.
-        if state.early:
-            first = min(state.early)
-            log.warning("%s: messages %d to %d are not in history; skipping them", room, state.last + 1, first - 1)
-            state.last = first - 1
-        else:
-            log.warning("%s: messages up to %d are not in history; skipping them", room, state.target)
-            state.target = state.last
 
     def _stop_filler(self, state: _Room) -> None:
         if state.filler is not None:
