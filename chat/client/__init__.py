@@ -1,7 +1,10 @@
 """The async Python client (:class:`ChatClient`) and its command line (``python -m chat.client``).
 
-- ``client``: :class:`ChatClient`, the facade: requests, iteration, rooms.
-- ``cursor``: where the client stands in each room (pure: accept, hold, fill a gap).
+- ``client``: :class:`ChatClient`, the facade: the calls, iteration, and the wiring below.
+- ``transport``: the socket: dial, welcome, reconnect with backoff.
+- ``pending``: request correlation: pending requests by ref, retries, each room's order, pacing.
+- ``rooms``: the joined rooms: a cursor each, and the history fetches that fill their holes.
+- ``cursor``: where a reader stands in one room (pure: accept, hold, fill a gap).
 - ``errors``: what it raises.
 - ``cli`` and ``sessions``: the command line and its kept session tokens.
 """

@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from chat.client.client import ChatClient, Frame, _ws_url
+from chat.client.client import ChatClient, Frame
 from chat.client.errors import ChatError, ChatRefused
 from chat.client.sessions import load_session, save_session, session_file
+from chat.client.transport import ws_url
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1  # could not connect, or timed out
@@ -169,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.since is not None and not args.tail:
         parser.error("--since goes with --tail")
     try:
-        _ws_url(args.url)
+        ws_url(args.url)
     except ValueError as exc:
         parser.error(str(exc))
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")

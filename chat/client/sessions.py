@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from chat.client.client import _ws_url
+from chat.client.transport import ws_url
 from chat.core.validation import name_key
 
 # Named for the package, not this module: it is what users configure.
@@ -47,7 +47,7 @@ def session_file(url: str, name: str, environ: Mapping[str, str] | None = None) 
 
 
 def _server_key(url: str) -> str:
-    parts = urlsplit(_ws_url(url))
+    parts = urlsplit(ws_url(url))
     return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
 
 
