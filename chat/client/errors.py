@@ -6,8 +6,8 @@ from __future__ import annotations
 class ChatError(Exception):
     """The server answered a request with an ``error`` frame (or the client cannot go on)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
         self.code = code
         self.message = message
 
