@@ -1,5 +1,16 @@
-"""The async Python client (:class:`ChatClient`) and its command line (``python -m chat.client``)."""
+"""The async Python client (:class:`ChatClient`) and its command line (``python -m chat.client``).
 
-from chat.client.client import ChatClient, ChatClosed, ChatError, ChatRefused, Disconnected, session_file
+- ``client``: :class:`ChatClient`, the facade: the calls, iteration, and the wiring below.
+- ``transport``: the socket: dial, welcome, reconnect with backoff.
+- ``pending``: request correlation: pending requests by ref, retries, each room's order, pacing.
+- ``rooms``: the joined rooms: a cursor each, and the history fetches that fill their holes.
+- ``cursor``: where a reader stands in one room (pure: accept, hold, fill a gap).
+- ``errors``: what it raises.
+- ``cli`` and ``sessions``: the command line and its kept session tokens.
+"""
+
+from chat.client.client import ChatClient
+from chat.client.errors import ChatClosed, ChatError, ChatRefused, Disconnected
+from chat.client.sessions import session_file
 
 __all__ = ["ChatClient", "ChatClosed", "ChatError", "ChatRefused", "Disconnected", "session_file"]

@@ -1,5 +1,5 @@
 import sys
 
-from chat.client.client import main
+from chat.client.cli import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The async Python client of the chat service, and its command line.
+"""The async Python client of the chat service.
 
 ::
 
@@ -17,199 +17,31 @@ original refs, so the server stores nothing twice. ``python -m chat.client
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
-import hashlib
-import itertools
-import json
 import logging
-import os
 import random
-import secrets
-import ssl
-import sys
-import threading
-import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Self, TextIO, TypeGuard
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any, Self
 
 import tornado.httpclient
 import tornado.websocket
 
-from chat.core.validation import name_key
+from chat.client.errors import ChatClosed, ChatError, Disconnected, fresh
+from chat.client.pending import Pacer, PendingRequests, Request
+from chat.client.rooms import JoinedRooms
+from chat.client.transport import Link, Transport
 
 # Named for the package, not this module: it is what users configure.
 log = logging.getLogger("chat.client")
 
 Frame = dict[str, Any]
 
-# The largest page the server's ``history`` request returns; gaps are fetched in pages of this size.
-HISTORY_PAGE = 200
-# Close codes that mean "this client is refused", not "try again": a name that is
-# taken or bad (1008), frames the server cannot take (1003, 1009) or a protocol
-# fault (1002, 1007, 1010). Reconnecting would only be refused the same way.
-FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
-# Errors after which the server dropped the frame without acting on it, so
-# sending it again is safe and usually succeeds a moment later. Servers no
-# longer send ``rate_limited`` (they read a fast sender's frames later
-# instead); older ones did.
-RETRYABLE_ERRORS = frozenset({"rate_limited", "unavailable"})
-# How often such a request is tried again before its caller gets the error.
-MAX_ERROR_RETRIES = 5
-# First delay before retrying a refused frame (it doubles, with jitter): a rate
-# limit of 20 frames/s has a token again within 50 ms, a store hiccup takes longer.
-ERROR_RETRY_BASE_S = 0.25
-# Requests that change what a room holds or who is in it. Those to one room go
-# out one at a time, in call order (see ChatClient, "Order").
-ROOM_ORDERED = frozenset({"join", "leave", "say"})
-# A connection that stayed up this long was healthy: the backoff starts over.
-# A server that accepts and drops at once (crash loop, proxy) is not hammered.
-STABLE_AFTER_S = 5.0
-# How long close() waits for the server to answer the closing handshake.
-CLOSE_TIMEOUT_S = 5.0
 # A resuming ``joined`` carries up to 1000 messages of up to 4000 characters
 # each (16 MB in the worst UTF-8 case); Tornado's default 10 MiB limit would
 # make such a resume fail and retry forever.
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
-
-
-class ChatError(Exception):
-    """The server answered a request with an ``error`` frame (or the client cannot go on)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class ChatRefused(ChatError):
-    """The server refused this client for good: ``code`` is the close reason
-    (``name_taken``, ``bad_name``...) or ``http_<status>``. The client does not
-    reconnect; every pending and later call raises this, and so does the iterator.
-    """
-
-    def __init__(self, code: str, message: str, close_code: int | None = None) -> None:
-        super().__init__(code, message)
-        self.close_code = close_code
-
-
-class ChatClosed(ChatError):
-    """The client was closed with :meth:`ChatClient.close`."""
-
-    def __init__(self) -> None:
-        super().__init__("closed", "the client is closed")
-
-
-class Disconnected(ConnectionError):
-    """The connection failed or dropped. :meth:`ChatClient.connect` raises it when
-    the first connection fails; afterwards the client reconnects by itself."""
-
-
-def _fresh(error: ChatError) -> ChatError:
-    # A new exception per raise, so tracebacks don't pile up on one object.
-    if isinstance(error, ChatRefused):
-        return ChatRefused(error.code, error.message, error.close_code)
-    if isinstance(error, ChatClosed):
-        return ChatClosed()
-    return ChatError(error.code, error.message)
-
-
-@dataclass(eq=False)
-class _Request:
-    """A frame waiting to be sent and, when it has a ref, answered."""
-
-    frame: Frame
-    future: asyncio.Future[Frame] | None = None
-    # Kept across reconnects and sent again (every request is idempotent: say by
-    # its ref, the others by nature). Internal requests tied to one connection
-    # (rejoins, gap fetches) are not: the next connection makes its own.
-    resend: bool = True
-    on_reply: Callable[[Frame], None] | None = None
-    on_error: Callable[[Frame], None] | None = None
-    queued: bool = False
-    retries: int = 0
-    # The room whose requests go out one at a time (ROOM_ORDERED); None: no order to keep.
-    room: str | None = None
-
-    @property
-    def ref(self) -> str | None:
-        ref = self.frame.get("ref")
-        return ref if isinstance(ref, str) else None
-
-
-@dataclass(eq=False)
-class _Room:
-    """Where the client stands in one joined room."""
-
-    # Every message up to this seq was yielded (or was before the first join).
-    last: int
-    # Messages up to this seq exist on the server and must be fetched.
-    target: int = 0
-    # Messages past a hole, held until the hole is filled.
-    early: dict[int, Frame] = field(default_factory=dict)
-    filler: asyncio.Task[None] | None = None
-
-
-class _Pacer:
-    """A token bucket for outgoing frames, so the client stays under the server's
-    rate limit on its own. The server would read the extra frames later anyway,
-    but a reconnect into hundreds of rooms would have its frames read seconds
-    late, and 15 s behind the rate closes the connection as a flood."""
-
-    def __init__(self, rate: float, burst: float) -> None:
-        self._rate = rate
-        self._burst = max(burst, 1.0)
-        self._tokens = self._burst
-        self._stamp: float | None = None
-
-    def _refill(self, now: float) -> None:
-        if self._stamp is not None:
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-
-    async def take(self) -> None:
-        if self._rate <= 0:
-            return
-        loop = asyncio.get_running_loop()
-        self._refill(loop.time())
-        if self._tokens < 1:
-            await asyncio.sleep((1 - self._tokens) / self._rate)
-            self._refill(loop.time())
-        self._tokens -= 1
-
-
-def _room_key(room: str) -> str:
-    # The server's normalization (chat.core.validation.normalize_room), so that
-    # "Lobby" and "lobby " share one line.
-    return room.strip().lower()
-
-
-def _decode(raw: str | bytes) -> Frame | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _ws_url(url: str) -> str:
-    """Accept http(s):// and a bare host too: ``http://host:8888`` means ``ws://host:8888/ws``."""
-    parts = urlsplit(url)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    if scheme not in ("ws", "wss"):
-        raise ValueError(f"not a ws://, wss://, http:// or https:// URL: {url!r}")
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    return urlunsplit(parts._replace(scheme=scheme, path=path))
 
 
 class ChatClient:
@@ -294,38 +126,33 @@ class ChatClient:
         ``ping_interval`` (0 disables) finds a dead connection. ``cafile``
         trusts the CA certificates in that PEM file for ``wss://``, besides
         the system's."""
-        self._base_url = _ws_url(url)
-        self._requested_name = name
-        self._name = name
-        self._session = session
-        self._backoff_base = backoff_base
-        self._backoff_cap = backoff_cap
-        self._connect_timeout = connect_timeout
         self._ping_interval = ping_interval
         self._max_queue = max_queue
         self._max_message_size = max_message_size
-        self._rng = rng if rng is not None else random.Random()
-        self._pacer = _Pacer(rate, burst)
-        self._ssl: ssl.SSLContext | None = None
-        if cafile is not None:
-            self._ssl = ssl.create_default_context()
-            self._ssl.load_verify_locations(cafile)
-
-        self._ref_prefix = secrets.token_hex(6)
-        self._ref_counter = itertools.count(1)
-        self._conn: tornado.websocket.WebSocketClientConnection | None = None
-        self._runner: asyncio.Task[None] | None = None
-        self._requests: dict[str, _Request] = {}
-        # Per room, its ROOM_ORDERED requests not yet answered, in call order:
-        # only the first is on the wire; the others wait for it.
-        self._lines: dict[str, deque[_Request]] = {}
-        self._unsent: deque[_Request] = deque()
-        self._wake = asyncio.Event()
-        self._rooms: dict[str, _Room] = {}
+        rng = rng if rng is not None else random.Random()
+        self._pending = PendingRequests(Pacer(rate, burst), rng)
+        link = Link(self._attached, self._received, self._detached, self._finish, self._pending.outgoing)
+        self._transport = Transport(
+            url,
+            name,
+            link,
+            self._dial,
+            session=session,
+            backoff_base=backoff_base,
+            backoff_cap=backoff_cap,
+            connect_timeout=connect_timeout,
+            rng=rng,
+            cafile=cafile,
+        )
+        self._rooms = JoinedRooms(
+            self._emit,
+            lambda frame: self._request(frame, resend=False),
+            lambda: self._transport.conn is not None and not self._ended,
+            self._pending.new_ref,
+        )
         self._events: deque[Frame] = deque()
         self._has_events = asyncio.Event()
         self._dropped_events = 0
-        self._closing = False
         self._ended = False
         self._failure: ChatError | None = None
 
@@ -334,17 +161,17 @@ class ChatClient:
     @property
     def name(self) -> str:
         """The name the server gave us (trimmed), once connected."""
-        return self._name
+        return self._transport.name
 
     @property
     def session(self) -> str | None:
         """The session token: pass it as ``session=`` to resume this identity later."""
-        return self._session
+        return self._transport.session
 
     @property
     def connected(self) -> bool:
         """True while a socket is open and welcomed; False while reconnecting or closed."""
-        return self._conn is not None and not self._closing
+        return self._transport.conn is not None and not self._transport.closing
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -352,27 +179,15 @@ class ChatClient:
         """Open the first connection. Raises :class:`ChatRefused` (name taken,
         bad name, HTTP 4xx) or :class:`Disconnected`/``OSError`` when the server
         cannot be reached; from then on the client reconnects by itself."""
-        if self._runner is not None or self._closing:
+        if self._transport.runner is not None or self._transport.closing:
             raise RuntimeError("connect() was already called")
-        conn, welcome = await self._open()
-        self._attach(conn, welcome)
-        self._runner = asyncio.create_task(self._run(conn))
+        await self._transport.start()
         return self
 
     async def close(self) -> None:
         """Close the socket and stop reconnecting. Pending calls raise
         :class:`ChatClosed`; iteration ends once queued events are consumed."""
-        if not self._closing:
-            self._closing = True
-            if self._conn is not None:
-                self._conn.close(1000, "client closing")
-            elif self._runner is not None:
-                self._runner.cancel()  # sleeping before a reconnect, or dialling
-        if self._runner is not None and not self._runner.done():
-            done, _ = await asyncio.wait([self._runner], timeout=CLOSE_TIMEOUT_S)
-            if not done:
-                self._runner.cancel()
-                await asyncio.wait([self._runner])
+        await self._transport.close()
         self._finish(None)
 
     async def __aenter__(self) -> Self:
@@ -396,13 +211,11 @@ class ChatClient:
         frame: Frame = {"type": "join", "room": room}
         if since is not None:
             frame["since"] = since
-        return await self._request(frame, on_reply=lambda reply: self._on_joined(reply, since))
+        return await self._request(frame, on_reply=lambda reply: self._rooms.joined(reply, since))
 
     async def leave(self, room: str) -> Frame:
         """Leave ``room``; returns the ``left`` frame. Its messages stop at once."""
-        state = self._rooms.pop(room.strip().lower(), None)
-        if state is not None:
-            self._stop_filler(state)
+        self._rooms.left(room)
         return await self._request({"type": "leave", "room": room})
 
     async def say(self, room: str, text: str) -> Frame:
@@ -413,8 +226,8 @@ class ChatClient:
     async def typing(self, room: str) -> None:
         """Tell the room's other members we are typing. Fire and forget: dropped while disconnected."""
         self._check_usable()
-        if self._conn is not None:
-            self._enqueue(_Request({"type": "typing", "room": room}, resend=False))
+        if self._transport.conn is not None:
+            self._pending.enqueue(Request({"type": "typing", "room": room}, resend=False))
 
     async def history(self, room: str, before: int | None = None, limit: int = 50) -> list[Frame]:
         """Up to ``limit`` (at most 200) messages of a joined room with seq < ``before``
@@ -448,23 +261,15 @@ class ChatClient:
         while not self._events:
             if self._ended:
                 if self._failure is not None and not isinstance(self._failure, ChatClosed):
-                    raise _fresh(self._failure)
+                    raise fresh(self._failure)
                 raise StopAsyncIteration
-            if self._runner is None:
+            if self._transport.runner is None:
                 raise RuntimeError("connect() first, or use 'async with'")
             self._has_events.clear()
             await self._has_events.wait()
         return self._events.popleft()
 
-    # -- connection management -------------------------------------------------------
-
-    def _connect_url(self) -> str:
-        parts = urlsplit(self._base_url)
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("name", "session")]
-        query.append(("name", self._requested_name))
-        if self._session:
-            query.append(("session", self._session))
-        return urlunsplit(parts._replace(query=urlencode(query)))
+    # -- the transport's link: connections come and go -----------------------------------
 
     async def _dial(self, request: tornado.httpclient.HTTPRequest) -> tornado.websocket.WebSocketClientConnection:
         """Open one socket. Tests override it to hold a reconnect at a chosen moment."""
@@ -474,169 +279,42 @@ class ChatClient:
             max_message_size=self._max_message_size,
         )
 
-    async def _open(self) -> tuple[tornado.websocket.WebSocketClientConnection, Frame]:
-        """Dial and read the welcome. Raises :class:`ChatRefused` for a refusal
-        that retrying cannot fix, ``OSError``/:class:`Disconnected` otherwise."""
-        request = tornado.httpclient.HTTPRequest(
-            self._connect_url(),
-            connect_timeout=self._connect_timeout,
-            request_timeout=self._connect_timeout,
-            ssl_options=self._ssl,
-        )
-        try:
-            conn = await self._dial(request)
-        except tornado.httpclient.HTTPClientError as exc:
-            # 599 is Tornado's own timeout/connection failure; 5xx, 408 and 429
-            # are a server or proxy that may be back soon. Other 4xx won't change.
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise Disconnected(f"HTTP {exc.code}: {exc.message}") from exc
-            raise ChatRefused(f"http_{exc.code}", f"the server answered HTTP {exc.code} {exc.message}") from exc
-        except tornado.websocket.WebSocketError as exc:
-            raise Disconnected(f"not a WebSocket answer: {exc}") from exc
-        welcomed = False
-        try:
-            try:
-                raw = await asyncio.wait_for(conn.read_message(), self._connect_timeout)
-            except TimeoutError:
-                raise Disconnected("the server sent no welcome") from None
-            if raw is None:
-                error = self._close_error(conn.close_code, conn.close_reason)
-                if error is not None:
-                    raise error
-                raise Disconnected(f"closed before the welcome: {conn.close_code} {conn.close_reason or ''}")
-            welcome = _decode(raw)
-            if welcome is None or welcome.get("type") != "welcome":
-                raise Disconnected(f"expected a welcome frame, got {raw[:200]!r}")
-            welcomed = True
-            return conn, welcome
-        finally:
-            if not welcomed:
-                conn.close()
-
-    @staticmethod
-    def _close_error(code: int | None, reason: str | None) -> ChatRefused | None:
-        if code not in FATAL_CLOSE_CODES:
-            return None
-        reason = reason or ""
-        return ChatRefused(reason or f"closed_{code}", f"the server closed the connection: {code} {reason}", code)
-
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter: clients dropped together by a restart come back spread out.
-        return self._rng.uniform(0, min(self._backoff_cap, self._backoff_base * 2 ** min(attempt, 30)))
-
-    async def _run(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
-        """Serve the connection; when it drops, reconnect until closed or refused."""
-        loop = asyncio.get_running_loop()
-        attempt = 0
-        try:
-            while True:
-                opened_at = loop.time()
-                code, reason = await self._serve(conn)
-                self._detach()
-                if self._closing:
-                    return
-                fatal = self._close_error(code, reason)
-                if fatal is not None:
-                    log.warning("chat server refused %s: %s", self._requested_name, fatal.message)
-                    self._finish(fatal)
-                    return
-                log.info("connection lost (%s %s); reconnecting", code, reason or "")
-                if loop.time() - opened_at >= STABLE_AFTER_S:
-                    attempt = 0
-                while True:
-                    await asyncio.sleep(self._backoff(attempt))
-                    attempt += 1
-                    try:
-                        conn, welcome = await self._open()
-                    except ChatRefused as exc:
-                        log.warning("chat server refused %s: %s", self._requested_name, exc.message)
-                        self._finish(exc)
-                        return
-                    except OSError as exc:  # Disconnected, refused, reset, Tornado's StreamClosedError
-                        log.info("reconnect attempt %d failed: %s", attempt, exc)
-                        continue
-                    break
-                self._attach(conn, welcome)
-        except Exception as exc:
-            # A bug here must not leave callers waiting forever.
-            log.exception("chat client stopped")
-            self._finish(ChatError("internal", f"the client stopped: {exc!r}"))
-
-    async def _serve(self, conn: tornado.websocket.WebSocketClientConnection) -> tuple[int | None, str | None]:
-        """Read frames until the socket closes; returns the close code and reason."""
-        pump = asyncio.create_task(self._pump(conn))
-        try:
-            while True:
-                raw = await conn.read_message()
-                if raw is None:
-                    return conn.close_code, conn.close_reason
-                frame = _decode(raw)
-                if frame is None:
-                    log.warning("ignoring a frame that is not a JSON object: %.200r", raw)
-                    continue
-                try:
-                    self._dispatch(frame)
-                except (KeyError, TypeError, ValueError):
-                    log.warning("ignoring a malformed frame: %.200r", raw, exc_info=True)
-        finally:
-            pump.cancel()
-            await asyncio.wait([pump])
-            # Also after the server closed: Tornado warns about connections never closed.
-            conn.close()
-
-    async def _pump(self, conn: tornado.websocket.WebSocketClientConnection) -> None:
-        """Send queued frames in order, paced, one connection's worth."""
-        try:
-            while True:
-                if not self._unsent:
-                    self._wake.clear()
-                    await self._wake.wait()
-                    continue
-                req = self._unsent.popleft()
-                req.queued = False
-                if req.ref is not None and self._requests.get(req.ref) is not req:
-                    continue  # answered, given up or cancelled meanwhile
-                await self._pacer.take()
-                await conn.write_message(json.dumps(req.frame, ensure_ascii=False, separators=(",", ":")))
-        except tornado.websocket.WebSocketClosedError:
-            return  # the read loop sees the close and reconnects
-        except Exception:
-            log.exception("sending failed; reconnecting")
-            conn.close(1011, "client error")
-
-    def _attach(self, conn: tornado.websocket.WebSocketClientConnection, welcome: Frame) -> None:
+    def _attached(self, welcome: Frame) -> None:
         """A welcomed connection: rejoin every room, then send every pending request."""
-        self._conn = conn
-        session, name = welcome.get("session"), welcome.get("name")
-        if isinstance(session, str):
-            self._session = session
-        if isinstance(name, str):
-            self._name = name
         self._emit(welcome)
-        # Each room's first request in line, not those behind it: they follow once it is answered.
-        carried = [r for r in self._requests.values() if r.resend and self._first_in_line(r)]
-        rejoins = [self._rejoin_request(room, state) for room, state in self._rooms.items()]
-        for req in rejoins:
-            self._requests[req.ref or ""] = req
-        # Rejoins first: a resent say needs its room joined on this connection.
-        for req in rejoins + carried:
-            req.queued = True
-            self._unsent.append(req)
-        self._wake.set()
+        self._pending.reconnected(self._rooms.rejoins())
 
-    def _detach(self) -> None:
-        """The socket is gone: forget what belonged to it, keep what gets resent."""
-        self._conn = None
-        for req in self._unsent:
-            req.queued = False
-        self._unsent.clear()
-        for state in self._rooms.values():
-            self._stop_filler(state)
-        for ref, req in list(self._requests.items()):
-            if not req.resend:
-                del self._requests[ref]
-                if req.future is not None and not req.future.done():
-                    req.future.set_exception(Disconnected("the connection dropped"))
+    def _detached(self) -> None:
+        """The socket is gone: its room fetches end (the rejoins fetch again)."""
+        # Fillers first: cancelling them cancels their requests, which nobody else awaits.
+        self._rooms.stop_fills()
+        self._pending.disconnected()
+
+    def _received(self, frame: Frame) -> None:
+        kind = frame.get("type")
+        req = self._pending.match(frame)
+        if req is not None:
+            if kind == "error":
+                self._on_request_error(req, frame)
+                return
+            self._pending.settle(req, frame)
+            if kind == "message":  # a say's acknowledgement is also a room message
+                self._rooms.message(frame)
+            return
+        if kind == "message":
+            self._rooms.message(frame)
+        elif kind == "gap":
+            self._rooms.gap(frame)
+        elif kind in ("joined", "left", "history", "rooms", "pong"):
+            # The answer to a request already answered (sent twice across a
+            # reconnect) or given up: nobody waits for it.
+            log.debug("dropping a stale %s reply", kind)
+        else:
+            self._emit(frame)
+
+    def _on_request_error(self, req: Request, frame: Frame) -> None:
+        """An ``error`` answers ``req``: retried, or raised to its caller. Tests watch this hook."""
+        self._pending.refused(req, frame)
 
     def _finish(self, error: ChatError | None) -> None:
         """The client is done (closed, or refused for good): fail what waits, end iteration."""
@@ -645,242 +323,25 @@ class ChatClient:
         self._ended = True
         self._failure = error if error is not None else ChatClosed()
         # Fillers first: cancelling them cancels their requests, which nobody else awaits.
-        for state in self._rooms.values():
-            self._stop_filler(state)
-        for req in list(self._requests.values()):
-            if req.future is not None and not req.future.done():
-                req.future.set_exception(_fresh(self._failure))
-        self._requests.clear()
-        self._lines.clear()
-        self._unsent.clear()
+        self._rooms.stop_fills()
+        self._pending.fail_all(self._failure)
         self._has_events.set()
 
     def _check_usable(self) -> None:
-        if self._runner is None and not self._ended:
+        if self._transport.runner is None and not self._ended:
             raise RuntimeError("connect() first, or use 'async with'")
         if self._failure is not None:
-            raise _fresh(self._failure)
-        if self._closing:
+            raise fresh(self._failure)
+        if self._transport.closing:
             raise ChatClosed()
-
-    # -- requests and replies ----------------------------------------------------------
-
-    def _new_ref(self) -> str:
-        # Unique per session for the server's 10-minute idempotency window: a
-        # random prefix per client (another client may share the session) and a counter.
-        return f"{self._ref_prefix}-{next(self._ref_counter)}"
-
-    def _enqueue(self, req: _Request) -> None:
-        req.queued = True
-        self._unsent.append(req)
-        self._wake.set()
 
     async def _request(
         self, frame: Frame, *, resend: bool = True, on_reply: Callable[[Frame], None] | None = None
     ) -> Frame:
         self._check_usable()
-        if not resend and self._conn is None:
+        if not resend and self._transport.conn is None:
             raise Disconnected("not connected")
-        frame["ref"] = ref = self._new_ref()
-        future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        req = _Request(frame, future, resend=resend, on_reply=on_reply)
-        self._requests[ref] = req
-        # Cancelled or answered: never send it again.
-        future.add_done_callback(lambda _: self._forget(req))
-        if frame["type"] in ROOM_ORDERED and isinstance(frame.get("room"), str):
-            req.room = _room_key(frame["room"])
-            self._lines.setdefault(req.room, deque()).append(req)
-        if self._conn is not None and self._first_in_line(req):
-            self._enqueue(req)
-        return await future
-
-    def _first_in_line(self, req: _Request) -> bool:
-        """True unless ``req`` waits behind an earlier request to its room."""
-        return req.room is None or self._lines[req.room][0] is req
-
-    def _forget(self, req: _Request) -> None:
-        if req.ref is not None and self._requests.get(req.ref) is req:
-            del self._requests[req.ref]
-        room, req.room = req.room, None  # out of its line; a second call finds nothing to do
-        line = self._lines.get(room) if room is not None else None
-        if room is None or line is None:
-            return
-        if line[0] is not req:
-            line.remove(req)  # cancelled while waiting in line
-            return
-        # Answered, given up or cancelled: the next in line goes now.
-        line.popleft()
-        if not line:
-            del self._lines[room]
-        elif self._conn is not None and not line[0].queued:
-            self._enqueue(line[0])
-
-    def _dispatch(self, frame: Frame) -> None:
-        kind = frame.get("type")
-        ref = frame.get("ref")
-        req = self._requests.get(ref) if isinstance(ref, str) else None
-        if req is not None:
-            if kind == "error":
-                self._on_request_error(req, frame)
-                return
-            self._settle(req, frame)
-            if kind == "message":  # a say's acknowledgement is also a room message
-                self._on_message(frame)
-            return
-        if kind == "message":
-            self._on_message(frame)
-        elif kind == "gap":
-            self._on_gap(frame)
-        elif kind in ("joined", "left", "history", "rooms", "pong"):
-            # The answer to a request already answered (sent twice across a
-            # reconnect) or given up: nobody waits for it.
-            log.debug("dropping a stale %s reply", kind)
-        else:
-            self._emit(frame)
-
-    def _settle(self, req: _Request, reply: Frame) -> None:
-        self._forget(req)
-        # Runs before the next frame is read, so a room's state exists before its first live message.
-        if req.on_reply is not None:
-            req.on_reply(reply)
-        if req.future is not None and not req.future.done():
-            req.future.set_result(reply)
-
-    def _on_request_error(self, req: _Request, frame: Frame) -> None:
-        code = str(frame.get("code", "error"))
-        message = str(frame.get("message", ""))
-        if code in RETRYABLE_ERRORS and req.retries < MAX_ERROR_RETRIES:
-            req.retries += 1
-            delay = self._rng.uniform(ERROR_RETRY_BASE_S, ERROR_RETRY_BASE_S * 2**req.retries)
-            log.info("%s refused with %s; retrying in %.2fs", req.frame.get("type"), code, delay)
-            asyncio.get_running_loop().call_later(delay, self._retry, req)
-            return
-        self._forget(req)
-        if req.on_error is not None:
-            req.on_error(frame)
-        if req.future is not None and not req.future.done():
-            req.future.set_exception(ChatError(code, message))
-
-    def _retry(self, req: _Request) -> None:
-        # Skipped if answered, closed, or already queued again by a reconnect.
-        if self._conn is None or req.queued or req.ref is None or self._requests.get(req.ref) is not req:
-            return
-        self._enqueue(req)
-
-    # -- rooms and ordered delivery ------------------------------------------------------
-
-    def _on_joined(self, reply: Frame, since: int | None) -> None:
-        room = reply["room"]
-        if room in self._rooms:
-            return  # joined twice: our position in the room stands
-        last_seq = int(reply["last_seq"])
-        state = _Room(last=last_seq if since is None else min(since, last_seq))
-        self._rooms[room] = state
-        if since is not None:
-            self._absorb(room, state, reply)
-
-    def _rejoin_request(self, room: str, state: _Room) -> _Request:
-        frame: Frame = {"type": "join", "room": room, "since": state.last, "ref": self._new_ref()}
-
-        def rejoined(reply: Frame) -> None:
-            if self._rooms.get(room) is not state:
-                return  # left meanwhile
-            self._emit({k: v for k, v in reply.items() if k not in ("history", "ref")})
-            self._absorb(room, state, reply)
-
-        def refused(error: Frame) -> None:
-            # The server won't have us back in this room (e.g. a lower room limit
-            # after a restart): tell the consumer and stop tracking the room.
-            if self._rooms.get(room) is state:
-                del self._rooms[room]
-            self._emit({k: v for k, v in error.items() if k != "ref"} | {"room": room})
-
-        return _Request(frame, resend=False, on_reply=rejoined, on_error=refused)
-
-    def _absorb(self, room: str, state: _Room, reply: Frame) -> None:
-        """Deliver a since-join's history, then fetch whatever it did not hold."""
-        for message in reply.get("history", []):
-            self._accept(room, state, message)
-        last_seq = reply.get("last_seq")
-        if _is_int(last_seq):
-            self._need(room, state, last_seq)
-
-    def _on_message(self, frame: Frame) -> None:
-        room = frame["room"]
-        state = self._rooms.get(room)
-        if state is None:
-            return  # not (or no longer) in that room; a say's ack was settled already
-        self._accept(room, state, frame)
-
-    def _on_gap(self, frame: Frame) -> None:
-        state = self._rooms.get(frame["room"])
-        to_seq = frame.get("to_seq")
-        if state is not None and _is_int(to_seq):
-            self._need(frame["room"], state, to_seq)
-
-    def _accept(self, room: str, state: _Room, message: Frame) -> None:
-        """Yield ``message`` in seq order, once; hold it if messages before it are missing."""
-        seq = message["seq"]
-        if not _is_int(seq):
-            raise ValueError(f"bad seq {seq!r}")
-        if seq <= state.last or seq in state.early:
-            return  # seen already
-        if seq > state.last + 1:
-            state.early[seq] = message
-            self._need(room, state, seq - 1)
-            return
-        self._deliver(state, message)
-        self._drain(state)
-
-    def _deliver(self, state: _Room, message: Frame) -> None:
-        state.last = message["seq"]
-        self._emit(message)
-
-    def _drain(self, state: _Room) -> None:
-        while (nxt := state.early.pop(state.last + 1, None)) is not None:
-            self._deliver(state, nxt)
-
-    def _need(self, room: str, state: _Room, upto: int) -> None:
-        """Messages up to ``upto`` exist: fetch those we lack (one fetch per room at a time)."""
-        state.target = max(state.target, upto)
-        if state.filler is None and state.last < state.target and self._conn is not None and not self._ended:
-            state.filler = asyncio.create_task(self._fill(room, state))
-
-    async def _fill(self, room: str, state: _Room) -> None:
-        try:
-            while state.last < state.target and self._rooms.get(room) is state:
-                after = state.last
-                reply = await self._request(
-                    {"type": "history", "room": room, "after": after, "limit": HISTORY_PAGE}, resend=False
-                )
-                for message in reply.get("messages", []):
-                    self._accept(room, state, message)
-                if state.last == after:
-                    self._skip(room, state)
-        except (Disconnected, ChatClosed, ChatRefused):
-            return  # the next connection rejoins with since= and fetches again
-        except ChatError as exc:
-            log.warning("cannot fetch the missing messages of %s: %s", room, exc)
-        finally:
-            if state.filler is asyncio.current_task():
-                state.filler = None
-
-    @staticmethod
-    def _skip(room: str, state: _Room) -> None:
-        # The server has nothing to fill the hole with: rather than stall the
-        # room forever, move on to what it does have.
-        if state.early:
-            first = min(state.early)
-            log.warning("%s: messages %d to %d are not in history; skipping them", room, state.last + 1, first - 1)
-            state.last = first - 1
-        else:
-            log.warning("%s: messages up to %d are not in history; skipping them", room, state.target)
-            state.target = state.last
-
-    def _stop_filler(self, state: _Room) -> None:
-        if state.filler is not None:
-            state.filler.cancel()
-            state.filler = None
+        return await self._pending.submit(frame, resend=resend, on_reply=on_reply)
 
     def _emit(self, frame: Frame) -> None:
         if self._max_queue == 0:
@@ -892,241 +353,3 @@ class ChatClient:
                 log.warning("%d events dropped: nobody is consuming them (see max_queue)", self._dropped_events)
         self._events.append(frame)
         self._has_events.set()
-
-
-# -- command line ------------------------------------------------------------------------
-
-EXIT_OK = 0
-EXIT_UNREACHABLE = 1  # could not connect, or timed out
-EXIT_REFUSED = 2  # the server answered with an error (also argparse's usage errors)
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m chat.client",
-        description="Chat from the command line. Interactive by default: each line of "
-        "standard input is sent, messages are printed as '[HH:MM] name: text'.",
-        epilog="Exit status: 0 done, 1 server unreachable or timed out, 2 refused by the "
-        "server (its error is printed on stderr), 130 interrupted.",
-    )
-    parser.add_argument("url", help="the server, e.g. ws://127.0.0.1:8888/ws (http://host:port works too)")
-    parser.add_argument("--name", required=True, help="your name in the chat")
-    parser.add_argument("--room", required=True, help="the room to join")
-    parser.add_argument(
-        "--session",
-        help="a session token to resume (keeps your name reserved); by default the token of the last run "
-        "with this name and server, kept under $XDG_CONFIG_HOME/chat/sessions/ (~/.config/chat/sessions/)",
-    )
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--send", metavar="TEXT", help="send one message, exit 0 once the server stored it")
-    mode.add_argument("--tail", action="store_true", help="print every new message as a JSON line until interrupted")
-    parser.add_argument("--since", type=int, metavar="SEQ", help="with --tail: start after this seq instead of now")
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="with --send: seconds to wait for the acknowledgement (default 30)"
-    )
-    parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (for wss:// with your own CA)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log connection changes on stderr")
-    return parser
-
-
-def format_message(message: Frame) -> str:
-    stamp = time.strftime("%H:%M", time.localtime(message.get("ts", 0) / 1000))
-    return f"[{stamp}] {message.get('name')}: {message.get('text')}"
-
-
-def _print(line: str, stream: TextIO) -> None:
-    print(line, file=stream, flush=True)
-
-
-async def _send_once(client: ChatClient, room: str, text: str) -> None:
-    await client.join(room)
-    message = await client.say(room, text)
-    _print(json.dumps(message, ensure_ascii=False), sys.stdout)
-
-
-async def _tail(client: ChatClient, room: str, since: int | None) -> None:
-    await client.join(room, since=since)
-    async for event in client:
-        if event.get("type") == "message":
-            _print(json.dumps(event, ensure_ascii=False), sys.stdout)
-
-
-def _read_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
-    """Runs in a daemon thread: a blocking read works for ttys, pipes and files
-    alike, and a daemon thread does not keep the process alive after Ctrl-C."""
-    try:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
-        loop.call_soon_threadsafe(lines.put_nowait, None)
-    except RuntimeError:
-        return  # the loop closed first: the program is exiting
-
-
-async def _interactive(client: ChatClient, room: str) -> None:
-    joined = await client.join(room)
-    for message in joined.get("history", []):
-        _print(format_message(message), sys.stdout)
-    _print(f"* {client.name} in {joined['room']} with {', '.join(joined.get('members', []))}", sys.stderr)
-
-    async def show() -> None:
-        welcomes = 0
-        async for event in client:
-            kind = event.get("type")
-            if kind == "message":
-                _print(format_message(event), sys.stdout)
-            elif kind == "presence":
-                _print(f"* {event.get('name')} {event.get('event')}s {event.get('room')}", sys.stderr)
-            elif kind == "welcome":
-                welcomes += 1
-                if welcomes > 1:
-                    _print("* reconnected", sys.stderr)
-            elif kind == "error":
-                _print(f"error: {event.get('code')}: {event.get('message')}", sys.stderr)
-
-    lines: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
-    printer = asyncio.create_task(show())
-    try:
-        while (line := await lines.get()) is not None:
-            if not line.strip():
-                continue
-            try:
-                await client.say(room, line)
-            except ChatRefused:
-                raise
-            except ChatError as exc:
-                _print(f"error: {exc.code}: {exc.message}", sys.stderr)
-            if printer.done():
-                break
-    finally:
-        if printer.done():
-            printer.result()  # raises ChatRefused if the server refused us
-        else:
-            await client.close()
-            await printer
-
-
-# -- the command line's session file -------------------------------------------------
-#
-# The server holds a name for its session 60 s after the session's last socket
-# closes. A run that started a new session every time would find its own name
-# held by the previous run's, so the command line keeps the token in a file per
-# server and name, and the next run resumes the same session.
-
-
-def session_file(url: str, name: str, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Where the token for ``name`` on the server at ``url`` is kept, or None
-    when there is no config directory (no $XDG_CONFIG_HOME and no home).
-
-    One file per server (``http://h:p`` and ``ws://h:p/ws`` are one server)
-    and per name as the server compares names (``Bob`` and ``bob`` are one
-    name there, so they share a session here too). The file is named by a
-    hash: names may hold any character, paths may not."""
-    env = os.environ if environ is None else environ
-    base = env.get("XDG_CONFIG_HOME", "")
-    if os.path.isabs(base):  # the XDG spec says to ignore a relative one
-        config = Path(base)
-    else:
-        try:
-            config = Path.home() / ".config"
-        except RuntimeError:  # no $HOME and no password entry
-            return None
-    key = f"{_server_key(url)}\n{name_key(name.strip())}".encode("utf-8", "surrogatepass")
-    return config / "chat" / "sessions" / (hashlib.sha256(key).hexdigest()[:32] + ".json")
-
-
-def _server_key(url: str) -> str:
-    parts = urlsplit(_ws_url(url))
-    return urlunsplit((parts.scheme, parts.netloc.lower(), parts.path, "", ""))
-
-
-def load_session(path: Path) -> str | None:
-    """The token kept in ``path``, or None (no file yet, or one we cannot read: start a new session)."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring the session file %s: %s", path, exc)
-        return None
-    token = value.get("session") if isinstance(value, dict) else None
-    return token if isinstance(token, str) and token else None
-
-
-def save_session(path: Path, url: str, name: str, token: str) -> None:
-    """Keep ``token`` in ``path``, readable by the user only from the first byte:
-    the file is created 0600 (in a 0700 directory) and renamed into place, so a
-    reader never sees half a file. A failure is logged: the message still goes out."""
-    sessions = path.parent
-    tmp = sessions / f".{path.name}.{secrets.token_hex(4)}.tmp"
-    try:
-        sessions.parent.parent.mkdir(parents=True, exist_ok=True)  # the config directory itself
-        for folder in (sessions.parent, sessions):
-            folder.mkdir(mode=0o700, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump({"server": _server_key(url), "name": name, "session": token}, out, ensure_ascii=False)
-            out.write("\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not keep the session in %s: %s", path, exc)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-
-
-async def run_cli(args: argparse.Namespace) -> int:
-    path = session_file(args.url, args.name)
-    kept = load_session(path) if path is not None else None
-    # An explicit --session wins over the file (and replaces it once welcomed).
-    client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
-    try:
-        async with client:
-            # Kept as soon as we are welcomed: a send the server then refuses
-            # (too long, say) still leaves the session for the next run.
-            if path is not None and client.session is not None and client.session != kept:
-                save_session(path, args.url, args.name, client.session)
-            if args.send is not None:
-                await asyncio.wait_for(_send_once(client, args.room, args.send), args.timeout)
-            elif args.tail:
-                await _tail(client, args.room, args.since)
-            else:
-                await _interactive(client, args.room)
-    except ChatError as exc:
-        _print(f"error: {exc.code}: {exc.message}", sys.stderr)
-        return EXIT_REFUSED
-    except TimeoutError:
-        _print(f"error: no acknowledgement within {args.timeout:g}s", sys.stderr)
-        return EXIT_UNREACHABLE
-    except OSError as exc:
-        _print(f"error: cannot reach {args.url}: {exc}", sys.stderr)
-        return EXIT_UNREACHABLE
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.since is not None and not args.tail:
-        parser.error("--since goes with --tail")
-    try:
-        _ws_url(args.url)
-    except ValueError as exc:
-        parser.error(str(exc))
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    try:
-        # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the
-        # client closes its socket cleanly before KeyboardInterrupt reaches here.
-        return asyncio.run(run_cli(args))
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        # The reader of --tail went away (e.g. `| head`): a normal end. Point
-        # stdout at /dev/null so the interpreter's final flush doesn't fail again.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ every frame, straight from the socket's ``data_received``, with one
 ``json.loads``, the id and times taken from the text with one ``str.split``,
 one histogram record and one O(1) ledger update per delivery.
 
-A message's text is ``"<run> <id> <intended_ns> <sent_ns> <padding>"``. The run
+A message's text (:mod:`chat.loadtest.wire`) is ``"<run> <id> <intended_ns> <sent_ns> <padding>"``. The run
 tag is random per run, so that another run's messages in the same room (a run
 beside this one, or history from an earlier one) are never counted as ours.
 The id is the message's global number, ``intended_ns`` the time the schedule meant it to be
@@ -22,21 +22,31 @@ import contextlib
 import itertools
 import json
 import json.scanner
-import ssl
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from websockets.exceptions import InvalidHandshake, InvalidStatus
-
+from chat.client.cursor import RoomCursor
+from chat.client.errors import ChatError
 from chat.loadtest import stats
 from chat.loadtest.accounting import Ledger, Membership
-from chat.loadtest.connection import Connection, HandshakeFailed
+from chat.loadtest.connection import Connection
 from chat.loadtest.counters import Counters
 from chat.loadtest.schedule import MemberPlan
+from chat.loadtest.wire import (
+    CONNECT_ERRORS,
+    ClosedByServer,
+    ResumeOutcome,
+    Target,
+    close_label,
+    describe,
+    message_text,
+    parse_text,
+)
+
+__all__ = ["ClosedByServer", "Member", "ResumeOutcome", "Target", "message_text", "parse_text"]
 
 # A connect (TCP, handshake, welcome, joined) that takes longer than this has
 # failed: far above any healthy figure, short enough not to stall a run.
@@ -54,76 +64,10 @@ MAX_FRAME_BYTES = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S = 2.0
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
-    url: str
-    ssl_context: ssl.SSLContext | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ResumeOutcome:
-    resumed: bool
-    resync_ms: float | None
-
-
-class Refused(Exception):
-    """The server answered a request with an ``error`` frame."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
-
-
-class ClosedByServer(Exception):
-    """The socket closed while a frame was awaited."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(f"{code} {reason}".strip())
-        self.code = code
-        self.reason = reason
-
-
-# Errors a connect, a join or a resume can end with; each is counted, none ends the run.
-CONNECT_ERRORS = (OSError, InvalidHandshake, HandshakeFailed, ClosedByServer, TimeoutError, Refused, ValueError)
-
-
 # The C scanner under json.loads, called directly: json.loads(bytes) first
 # sniffs the encoding and matches whitespace twice, which costs more than the
 # parse of a small frame. Stateless, so one serves every member.
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed names the wrong type
-
-
-def parse_text(text: str, run: str) -> tuple[int, int, int] | None:
-    """``(id, intended_ns, sent_ns)`` of a message text of run ``run``; None for anyone else's."""
-    try:
-        tag, mid, intended, sent, _ = text.split(" ", 4)
-        if tag != run:
-            return None
-        return int(mid), int(intended), int(sent)
-    except ValueError:
-        return None
-
-
-def message_text(run: str, mid: int, intended_ns: int, sent_ns: int, size: int) -> str:
-    head = f"{run} {mid} {intended_ns} {sent_ns} "
-    return head + "x" * max(size - len(head), 1)
-
-
-def close_label(code: int, reason: str) -> str:
-    return f"closed: {code} {reason}".rstrip()
-
-
-def describe(exc: BaseException) -> str:
-    """A short, countable name for why a connect or request failed."""
-    if isinstance(exc, InvalidStatus):
-        return f"http {exc.response.status_code}"
-    if isinstance(exc, ClosedByServer):
-        return close_label(exc.code, exc.reason)
-    if isinstance(exc, Refused):
-        return f"error {exc.code}"
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return f"{type(exc).__name__} errno {exc.errno}"
-    return type(exc).__name__
 
 
 class Member:
@@ -230,7 +174,7 @@ class Member:
                 if kind == "joined" and frame.get("room") == self.room:
                     return frame
                 if kind == "error":
-                    raise Refused(str(frame.get("code")))
+                    raise ChatError(str(frame.get("code")), str(frame.get("message", "")))
         except BaseException:
             conn.abort()
             raise
@@ -308,7 +252,7 @@ class Member:
         waiter = self._waiting.pop(str(frame.get("ref")), None) if "ref" in frame else None
         if waiter is not None:
             if not waiter.done():
-                waiter.set_exception(Refused(code))
+                waiter.set_exception(ChatError(code, str(frame.get("message", ""))))
         elif self.unacked:
             # Our says carry no ref (a ref makes the server keep an idempotency
             # entry: cost a load test should not add); the oldest one was refused.
@@ -368,8 +312,11 @@ class Member:
             return False
 
     async def _fill_pages(self, first: int, last: int) -> bool:
-        after = first - 1
-        while after < last:
+        # The client's cursor walks first..last: each page starts after what it
+        # has, and a seq the store never had is skipped rather than asked for again.
+        cursor: RoomCursor[dict[str, Any]] = RoomCursor(last=first - 1)
+        cursor.expect(last)
+        while (after := cursor.fill_after) is not None:
             conn = self.conn
             ref = f"h{next(self._refs)}"
             waiter: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
@@ -380,15 +327,15 @@ class Member:
             self._waiting[ref] = waiter
             try:
                 page = await asyncio.wait_for(waiter, FILL_TIMEOUT_S)
-            except (TimeoutError, Refused) as exc:
+            except (TimeoutError, ChatError) as exc:
                 self.counters.error(f"history: {describe(exc)}")
                 return False
             finally:
                 self._waiting.pop(ref, None)
             if not page:
                 return False  # the store has nothing more: the rest stays lost
-            self._take(page, last)
-            after = max(after + 1, int(page[-1]["seq"]))
+            owed = [(seq, m) for m in page if isinstance(seq := m.get("seq"), int) and seq <= last]
+            self._take(cursor.page(after, owed).released, last)
         return True
 
     def _take(self, messages: Iterable[dict[str, Any]], last: int) -> None:

@@ -289,7 +289,7 @@ def refuse_first_tries(app: ChatApplication, texts_refused: set[str]) -> list[st
 
 @pytest.mark.gen_test(timeout=60)
 async def test_concurrent_says_are_stored_in_call_order_when_some_are_refused_unavailable(app, url, monkeypatch):
-    monkeypatch.setattr("chat.client.client.ERROR_RETRY_BASE_S", 0.01)  # quick retries keep the test short
+    monkeypatch.setattr("chat.client.pending.ERROR_RETRY_BASE_S", 0.01)  # quick retries keep the test short
     every_fifth = {f"m{i}" for i in range(0, SAYS, 5)}
     refused = refuse_first_tries(app, every_fifth)
     async with ChatClient(url, "alice") as alice:
@@ -303,7 +303,7 @@ async def test_concurrent_says_are_stored_in_call_order_when_some_are_refused_un
 @pytest.mark.gen_test(timeout=60)
 async def test_rate_limited_from_an_older_server_is_retried_in_call_order(app, url, monkeypatch):
     # Servers before this one dropped frames over the rate with rate_limited.
-    monkeypatch.setattr("chat.client.client.ERROR_RETRY_BASE_S", 0.01)
+    monkeypatch.setattr("chat.client.pending.ERROR_RETRY_BASE_S", 0.01)
     handle = app.chat.handle_text
     answered: set[str] = set()
 

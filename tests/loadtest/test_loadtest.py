@@ -9,9 +9,10 @@ from typing import Any, cast
 
 import pytest
 
+from chat.client import ChatError as Refused
 from chat.loadtest import stats
 from chat.loadtest.accounting import Ledger
-from chat.loadtest.client import ClosedByServer, Member, Refused, Target, message_text, parse_text
+from chat.loadtest.client import ClosedByServer, Member, Target, message_text, parse_text
 from chat.loadtest.connection import Connection
 from chat.loadtest.counters import Counters
 from chat.loadtest.metrics import metrics_delta, parse_metrics

@@ -1,0 +1,192 @@
+"""The command line: ``python -m chat.client`` (the ``chat-client`` command).
+
+Interactive by default; ``--send`` sends one message and exits once it is
+stored, ``--tail`` prints every new message as a JSON line. The session token
+is kept between runs (see :mod:`chat.client.sessions`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from chat.client.client import ChatClient, Frame
+from chat.client.errors import ChatError, ChatRefused
+from chat.client.sessions import load_session, save_session, session_file
+from chat.client.transport import ws_url
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1  # could not connect, or timed out
+EXIT_REFUSED = 2  # the server answered with an error (also argparse's usage errors)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m chat.client",
+        description="Chat from the command line. Interactive by default: each line of "
+        "standard input is sent, messages are printed as '[HH:MM] name: text'.",
+        epilog="Exit status: 0 done, 1 server unreachable or timed out, 2 refused by the "
+        "server (its error is printed on stderr), 130 interrupted.",
+    )
+    parser.add_argument("url", help="the server, e.g. ws://127.0.0.1:8888/ws (http://host:port works too)")
+    parser.add_argument("--name", required=True, help="your name in the chat")
+    parser.add_argument("--room", required=True, help="the room to join")
+    parser.add_argument(
+        "--session",
+        help="a session token to resume (keeps your name reserved); by default the token of the last run "
+        "with this name and server, kept under $XDG_CONFIG_HOME/chat/sessions/ (~/.config/chat/sessions/)",
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--send", metavar="TEXT", help="send one message, exit 0 once the server stored it")
+    mode.add_argument("--tail", action="store_true", help="print every new message as a JSON line until interrupted")
+    parser.add_argument("--since", type=int, metavar="SEQ", help="with --tail: start after this seq instead of now")
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="with --send: seconds to wait for the acknowledgement (default 30)"
+    )
+    parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (for wss:// with your own CA)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log connection changes on stderr")
+    return parser
+
+
+def format_message(message: Frame) -> str:
+    stamp = time.strftime("%H:%M", time.localtime(message.get("ts", 0) / 1000))
+    return f"[{stamp}] {message.get('name')}: {message.get('text')}"
+
+
+def _print(line: str, stream: TextIO) -> None:
+    print(line, file=stream, flush=True)
+
+
+async def _send_once(client: ChatClient, room: str, text: str) -> None:
+    await client.join(room)
+    message = await client.say(room, text)
+    _print(json.dumps(message, ensure_ascii=False), sys.stdout)
+
+
+async def _tail(client: ChatClient, room: str, since: int | None) -> None:
+    await client.join(room, since=since)
+    async for event in client:
+        if event.get("type") == "message":
+            _print(json.dumps(event, ensure_ascii=False), sys.stdout)
+
+
+def _read_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+    """Runs in a daemon thread: a blocking read works for ttys, pipes and files
+    alike, and a daemon thread does not keep the process alive after Ctrl-C."""
+    try:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+    except RuntimeError:
+        return  # the loop closed first: the program is exiting
+
+
+async def _interactive(client: ChatClient, room: str) -> None:
+    joined = await client.join(room)
+    for message in joined.get("history", []):
+        _print(format_message(message), sys.stdout)
+    _print(f"* {client.name} in {joined['room']} with {', '.join(joined.get('members', []))}", sys.stderr)
+
+    async def show() -> None:
+        welcomes = 0
+        async for event in client:
+            kind = event.get("type")
+            if kind == "message":
+                _print(format_message(event), sys.stdout)
+            elif kind == "presence":
+                _print(f"* {event.get('name')} {event.get('event')}s {event.get('room')}", sys.stderr)
+            elif kind == "welcome":
+                welcomes += 1
+                if welcomes > 1:
+                    _print("* reconnected", sys.stderr)
+            elif kind == "error":
+                _print(f"error: {event.get('code')}: {event.get('message')}", sys.stderr)
+
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
+    printer = asyncio.create_task(show())
+    try:
+        while (line := await lines.get()) is not None:
+            if not line.strip():
+                continue
+            try:
+                await client.say(room, line)
+            except ChatRefused:
+                raise
+            except ChatError as exc:
+                _print(f"error: {exc.code}: {exc.message}", sys.stderr)
+            if printer.done():
+                break
+    finally:
+        if printer.done():
+            printer.result()  # raises ChatRefused if the server refused us
+        else:
+            await client.close()
+            await printer
+
+
+async def run_cli(args: argparse.Namespace) -> int:
+    path = session_file(args.url, args.name)
+    kept = load_session(path) if path is not None else None
+    # An explicit --session wins over the file (and replaces it once welcomed).
+    client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
+    try:
+        async with client:
+            # Kept as soon as we are welcomed: a send the server then refuses
+            # (too long, say) still leaves the session for the next run.
+            if path is not None and client.session is not None and client.session != kept:
+                save_session(path, args.url, args.name, client.session)
+            if args.send is not None:
+                await asyncio.wait_for(_send_once(client, args.room, args.send), args.timeout)
+            elif args.tail:
+                await _tail(client, args.room, args.since)
+            else:
+                await _interactive(client, args.room)
+    except ChatError as exc:
+        _print(f"error: {exc.code}: {exc.message}", sys.stderr)
+        return EXIT_REFUSED
+    except TimeoutError:
+        _print(f"error: no acknowledgement within {args.timeout:g}s", sys.stderr)
+        return EXIT_UNREACHABLE
+    except OSError as exc:
+        _print(f"error: cannot reach {args.url}: {exc}", sys.stderr)
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.since is not None and not args.tail:
+        parser.error("--since goes with --tail")
+    try:
+        ws_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the
+        # client closes its socket cleanly before KeyboardInterrupt reaches here.
+        return asyncio.run(run_cli(args))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader of --tail went away (e.g. `| head`): a normal end. Point
+        # stdout at /dev/null so the interpreter's final flush doesn't fail again.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
