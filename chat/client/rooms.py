@@ -17,14 +17,15 @@ from typing import Any, TypeGuard
 from chat.client.cursor import RoomCursor, Verdict
 from chat.client.errors import ChatClosed, ChatError, ChatRefused, Disconnected
 from chat.client.pending import Request, room_key
+from chat.core.limits import HISTORY_PAGE_MAX
 
 # Named for the package, not this module: it is what users configure.
 log = logging.getLogger("chat.client")
 
 Frame = dict[str, Any]
 
-# The largest page the server's ``history`` request returns; gaps are fetched in pages of this size.
-HISTORY_PAGE = 200
+# Gaps are fetched in pages of the largest size the server's ``history`` request returns.
+HISTORY_PAGE = HISTORY_PAGE_MAX
 
 
 @dataclass(eq=False)

@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 
 from chat.client.cursor import RoomCursor
 from chat.client.errors import ChatError
+from chat.core.limits import HISTORY_PAGE_MAX
 from chat.loadtest import stats
 from chat.loadtest.accounting import Ledger, Membership
 from chat.loadtest.connection import Connection
@@ -56,8 +57,8 @@ CONNECT_TIMEOUT_S = 15.0
 FILL_TIMEOUT_S = 15.0
 # A whole gap (or a truncated resume) not fetched within this is given up.
 FILL_DEADLINE_S = 60.0
-# The largest page a history request returns (the server's own limit).
-HISTORY_PAGE = 200
+# Gaps are fetched in pages of the largest size the server's ``history`` request returns.
+HISTORY_PAGE = HISTORY_PAGE_MAX
 # A resuming ``joined`` carries up to ~1 MB of history; leave room for long texts.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
 # Our own close at the end of a run: the server answers at once or not at all.
