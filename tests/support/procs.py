@@ -11,6 +11,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.support.sockets import RECV_TIMEOUT_S, free_port
@@ -96,22 +97,35 @@ class ServerProcess:
 class BlockingServerProcess:
     """``server.py`` as a subprocess, for tests that cannot await (Playwright's
     sync API): ready once ``/healthz`` answers; ``restart()`` keeps its port and
-    database, which live in ``folder``."""
+    database, which live in ``folder``.
 
-    def __init__(self, folder: Path, args: tuple[str, ...]) -> None:
+    ``command`` starts another server than this checkout's (an installed
+    ``chat-server``), from ``cwd`` with ``env``.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        args: tuple[str, ...],
+        command: Sequence[str] = (sys.executable, str(REPO / "server.py")),
+        cwd: Path = REPO,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.args = args
+        self.command = list(command)
+        self.cwd = cwd
+        # CHAT_* variables of whoever runs the tests must not change the server.
+        self.env = dict(env) if env is not None else {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = folder / "server.log"
 
     def start(self) -> None:
-        # CHAT_* variables of whoever runs the tests must not change the server.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         command = [
-            sys.executable, str(REPO / "server.py"),
+            *self.command,
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--db", str(self.folder / "chat.sqlite3"),
@@ -119,7 +133,7 @@ class BlockingServerProcess:
             *self.args,
         ]  # fmt: skip
         with self._log.open("ab") as log:
-            self.proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         self._wait_healthy(self.proc)
 
     def _wait_healthy(self, proc: subprocess.Popen[bytes]) -> None:
