@@ -23,6 +23,11 @@ $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(PIP) install -r requirements-dev.txt
 	touch $@
 
+# requirements-loadtest.txt: the server's libraries and the load tester's.
+$(VENV)/.loadtest: requirements-loadtest.txt $(VENV)/.runtime
+	$(PIP) install -r requirements-loadtest.txt
+	touch $@
+
 # make run REDIS=redis://127.0.0.1:6379/0 WORKERS=4: several workers on one Redis.
 run: $(VENV)/.runtime
 	$(PY) server.py --port $(PORT) $(if $(REDIS),--redis $(REDIS)) $(if $(WORKERS),--workers $(WORKERS))
@@ -71,7 +76,7 @@ test-fast: js pytest-fast
 
 # A local load test: starts its own server (no rate limit, throwaway history),
 # drives it, prints the report and writes bench/out/loadtest.{json,png}.
-loadtest: $(VENV)/.dev
+loadtest: $(VENV)/.loadtest
 	$(PY) -m chat.loadtest --spawn-server --clients 1000 --rooms 10 --senders 20 --rate 400 \
 	  --duration 20 --json bench/out/loadtest.json --plot bench/out/loadtest.png
 
@@ -84,9 +89,14 @@ bench: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(PY) bench/soak.py
 
-# Rewrites requirements*.txt from pyproject.toml's [project] (pip-compile keeps
-# every pin it can: UPGRADE=1 moves them to the newest allowed).
-COMPILE = $(PY) -m piptools compile --quiet --allow-unsafe --strip-extras $(if $(UPGRADE),--upgrade)
+# Rewrites requirements*.txt from pyproject.toml's [project]. pip-compile keeps
+# every pin it can (UPGRADE=1 moves them to the newest allowed); the server's
+# and the load tester's files are held to the dev file's versions (-c), so one
+# version of each package is tested and deployed.
+# pip stays unpinned (the venv's own); setuptools is pinned like any package.
+# Index and find-links lines are this machine's pip config, not the project's.
+COMPILE = $(PY) -m piptools compile --quiet --strip-extras --unsafe-package pip \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 requirements: $(VENV)/.dev
 	$(COMPILE) --extra redis --extra loadtest --extra dev -o requirements-dev.txt pyproject.toml
 	$(COMPILE) --extra redis -c requirements-dev.txt -o requirements.txt pyproject.toml
