@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tomllib
 import urllib.request
@@ -25,6 +26,8 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 # about half a minute; allow for a loaded machine and a slow index.
 INSTALL_TIMEOUT_S = 600
 COMMAND_TIMEOUT_S = 60
+# What a checkout holds that is no part of the package's source.
+NOT_SOURCE = (".git", ".venv", "data", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", "out")
 
 
 def test_the_wheel_lists_every_package_under_chat() -> None:
@@ -57,11 +60,14 @@ def test_the_server_needs_none_of_the_load_testers_libraries() -> None:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with ``pip install .`` (no extras) done: its bin folder."""
+    # pip builds in the source folder (build/, chat.egg-info/): build from a copy.
+    source = tmp_path_factory.mktemp("source") / "chat"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     where = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=True).create(where)
     bin_dir = where / "bin"
     done = subprocess.run(
-        [bin_dir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
+        [bin_dir / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
         cwd=where,
         env=_outside_env(),
         capture_output=True,
