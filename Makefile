@@ -4,15 +4,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8888
 
-.PHONY: run test lint typecheck pytest browser redis clean loadtest bench soak
+PIP := $(PY) -m pip --quiet --disable-pip-version-check
+# The tests that need no browser, Redis or child process (tests/conftest.py
+# marks the others).
+FAST := not (browser or redis or subprocess)
 
+.PHONY: run test test-fast lint typecheck pytest pytest-fast js browser redis clean loadtest bench soak \
+	requirements install-check
+
+# requirements.txt is the server's (with the redis extra): no load-test tools.
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install -r requirements.txt
 	touch $@
 
-$(VENV)/.dev: requirements-dev.txt requirements.txt $(VENV)/.runtime
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+# requirements-dev.txt pins everything: the server, both extras, the tools.
+$(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
+	$(PIP) install -r requirements-dev.txt
+	touch $@
+
+# requirements-loadtest.txt: the server's libraries and the load tester's.
+$(VENV)/.loadtest: requirements-loadtest.txt $(VENV)/.runtime
+	$(PIP) install -r requirements-loadtest.txt
 	touch $@
 
 # make run REDIS=redis://127.0.0.1:6379/0 WORKERS=4: several workers on one Redis.
@@ -44,11 +57,26 @@ typecheck: $(VENV)/.dev
 pytest: $(VENV)/.dev browser redis
 	$(PY) -m pytest
 
-test: lint typecheck pytest
+# The page's pure modules (static/sync.js, static/pending.js) under Node's own
+# test runner: no browser, no dependency. Files, not a folder: Node 20 and 22
+# read a folder argument differently.
+js:
+	@command -v node >/dev/null 2>&1 || { echo "node is missing: the page's unit tests need Node.js 20 or newer"; exit 1; }
+	node --test tests/js/*.test.mjs
+
+pytest-fast: $(VENV)/.dev
+	$(PY) -m pytest -m "$(FAST)"
+
+# Everything. pytest runs last: its summary is the run's closing line.
+test: lint typecheck js pytest
+
+# The tiers that need no browser, Redis or child process, and the layer check
+# (tests/core/test_layers.py): well under a minute.
+test-fast: js pytest-fast
 
 # A local load test: starts its own server (no rate limit, throwaway history),
 # drives it, prints the report and writes bench/out/loadtest.{json,png}.
-loadtest: $(VENV)/.dev
+loadtest: $(VENV)/.loadtest
 	$(PY) -m chat.loadtest --spawn-server --clients 1000 --rooms 10 --senders 20 --rate 400 \
 	  --duration 20 --json bench/out/loadtest.json --plot bench/out/loadtest.png
 
@@ -61,5 +89,23 @@ bench: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(PY) bench/soak.py
 
+# Rewrites requirements*.txt from pyproject.toml's [project]. pip-compile keeps
+# every pin it can (UPGRADE=1 moves them to the newest allowed); the server's
+# and the load tester's files are held to the dev file's versions (-c), so one
+# version of each package is tested and deployed.
+# pip stays unpinned (the venv's own); setuptools is pinned like any package.
+# Index and find-links lines are this machine's pip config, not the project's.
+COMPILE = $(PY) -m piptools compile --quiet --strip-extras --unsafe-package pip \
+	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
+requirements: $(VENV)/.dev
+	$(COMPILE) --extra redis --extra loadtest --extra dev -o requirements-dev.txt pyproject.toml
+	$(COMPILE) --extra redis -c requirements-dev.txt -o requirements.txt pyproject.toml
+	$(COMPILE) --extra loadtest -c requirements-dev.txt -o requirements-loadtest.txt pyproject.toml
+
+# `pip install .` into a fresh venv, then chat-server from there serves the
+# page (tests/test_package.py, which `make test` runs too).
+install-check: $(VENV)/.dev
+	$(PY) -m pytest -m install tests/test_package.py
+
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info

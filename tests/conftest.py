@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import _posixsubprocess  # type: ignore[import-not-found]
 import asyncio
+import os
+import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import pytest
 import tornado.httpserver
@@ -14,6 +19,55 @@ from chat.server.app import ChatApplication, make_app
 from chat.server.options import Settings
 from chat.server.serve import make_server
 from tests.support import FakeClock, RedisServer, Socket
+
+TESTS = Path(__file__).resolve().parent
+# What each test needs beyond this process, by folder or file (the test files
+# stay free of it). `make test-fast` deselects these three markers; a test
+# that needs Redis is found by the fixtures it asks for, or a "redis" parameter.
+NEEDS: dict[str, str] = {
+    "browser": "browser",
+    "cluster": "subprocess",
+    "client/test_client_cli.py": "subprocess",
+    "loadtest/test_bench_baselines.py": "subprocess",
+    "loadtest/test_loadtest_e2e.py": "subprocess",
+}
+REDIS_FIXTURES = {"redis_url", "redis_server"}
+OUTSIDE = ("browser", "redis", "subprocess")  # the markers that leave this process
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.relative_to(TESTS).as_posix()
+        for prefix, marker in NEEDS.items():
+            if where == prefix or where.startswith(prefix + "/"):
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        # A back-end parametrized as "redis" asks for redis_url only inside its fixture.
+        as_redis = callspec is not None and any(value == "redis" for value in callspec.params.values())
+        if as_redis or REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker("redis")
+
+
+@pytest.fixture(autouse=True)
+def _stays_in_process(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test not marked as leaving this process cannot start another one.
+
+    So `make test-fast` (the tests with none of the OUTSIDE markers) is honest:
+    a test that spawns a child without its marker fails here, in every run,
+    rather than slowing the fast tier down. Every way to start a child
+    (subprocess, asyncio, multiprocessing, fork) goes through one of these.
+    """
+    if any(request.node.get_closest_marker(marker) for marker in OUTSIDE):
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it (tests/conftest.py NEEDS) as subprocess")
+
+    monkeypatch.setattr(_posixsubprocess, "fork_exec", refuse)  # multiprocessing's way
+    monkeypatch.setattr(subprocess, "_fork_exec", refuse, raising=False)  # subprocess's own reference
+    for name in ("fork", "forkpty", "posix_spawn", "posix_spawnp"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, refuse)
 
 
 @pytest.fixture
@@ -107,8 +161,6 @@ def served(settings: Settings, io_loop) -> Iterator[Callable[..., tuple[ChatAppl
             await app.chat.stop()
 
     io_loop.run_sync(stop_all)
-
-
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""``--spawn-server``: this repository's ``server.py`` as a child process, for one run.
+"""``--spawn-server``: the chat server (``python -m chat.server.main``) as a child process, for one run.
 
 It listens on a free port with a throwaway history file, no rate limit
 (``--rate 0``: a load test's senders go far past a person's 20 frames a
@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import shutil
 import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+# The folder that holds the ``chat`` package this process runs: a source
+# checkout or site-packages. The child imports the same code from there.
+PACKAGE_PARENT = Path(__file__).resolve().parents[2]
 # Starting takes well under a second; allow for a loaded machine.
 START_TIMEOUT_S = 30.0
 # The server closes its sockets and exits within 5 s of SIGTERM; then it is killed.
@@ -34,6 +38,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def server_command() -> list[str]:
+    """The command that starts the chat server under this interpreter, from a checkout or an install."""
+    return [sys.executable, "-m", "chat.server.main"]
+
+
+def server_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` with this process's ``chat`` package first on the child's import path.
+
+    From a source checkout that is not installed, ``-m chat.server.main`` would
+    otherwise find no ``chat`` (the child runs in a throwaway folder).
+    """
+    path = [str(PACKAGE_PARENT), *filter(None, environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**environ, "PYTHONPATH": os.pathsep.join(path)}
 
 
 class SpawnedServer:
@@ -59,10 +78,10 @@ class SpawnedServer:
         # Every client of a load test comes from one machine: no cap per address.
         args += ["--max-connections-per-ip", "0", "--cookie-secret", "loadtest", *self.extra_args]
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "server.py",
+            *server_command(),
             *args,
-            cwd=REPO,
+            cwd=self._dir,
+            env=server_env(os.environ),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -72,7 +91,7 @@ class SpawnedServer:
                 await self._wait_ready()
         except TimeoutError:
             await self.stop()
-            raise ServerFailed("server.py did not start in time:\n" + "".join(self.log)) from None
+            raise ServerFailed("the server did not start in time:\n" + "".join(self.log)) from None
         # Keep reading its log, or a chatty server would block on a full pipe.
         self._drain = asyncio.create_task(self._read_log())
         return self
@@ -85,7 +104,7 @@ class SpawnedServer:
             if not line:
                 await self.proc.wait()
                 self._cleanup()
-                raise ServerFailed(f"server.py exited with {self.proc.returncode}:\n" + "".join(self.log))
+                raise ServerFailed(f"the server exited with {self.proc.returncode}:\n" + "".join(self.log))
             self.log.append(line)
             if READY_LINE in line:
                 return

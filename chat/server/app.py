@@ -20,7 +20,10 @@ from chat.server.metrics import Cluster, Metrics
 from chat.server.options import Settings, cookie_secret
 from chat.server.ws import ChatSocket
 
-ROOT = Path(__file__).resolve().parents[2]
+# Where static/ and templates/ are: inside the package when installed from a
+# wheel (chat/static, chat/templates), else at the top of a source checkout.
+_PACKAGE = Path(__file__).resolve().parents[1]
+ROOT = _PACKAGE if (_PACKAGE / "static").is_dir() else _PACKAGE.parent
 
 
 class ChatApplication(tornado.web.Application):

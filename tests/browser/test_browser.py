@@ -12,11 +12,7 @@ in light and dark colours: a serious or critical WCAG violation fails the test.
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -40,7 +36,8 @@ from playwright.sync_api import (
 )
 from websockets.sync.client import connect as ws_connect
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.procs import BlockingServerProcess as ServerProcess
+
 CHROMIUM = Path("/usr/bin/chromium")
 # How Chromium starts on these machines (see ../shared/DESIGN.md): Debian's
 # build, no sandbox in the container, nothing that phones home.
@@ -57,10 +54,6 @@ CHROMIUM_ARGS = [
 # Generous: the machines are shared and noisy. Nothing waits this long unless
 # a test is failing. A reconnect after a restart includes the page's backoff.
 TIMEOUT_MS = 20_000
-# The server is up within a second or two; 400 polls of at most 50 ms bound
-# the wait at 20 s.
-HEALTH_ATTEMPTS = 400
-HEALTH_POLL_S = 0.05
 XSS = "<img src=x onerror=alert(1)>"
 # axe-core's two worst impact levels: each is a WCAG failure a user meets.
 SERIOUS_IMPACTS = {"serious", "critical"}
@@ -78,13 +71,6 @@ pytestmark = [
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def assert_accessible(page: Page, state: str) -> None:
     """axe-core on the page as it is now, in light and in dark colours.
 
@@ -100,69 +86,6 @@ def assert_accessible(page: Page, state: str) -> None:
             assert serious == [], f"axe on {state}, {scheme}: " + results.generate_report()
     finally:
         page.emulate_media(color_scheme="light", reduced_motion="no-preference")
-
-
-class ServerProcess:
-    """``server.py`` as a subprocess; ``restart()`` keeps its port and database."""
-
-    def __init__(self, folder: Path, args: tuple[str, ...]) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder = folder
-        self.args = args
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._log = folder / "server.log"
-
-    def start(self) -> None:
-        # CHAT_* variables of whoever runs the tests must not change the server.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
-        command = [
-            sys.executable, str(ROOT / "server.py"),
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--db", str(self.folder / "chat.sqlite3"),
-            "--cookie-secret", "test",
-            *self.args,
-        ]  # fmt: skip
-        with self._log.open("ab") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        self._wait_healthy(self.proc)
-
-    def _wait_healthy(self, proc: subprocess.Popen[bytes]) -> None:
-        for _ in range(HEALTH_ATTEMPTS):
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
-                    if json.load(response).get("status") == "ok":
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass  # not listening yet
-            # Waiting on the process, not sleeping: a server that dies is reported at once.
-            try:
-                code = proc.wait(timeout=HEALTH_POLL_S)
-            except subprocess.TimeoutExpired:
-                continue
-            raise RuntimeError(f"server.py exited with {code}:\n{self.log()}")
-        raise RuntimeError(f"server.py did not answer /healthz:\n{self.log()}")
-
-    def stop(self) -> None:
-        """SIGTERM: the graceful shutdown closes every socket with 1001."""
-        if self.proc is None:
-            return
-        proc, self.proc = self.proc, None
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def log(self) -> str:
-        return self._log.read_text(errors="replace")
 
 
 @dataclass

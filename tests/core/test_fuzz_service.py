@@ -38,12 +38,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from chat.backends.sqlite import SQLiteHistory
-from chat.core.frames import OutFrame
-from chat.core.outbox import Flusher
 from chat.core.protocol import History, Join, Leave, Ping, ProtocolError, Rooms, Say, Typing, parse_client_frame
 from chat.core.service import Limits, Peer
 from chat.core.sessions import SessionSigner
-from tests.support import FakeClock, VirtualClock
+from tests.support import FakeClock, FakeConn, VirtualClock
 from tests.support.wiring import local_service
 
 # -- known server bugs --------------------------------------------------------
@@ -768,33 +766,6 @@ def test_valid_frames_round_trip(kind, room, text, since, limit, ref, upper):
 
 
 # -- service level -------------------------------------------------------------------
-
-
-class FakeConn:
-    """A transport that takes every write at once and keeps the frames (as in
-    tests/core/test_service.py). It also checks that every frame is well formed."""
-
-    def __init__(self, flusher: Flusher) -> None:
-        self._flusher = flusher
-        self._frames: list[dict[str, Any]] = []
-        self._read = 0
-        self.closed: tuple[int, str] | None = None
-
-    def write_frames(self, frames: list[OutFrame]) -> bool:
-        for frame in frames:
-            assert frame.data.endswith(frame.text.encode()), "a broken frame"
-            self._frames.append(json.loads(frame.text))
-        return True
-
-    def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
-
-    def take(self) -> list[dict[str, Any]]:
-        """The frames received since the last call (flushing, as the end of the loop tick would)."""
-        self._flusher.flush()
-        new = self._frames[self._read :]
-        self._read = len(self._frames)
-        return new
 
 
 class Bench:
