@@ -154,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--spawn-server",
         action="store_true",
-        help="start ./server.py (--rate 0, no per-address cap, throwaway history) on a free port, "
-        "target it, stop it at the end",
+        help="start a server (python -m chat.server.main, --rate 0, no per-address cap, throwaway history)"
+        " on a free port, target it, stop it at the end",
     )
     parser.add_argument(
         "--server-arg",

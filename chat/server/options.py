@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,7 +89,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     env = dict(environ or {})
     defaults = Settings()
     parser = argparse.ArgumentParser(
-        prog="server.py",
+        # The name it was started by: server.py, or the chat-server command.
+        prog=Path(sys.argv[0]).name if sys.argv and sys.argv[0].endswith("chat-server") else "server.py",
         description="Real-time chat server. Every option is also read from CHAT_<OPTION> (the flag wins).",
     )
     for name, kind, help_text in _OPTIONS:

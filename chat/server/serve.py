@@ -52,14 +52,15 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None, 
         server.listen(settings.port, settings.host, backlog=LISTEN_BACKLOG)
     else:
         server.add_sockets(sockets)
-    scheme = "https" if settings.tls else "http"
-    history = f"redis {settings.redis}" if settings.redis else settings.db
-    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, history)
-
+    # Handlers before the "chat server on" line: whoever waits for that line
+    # (a supervisor, a test) may send SIGTERM at once, and must get a clean stop.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    scheme = "https" if settings.tls else "http"
+    history = f"redis {settings.redis}" if settings.redis else settings.db
+    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, history)
     await stop.wait()
 
     await shut_down(app, server)
