@@ -29,6 +29,8 @@ NEEDS: dict[str, str] = {
     "cluster": "subprocess",
     "client/test_client_cli.py": "subprocess",
     "loadtest/test_bench_baselines.py": "subprocess",
+    # The report describes the machine it renders on (it runs nproc).
+    "loadtest/test_bench_render.py": "subprocess",
     "loadtest/test_loadtest_e2e.py": "subprocess",
 }
 REDIS_FIXTURES = {"redis_url", "redis_server"}

@@ -121,7 +121,7 @@ def test_the_install_has_the_commands_and_the_server_libraries_but_no_load_test_
     assert json.loads(result.stdout) == {
         "tornado": True,
         "prometheus_client": True,
-        "redis": True,
+        "redis": False,  # the redis extra: only --redis imports it
         "matplotlib": False,
         "hdrh": False,
         "websockets": False,
