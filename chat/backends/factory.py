@@ -2,9 +2,9 @@
 
 - Default: :class:`~chat.backends.sqlite.SQLiteHistory` and the in-process
   :class:`~chat.backends.memory.LocalBroker`, fed by the store's commits.
-- ``--redis URL``: :class:`~chat.backends.redis.store.RedisHistory` and
-  :class:`~chat.backends.redis.broker.RedisBroker` on one shared client, so
-  many processes share history, fan-out and presence.
+- ``--redis URL``: the same SQL history (PostgreSQL when several processes
+  share it) and :class:`~chat.backends.redis.broker.RedisBroker`, fed by the
+  store's commits, so many processes share fan-out and presence.
 
 The service is handed the pair and never picks a broker itself.
 """
@@ -30,8 +30,6 @@ class BackendOptions(Protocol):
     @property
     def redis(self) -> str | None: ...
     @property
-    def history_max(self) -> int: ...
-    @property
     def presence_ttl(self) -> float: ...
 
 
@@ -56,9 +54,9 @@ def open_backends(options: BackendOptions, clock: Callable[[], float] = time.mon
         # Imported here: the redis package is an optional extra, and a
         # single-process server must run without it.
         from chat.backends.redis.broker import RedisBroker
-        from chat.backends.redis.store import RedisHistory, connect
+        from chat.backends.redis.connection import connect
 
-        client = connect(options.redis)
-        history = RedisHistory(client, options.history_max)
-        return history, RedisBroker(client, history, presence_ttl=options.presence_ttl, clock=clock)
+        store = SQLiteHistory(options.db)
+        # The broker listens to the store's commits itself.
+        return store, RedisBroker(connect(options.redis), store, presence_ttl=options.presence_ttl, clock=clock)
     return sqlite_backends(options.db)
