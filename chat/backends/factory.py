@@ -17,6 +17,7 @@ from typing import Protocol
 
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
+from chat.backends.postgres import PostgresHistory
 from chat.backends.sqlite import SQLiteHistory
 
 
@@ -46,6 +47,14 @@ def sqlite_backends(path: str) -> tuple[SQLiteHistory, LocalBroker]:
     return store, local_broker(store)
 
 
+def shared_store(db: str) -> SQLiteHistory | PostgresHistory:
+    """The SQL history under a Redis broker: PostgreSQL for a ``postgresql://`` URL (what
+    several processes need; the options insist on it), else SQLite (tests, one process)."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresHistory(db)
+    return SQLiteHistory(db)
+
+
 def open_backends(options: BackendOptions, clock: Callable[[], float] = time.monotonic) -> tuple[HistoryStore, Broker]:
     """The history store and broker ``options`` ask for. ``clock`` times Redis presence.
 
@@ -56,7 +65,7 @@ def open_backends(options: BackendOptions, clock: Callable[[], float] = time.mon
         from chat.backends.redis.broker import RedisBroker
         from chat.backends.redis.connection import connect
 
-        store = SQLiteHistory(options.db)
+        store = shared_store(options.db)
         # The broker listens to the store's commits itself.
         return store, RedisBroker(connect(options.redis), store, presence_ttl=options.presence_ttl, clock=clock)
     return sqlite_backends(options.db)

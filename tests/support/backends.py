@@ -1,4 +1,4 @@
-"""Both back-ends behind one test handle: a history store and a broker, with
+"""Every back-end behind one test handle: a history store and a broker, with
 queues that collect what the broker delivers."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from typing import Any
 
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
+from chat.backends.postgres import PostgresHistory
 from chat.backends.redis.broker import CommittingStore, RedisBroker
 from chat.backends.redis.connection import connect
 from chat.backends.sqlite import SQLiteHistory
@@ -55,6 +56,14 @@ class Backend:
 
 def sqlite_backend(path: str) -> Backend:
     store = SQLiteHistory(path)
+    broker = LocalBroker()
+    store.listen(broker.deliver)
+    return Backend(store, broker)
+
+
+def postgres_backend(dsn: str, sole_writer: bool = True) -> Backend:
+    """One server process on PostgreSQL without Redis: the in-process broker fed by the store's commits."""
+    store = PostgresHistory(dsn, sole_writer=sole_writer)
     broker = LocalBroker()
     store.listen(broker.deliver)
     return Backend(store, broker)
