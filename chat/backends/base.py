@@ -26,6 +26,12 @@ class StoreUnavailable(Exception):
     """The store could not take or give a message (disk full, file unwritable...)."""
 
 
+class SchemaTooNew(Exception):
+    """The database was written by a newer server (its schema version is higher
+    than this code knows): refused, never guessed at. Not a :class:`StoreUnavailable`:
+    waiting does not fix it, so the server stops (exit status 2) with the message."""
+
+
 class Duplicate(Exception):
     """An append whose (session, ref) the store had already stored: ``message`` is the original.
 
@@ -92,7 +98,6 @@ class HistoryStore(Protocol):
     async def close(self) -> None:
         """Commit what is pending, then close."""
         ...
-
 
 
 OnMessages = Callable[[list[Message]], None]

@@ -2,9 +2,9 @@
 
 - Default: :class:`~chat.backends.sqlite.SQLiteHistory` and the in-process
   :class:`~chat.backends.memory.LocalBroker`, fed by the store's commits.
-- ``--redis URL``: :class:`~chat.backends.redis.store.RedisHistory` and
-  :class:`~chat.backends.redis.broker.RedisBroker` on one shared client, so
-  many processes share history, fan-out and presence.
+- ``--redis URL``: the same SQL history (PostgreSQL when several processes
+  share it) and :class:`~chat.backends.redis.broker.RedisBroker`, fed by the
+  store's commits, so many processes share fan-out and presence.
 
 The service is handed the pair and never picks a broker itself.
 """
@@ -17,6 +17,7 @@ from typing import Protocol
 
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
+from chat.backends.postgres import PostgresHistory
 from chat.backends.sqlite import SQLiteHistory
 
 
@@ -29,8 +30,6 @@ class BackendOptions(Protocol):
     def db(self) -> str: ...
     @property
     def redis(self) -> str | None: ...
-    @property
-    def history_max(self) -> int: ...
     @property
     def presence_ttl(self) -> float: ...
 
@@ -48,6 +47,14 @@ def sqlite_backends(path: str) -> tuple[SQLiteHistory, LocalBroker]:
     return store, local_broker(store)
 
 
+def shared_store(db: str) -> SQLiteHistory | PostgresHistory:
+    """The SQL history under a Redis broker: PostgreSQL for a ``postgresql://`` URL (what
+    several processes need; the options insist on it), else SQLite (tests, one process)."""
+    if db.startswith(("postgresql://", "postgres://")):
+        return PostgresHistory(db)
+    return SQLiteHistory(db)
+
+
 def open_backends(options: BackendOptions, clock: Callable[[], float] = time.monotonic) -> tuple[HistoryStore, Broker]:
     """The history store and broker ``options`` ask for. ``clock`` times Redis presence.
 
@@ -56,9 +63,9 @@ def open_backends(options: BackendOptions, clock: Callable[[], float] = time.mon
         # Imported here: the redis package is an optional extra, and a
         # single-process server must run without it.
         from chat.backends.redis.broker import RedisBroker
-        from chat.backends.redis.store import RedisHistory, connect
+        from chat.backends.redis.connection import connect
 
-        client = connect(options.redis)
-        history = RedisHistory(client, options.history_max)
-        return history, RedisBroker(client, history, presence_ttl=options.presence_ttl, clock=clock)
+        store = shared_store(options.db)
+        # The broker listens to the store's commits itself.
+        return store, RedisBroker(connect(options.redis), store, presence_ttl=options.presence_ttl, clock=clock)
     return sqlite_backends(options.db)

@@ -12,31 +12,28 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chat.backends.base import StoreUnavailable, append_future
+from chat.backends.base import Duplicate, StoreUnavailable, append_future
+from chat.backends.retention import CHUNK, Retention
+from chat.backends.schema import migrate_sqlite
 from chat.core.model import Message
 
 log = logging.getLogger(__name__)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS messages (
-    room TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    text TEXT NOT NULL,
-    ts INTEGER NOT NULL,
-    session TEXT NOT NULL,
-    ref TEXT,
-    PRIMARY KEY (room, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS messages_refs ON messages (ts) WHERE ref IS NOT NULL;
-"""
-
 _COLUMNS = "room, seq, name, text, ts, session, ref"
 _INSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+_BUMP = "INSERT INTO rooms (room, last_seq) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq"
+_REF = "INSERT INTO refs (session, ref, room, seq, ts) VALUES (?, ?, ?, ?, ?)"
+_ORIGINAL = (
+    f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM refs r"
+    " JOIN messages m ON m.room = r.room AND m.seq = r.seq WHERE r.session = ? AND r.ref = ?"
+)
+
+Pending = tuple[Message, asyncio.Future[Message]]
 
 
 def _row(row: tuple[str, int, str, str, int, str, str | None]) -> Message:
@@ -55,9 +52,18 @@ class SQLiteHistory:
     in one transaction right after it. That keeps the cost per message low
     under load, and it hands the service a whole batch of messages to publish
     at once, which the fan-out turns into one write per member.
+
+    Seqs are handed out as the batch commits, from the ``rooms`` counters
+    (:mod:`chat.backends.schema`): one process writes the file, so the
+    counters it read at open stay right. A ref already in ``refs`` (a retry
+    older than the service's idempotency window) is answered with
+    :class:`Duplicate` and takes no seq.
+
+    Opening migrates the file to the current schema, or raises
+    :class:`chat.backends.base.SchemaTooNew`.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, retention_days: float | None = None, wall: Callable[[], float] = time.time) -> None:
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._path = path
@@ -68,15 +74,17 @@ class SQLiteHistory:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.1)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        # The newest committed seq per room, and the newest handed out.
-        self._last: dict[str, int] = dict(
-            self._db.execute("SELECT room, MAX(seq) FROM messages GROUP BY room").fetchall()
-        )
-        self._next: dict[str, int] = dict(self._last)
-        self._batch: list[tuple[Message, asyncio.Future[Message]]] = []
+        # A migration may wait longer for the lock than a commit: nothing is served yet.
+        self._db.execute("PRAGMA busy_timeout = 10000")
+        migrate_sqlite(self._db, path)
+        self._db.execute("PRAGMA busy_timeout = 100")
+        # The newest committed seq per room: the counters, not MAX(seq), which
+        # retention may have lowered.
+        self._last: dict[str, int] = dict(self._db.execute("SELECT room, last_seq FROM rooms").fetchall())
+        self._batch: list[Pending] = []
         self._closed = False
         self._on_commit: Callable[[list[Message]], None] | None = None
+        self.retention = Retention(retention_days, self.expire, wall)
 
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
         """Call ``on_commit`` with each committed batch, synchronously, as it commits
@@ -94,48 +102,100 @@ class SQLiteHistory:
         future = append_future(self._closed)
         if self._closed:
             return future
-        seq = self._next.get(room, 0) + 1
-        self._next[room] = seq
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._commit)
-        self._batch.append((Message(room, seq, name, text, ts, session, ref), future))
+        # seq 0 until the commit hands one out.
+        self._batch.append((Message(room, 0, name, text, ts, session, ref), future))
         return future
 
     def _commit(self) -> None:
         batch, self._batch = self._batch, []
         if not batch:
             return
-        rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref) for m, _ in batch]
         try:
             self._db.execute("BEGIN")
-            self._db.executemany(_INSERT, rows)
+            stored, duplicates = self._store(batch)
             self._db.execute("COMMIT")
         except Exception as exc:  # every future of the batch must be settled, whatever failed
             if not isinstance(exc, sqlite3.Error):
-                log.exception("committing %d messages failed", len(rows))
+                log.exception("committing %d messages failed", len(batch))
             if self._db.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     self._db.execute("ROLLBACK")
-            # Nothing of the batch is stored: hand its seqs out again, so a
-            # failed write leaves no gap. The commit runs on the loop, so
-            # nothing was appended meanwhile and the batch holds the newest seqs.
-            self._next = dict(self._last)
+            # Nothing of the batch is stored, and the counters in memory moved
+            # only in _store's copy: the seqs are handed out again, no gap.
             error = StoreUnavailable(str(exc))
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        messages = [m for m, _ in batch]
+        messages = [m for m, _ in stored]
         for message in messages:
             self._last[message.room] = message.seq
-        if self._on_commit is not None:
+        if self._on_commit is not None and messages:
             try:
                 self._on_commit(messages)
             except Exception:  # the listener's bug must not leave the batch's futures pending
                 log.exception("the commit listener failed")
-        for message, future in batch:
+        for message, future in stored:
             if not future.done():
                 future.set_result(message)
+        for original, future in duplicates:
+            if not future.done():
+                future.set_exception(Duplicate(original))
+
+    def _store(self, batch: list[Pending]) -> tuple[list[Pending], list[Pending]]:
+        """Write ``batch`` inside the open transaction: (stored, duplicates with their original)."""
+        last: dict[str, int] = {}
+        stored: list[Pending] = []
+        duplicates: list[Pending] = []
+        claimed: dict[tuple[str, str], Message] = {}
+        for m, future in batch:
+            if m.ref is not None:
+                key = (m.session, m.ref)
+                original = claimed.get(key)
+                if original is None:
+                    found = self._db.execute(_ORIGINAL, key).fetchone()
+                    original = _row(found) if found else None
+                if original is not None:
+                    duplicates.append((original, future))
+                    continue
+            seq = last.get(m.room, self._last.get(m.room, 0)) + 1
+            last[m.room] = seq
+            message = Message(m.room, seq, m.name, m.text, m.ts, m.session, m.ref)
+            if m.ref is not None:
+                claimed[(m.session, m.ref)] = message
+            stored.append((message, future))
+        rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref) for m, _ in stored]
+        self._db.executemany(_INSERT, rows)
+        self._db.executemany(_BUMP, list(last.items()))
+        self._db.executemany(_REF, [(m.session, m.ref, m.room, m.seq, m.ts) for m in claimed.values()])
+        return stored, duplicates
+
+    async def expire(self, cutoff_ms: int) -> int:
+        """Delete messages (and their refs) older than ``cutoff_ms``, a chunk per transaction; returns how many."""
+        deleted = 0
+        while True:
+            try:
+                self._db.execute("BEGIN")
+                n = self._db.execute(
+                    "DELETE FROM messages WHERE (room, seq) IN (SELECT room, seq FROM messages WHERE ts < ? LIMIT ?)",
+                    (cutoff_ms, CHUNK),
+                ).rowcount
+                self._db.execute(
+                    "DELETE FROM refs WHERE (session, ref) IN (SELECT session, ref FROM refs WHERE ts < ? LIMIT ?)",
+                    (cutoff_ms, CHUNK),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise StoreUnavailable(str(exc)) from exc
+            deleted += n
+            if n < CHUNK and not self._db.execute("SELECT 1 FROM refs WHERE ts < ? LIMIT 1", (cutoff_ms,)).fetchone():
+                return deleted
+            await asyncio.sleep(0)  # let the appends and reads of this tick run between chunks
 
     async def drain(self) -> None:
         if self._batch:
@@ -173,6 +233,8 @@ class SQLiteHistory:
         return dict(self._last)
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
+        # The service calls this once as it starts: the retention passes start with it.
+        self.retention.start()
         return self._select(
             f"SELECT {_COLUMNS} FROM messages WHERE ref IS NOT NULL AND ts >= ? ORDER BY ts",
             (since_ts,),
@@ -183,6 +245,7 @@ class SQLiteHistory:
         # nothing appended before the close is left uncommitted, and nothing
         # can be scheduled against a closed database.
         self._closed = True
+        await self.retention.close()
         while self._batch:
             await self.drain()
         try:

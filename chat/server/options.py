@@ -43,8 +43,8 @@ class Settings:
     # process pointed at it. None keeps everything in this process (SQLite).
     redis: str | None = None
     workers: int = 1
-    # Per room, in Redis: enough for any resume, and bounded memory per room.
-    history_max: int = 10_000
+    # Retired with Redis history (issue 11): 0 means not given; any other value is refused.
+    history_max: int = 0
     presence_ttl: float = 15.0
 
     @property
@@ -77,9 +77,9 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("max_header_bytes", int, "largest request head; bigger requests are refused"),
     ("certfile", str, "TLS certificate chain (PEM): serve https and wss"),
     ("keyfile", str, "TLS private key (PEM), with --certfile"),
-    ("redis", str, "redis://HOST:PORT/DB: keep history, fan-out and presence on Redis, shared by many processes"),
-    ("workers", int, "server processes sharing the port (more than 1 needs --redis)"),
-    ("history_max", int, "with --redis: messages kept per room (at least; Redis trims in whole blocks)"),
+    ("redis", str, "redis://HOST:PORT/DB: fan-out and presence shared by many processes (needs a PostgreSQL --db)"),
+    ("workers", int, "server processes sharing the port (more than 1 needs --redis and a PostgreSQL --db)"),
+    ("history_max", int, "retired: history is kept in the --db store (see --retention-days)"),
     ("presence_ttl", float, "with --redis: seconds without a heartbeat before a process's members leave"),
     ("log_level", str, "debug, info, warning or error"),
 ]
@@ -143,6 +143,13 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("--certfile and --keyfile go together")
     if settings.workers < 1:
         parser.error("--workers must be at least 1")
+    if settings.history_max:
+        parser.error(
+            "--history-max is retired: history is no longer kept in Redis streams but in the --db"
+            " store, untrimmed (--retention-days deletes old messages). To move a Redis history to"
+            " PostgreSQL: python -m chat.backends.redis.export --redis URL --db postgresql://..."
+            " (docs/scaling.md)"
+        )
     if settings.workers > 1 and not settings.redis:
         parser.error(
             "--workers needs --redis: each process keeps its own rooms, so without a shared"
@@ -150,8 +157,12 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         )
     if settings.redis and not settings.redis.startswith(("redis://", "rediss://", "unix://")):
         parser.error("--redis takes a URL: redis://HOST:PORT/DB, rediss://... or unix://PATH")
-    if settings.history_max < 1:
-        parser.error("--history-max must be at least 1")
+    if (settings.redis or settings.workers > 1) and not settings.db.startswith(("postgresql://", "postgres://")):
+        flag = "--workers" if settings.workers > 1 else "--redis"
+        parser.error(
+            f"{flag} needs a PostgreSQL --db (postgresql://USER@HOST:PORT/DB): the history must be"
+            " shared by every process, and a SQLite file belongs to one process"
+        )
     if settings.presence_ttl <= 0:
         parser.error("--presence-ttl must be positive")
     return settings

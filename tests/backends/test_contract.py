@@ -1,5 +1,5 @@
-"""The contract both back-ends keep: the same tests against SQLite with the
-in-process broker, and against Redis."""
+"""The contract every back-end keeps: the same tests against SQLite and
+PostgreSQL with the in-process broker, and against Redis."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.backends.base import StoreUnavailable, presence_frame
+from chat.backends.base import Duplicate, StoreUnavailable, presence_frame
 from tests.support import free_port
-from tests.support.backends import Backend, redis_backend, sqlite_backend
+from tests.support.backends import Backend, postgres_backend, redis_backend, sqlite_backend
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "postgres", "redis"])
 def backend(request, io_loop, tmp_path) -> Iterator[Backend]:  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         made = sqlite_backend(str(tmp_path / "h.db"))
+    elif request.param == "postgres":
+        made = postgres_backend(request.getfixturevalue("postgres_dsn"))
     else:
         made = redis_backend(request.getfixturevalue("redis_url"))
     io_loop.run_sync(made.start)
@@ -115,6 +117,16 @@ async def test_a_closed_store_stores_what_it_took_and_refuses_the_rest(backend):
     assert (await taken).seq == 1
     with pytest.raises(StoreUnavailable):
         await backend.store.append("lobby", "bob", "late", 2, "s", None)
+
+
+@pytest.mark.gen_test
+async def test_a_retried_ref_is_a_duplicate_of_the_original_and_takes_no_seq(backend):
+    sent = await backend.say("lobby", "once", session="s1", ref="r1")
+    with pytest.raises(Duplicate) as raised:
+        await backend.say("lobby", "once again", session="s1", ref="r1")
+    assert raised.value.message == sent
+    assert (await backend.say("lobby", "other session", session="s2", ref="r1")).seq == sent.seq + 1
+    assert await backend.store.last_seq("lobby") == sent.seq + 1
 
 
 # ``healthy`` and ``claim`` are no contract of both back-ends: in one process

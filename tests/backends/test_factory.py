@@ -10,7 +10,6 @@ import pytest
 from chat.backends.factory import open_backends, sqlite_backends
 from chat.backends.memory import LocalBroker
 from chat.backends.redis.broker import RedisBroker
-from chat.backends.redis.store import RedisHistory
 from chat.backends.sqlite import SQLiteHistory
 from chat.core.model import Message
 from chat.server.options import Settings
@@ -50,9 +49,9 @@ async def test_sqlite_backends_wires_a_fresh_local_broker_to_the_store():
 
 
 @pytest.mark.gen_test
-async def test_with_redis_the_pair_is_the_redis_history_and_broker_on_one_client(redis_url):
-    store, broker = open_backends(Settings(redis=redis_url, history_max=7, presence_ttl=3.0))
-    assert isinstance(store, RedisHistory)
+async def test_with_redis_the_pair_is_the_sql_history_and_the_redis_broker_fed_by_its_commits(redis_url, tmp_path):
+    store, broker = open_backends(Settings(redis=redis_url, db=str(tmp_path / "h.db"), presence_ttl=3.0))
+    assert isinstance(store, SQLiteHistory)
     assert isinstance(broker, RedisBroker)
     [message] = await delivered_after_append(store, broker)
     assert (message.room, message.seq, message.text) == ("lobby", 1, "hi")

@@ -42,14 +42,11 @@ def test_the_only_keys_a_script_derives_come_through_argv() -> None:
 
 
 def test_per_room_process_and_name_keys() -> None:
-    assert (keys.seq("lobby"), keys.log("lobby")) == ("chat:seq:lobby", "chat:log:lobby")
+    assert (keys.retired_seq("lobby"), keys.retired_log("lobby")) == ("chat:seq:lobby", "chat:log:lobby")
     assert keys.who("lobby") == "chat:who:lobby"
     assert keys.room_channel("lobby") == "chat:room:lobby"
     assert keys.channel_room(keys.room_channel("a:b c")) == "a:b c"
     assert (keys.alive("h:1:ab"), keys.here("h:1:ab")) == ("chat:alive:h:1:ab", "chat:here:h:1:ab")
-    assert keys.ref("s1", "r1") == "chat:ref:s1:r1"
-    assert keys.ref("s1", "") == "chat:ref:s1:"  # an empty ref is a ref
-    assert keys.ref("s1", None) == "chat:ref:-"
     assert keys.name("Bob") == keys.name("BOB") == "chat:name:bob"  # one hold whatever the case
 
 

@@ -1,5 +1,7 @@
-"""What only the Redis back-end does: one chat across processes. Each Backend
-here is one server process's store and broker, with its own connections."""
+"""What only the Redis broker does: one chat across processes. Each Backend
+here is one server process's broker, with its own connections, over its own
+view of one shared history (tests/support/shared_history.py stands in for
+PostgreSQL; tests/cluster runs the real one)."""
 
 from __future__ import annotations
 
@@ -13,26 +15,31 @@ import redis.asyncio as aioredis
 
 from chat.backends.base import Duplicate, StoreUnavailable
 from chat.backends.redis import pipeline as redis_pipeline
-from chat.backends.redis import store as redis_store
 from chat.backends.redis.broker import RedisBroker
 from chat.backends.redis.claims import REFRESH_NAMES_PER_CALL
+from chat.backends.redis.connection import connect
 from chat.backends.redis.presence import reap_call
 from chat.backends.redis.scripts import REAP
-from chat.backends.redis.store import RedisHistory, connect
 from chat.core.names import RESERVATION_S
 from chat.core.service import ChatService, Limits, Peer
 from chat.core.sessions import SessionSigner
-from tests.support import RECV_TIMEOUT_S, FakeClock, FakeConn
+from tests.support import RECV_TIMEOUT_S, FakeClock, FakeConn, RedisServer
 from tests.support.backends import Backend, redis_backend
+from tests.support.shared_history import LogStore, SharedLog
 
 
 @pytest.fixture
-def processes(redis_url, io_loop) -> Iterator[Callable[..., Backend]]:  # type: ignore[no-untyped-def]
-    """``await processes(**options)`` starts one more process's back-end; all are closed after the test."""
+def shared_log() -> SharedLog:
+    return SharedLog()
+
+
+@pytest.fixture
+def processes(redis_url, shared_log, io_loop) -> Iterator[Callable[..., Backend]]:  # type: ignore[no-untyped-def]
+    """``await processes(**options)`` starts one more process's broker over the shared history; all closed after."""
     started: list[Backend] = []
 
-    async def start(**options: float) -> Backend:
-        backend = await redis_backend(redis_url, **options).start()  # type: ignore[arg-type]
+    async def start(url: str = redis_url, **options: float) -> Backend:
+        backend = await redis_backend(url, LogStore(shared_log), **options).start()  # type: ignore[arg-type]
         started.append(backend)
         return backend
 
@@ -55,7 +62,69 @@ async def test_a_message_reaches_every_process_with_the_room_once_in_order(proce
     for backend in (a, b):
         got = await backend.received(20)
         assert [(m.seq, m.text) for m in got] == [(i + 1, f"m{i}") for i in range(20)]
-    assert c.messages.empty()  # no member there: nothing crosses to it
+    await a.say("lobby", "last")
+    await b.broker.caught_up("lobby", 21)
+    assert [m.seq for m in await b.received(1)] == [21]
+    assert [m.seq for m in await a.received(1)] == [21]
+    assert a.messages.empty()  # its own messages came back over pub/sub, and were dropped as seen
+    assert b.messages.empty()
+    # No member on c: nothing crosses to it; it only passed on its own commits (its senders' acknowledgements).
+    assert [m.seq for m in await c.received(10)] == list(range(1, 21, 2))
+    assert c.messages.empty()
+
+
+@pytest.mark.gen_test
+async def test_a_process_gets_its_own_commits_at_once_and_a_seq_jump_is_filled_from_the_store(processes):
+    a, b = await processes(), await processes()
+    await a.broker.subscribe("lobby")
+    await b.broker.subscribe("lobby")
+    b.broker._publisher.publish = lambda messages: None  # type: ignore[attr-defined]  # b's publishes are lost
+    await b.say("lobby", "from b")
+    assert a.messages.empty()
+    stored = await a.say("lobby", "from a")  # seq 2: a has not seen 1, so it reads it from the store first
+    assert stored.seq == 2
+    assert [(m.seq, m.text) for m in await a.received(2)] == [(1, "from b"), (2, "from a")]
+    assert [m.text for m in await b.received(2)] == ["from b", "from a"]
+
+
+@pytest.mark.gen_test
+async def test_a_join_waiting_for_a_message_whose_publish_was_lost_reads_it_from_the_store(processes):
+    a, b = await processes(), await processes()
+    await a.broker.subscribe("lobby")
+    b.broker._publisher.publish = lambda messages: None  # type: ignore[attr-defined]
+    await b.say("lobby", "never published")
+    await asyncio.wait_for(a.broker.caught_up("lobby", 1), RECV_TIMEOUT_S)
+    assert [m.text for m in await a.received(1)] == ["never published"]
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_with_redis_down_says_are_stored_and_reach_the_senders_process_at_once_and_the_others_after(
+    processes, tmp_path, caplog
+):
+    (tmp_path / "redis").mkdir()
+    redis = RedisServer(tmp_path / "redis").start()
+    try:
+        a, b = await processes(redis.url), await processes(redis.url)
+        for backend in (a, b):
+            await backend.broker.subscribe("lobby")
+        await a.say("lobby", "m0")
+        await b.received(1)
+        await a.received(1)
+        redis.stop()
+        stored = [await a.say("lobby", f"m{i}") for i in range(1, 6)]  # stored and acknowledged
+        assert [m.seq for m in stored] == [2, 3, 4, 5, 6]
+        assert [m.text for m in await a.received(5)] == [f"m{i}" for i in range(1, 6)]  # at once, Redis down
+        assert b.messages.empty()
+        assert not a.broker.healthy
+        redis.start()  # same port
+        assert [m.text for m in await b.received(5)] == [f"m{i}" for i in range(1, 6)]  # filled on resubscribe
+        await b.broker.caught_up("lobby", 6)
+        assert b.messages.empty()
+        assert a.messages.empty()
+    finally:
+        redis.stop()
+    outages = [r for r in caplog.records if "redis unreachable" in r.getMessage()]
+    assert 1 <= len(outages) <= 2  # once per process, whatever failed during the outage
 
 
 @pytest.mark.gen_test
@@ -67,18 +136,6 @@ async def test_a_ref_retried_through_another_process_is_stored_once(processes):
     assert retried.value.message == original
     assert (await b.say("lobby", "other session", session="s2", ref="r1")).seq == 2
     assert await a.store.last_seq("lobby") == 2
-
-
-@pytest.mark.gen_test
-async def test_history_is_trimmed_to_history_max(processes):
-    a = await processes(history_max=10)
-    for i in range(500):
-        await a.say("lobby", f"m{i}")
-    kept = await a.store.after("lobby", 0, 1000)
-    # Redis trims whole blocks of the stream (MAXLEN ~): at least 10 stay, far fewer than 500.
-    assert 10 <= len(kept) < 500
-    assert [m.seq for m in kept] == list(range(501 - len(kept), 501))
-    assert await a.store.last_seq("lobby") == 500
 
 
 @pytest.mark.gen_test
@@ -164,23 +221,23 @@ async def test_names_are_held_across_processes_and_logout_reaches_every_process(
 
 
 @pytest.mark.gen_test
-async def test_appends_go_on_after_redis_forgets_its_scripts(processes, redis_url):
+async def test_presence_goes_on_after_redis_forgets_its_scripts(processes, redis_url):
     a = await processes()
-    await a.say("lobby", "m0")
+    await a.broker.enter("lobby", "ann")
     async with aioredis.Redis.from_url(redis_url) as admin:
         await admin.script_flush()  # as a Redis restart does
-    stored = await asyncio.gather(*(a.say("lobby", f"m{i}") for i in range(1, 6)))
-    assert [m.seq for m in stored] == [2, 3, 4, 5, 6]  # each refused EVALSHA ran again, in order, once
+    await asyncio.gather(*(a.broker.enter("lobby", f"user{i}") for i in range(5)))  # each refused EVALSHA ran again
+    assert await a.broker.members("lobby") == ["ann", *(f"user{i}" for i in range(5))]
 
 
 @pytest.mark.gen_test
 async def test_a_malformed_publish_on_a_room_channel_is_skipped(processes, redis_url, caplog):
-    a = await processes()
+    a, b = await processes(), await processes()
     await a.broker.subscribe("lobby")
     async with aioredis.Redis.from_url(redis_url) as admin:
         for junk in ("m{not json", "m[1]", "p[]", ""):
             await admin.publish("chat:room:lobby", junk)
-    await a.say("lobby", "after the junk")
+    await b.say("lobby", "after the junk")  # over pub/sub, after the junk
     [got] = await a.received(1)
     assert (got.seq, got.text) == (1, "after the junk")
     # An unknown kind ("") is skipped quietly: a newer server may publish kinds this one does not know.
@@ -200,25 +257,28 @@ async def test_a_leave_and_rejoin_sent_together_keep_their_order(processes):
 
 
 @pytest.mark.gen_test
-async def test_an_append_batch_that_fails_with_a_bug_is_answered_and_the_next_one_is_stored(processes, monkeypatch):
-    a = await processes()
+async def test_a_publish_that_fails_with_a_bug_is_logged_and_the_others_fill_it_at_the_next_message(processes, caplog):
+    a, b = await processes(), await processes()
+    await b.broker.subscribe("lobby")
+    pipeline = a.broker._publisher._r.pipeline  # type: ignore[attr-defined]
 
-    async def bug(client: Any, calls: Any) -> list[Any]:
+    def bug(**kwargs: Any) -> Any:
         raise RuntimeError("not a redis error")
 
-    with monkeypatch.context() as patched:
-        patched.setattr(redis_store, "run_scripts", bug)
-        failed = [a.say("lobby", f"m{i}") for i in range(3)]
-        for say in failed:
-            with pytest.raises(StoreUnavailable):
-                await asyncio.wait_for(say, RECV_TIMEOUT_S)
-    assert (await asyncio.wait_for(a.say("lobby", "after"), RECV_TIMEOUT_S)).seq == 1
+    a.broker._publisher._r.pipeline = bug  # type: ignore[attr-defined]
+    stored = await a.say("lobby", "m0")  # stored and acknowledged all the same
+    assert stored.seq == 1
+    await a.received(1)
+    a.broker._publisher._r.pipeline = pipeline  # type: ignore[attr-defined]
+    await a.say("lobby", "m1")
+    assert [m.text for m in await b.received(2)] == ["m0", "m1"]
+    assert any("publishing 1 messages failed" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.gen_test
 async def test_a_read_batch_that_fails_with_a_bug_is_answered_and_the_next_one_is_read(processes, monkeypatch):
     a = await processes()
-    await a.say("lobby", "m0")
+    await a.broker.enter("lobby", "ann")
 
     async def bug(client: Any, ops: Any) -> list[Any]:
         raise RuntimeError("not a redis error")
@@ -226,13 +286,13 @@ async def test_a_read_batch_that_fails_with_a_bug_is_answered_and_the_next_one_i
     with monkeypatch.context() as patched:
         patched.setattr(redis_pipeline, "run_pipeline", bug)
         with pytest.raises(StoreUnavailable):
-            await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S)
-    assert await asyncio.wait_for(a.store.last_seq("lobby"), RECV_TIMEOUT_S) == 1
+            await asyncio.wait_for(a.broker.members("lobby"), RECV_TIMEOUT_S)
+    assert await asyncio.wait_for(a.broker.members("lobby"), RECV_TIMEOUT_S) == ["ann"]
 
 
 def counting_checkouts(backend: Backend) -> list[int]:
     """Count the connections ``backend``'s client takes from its pool (one per command or pipeline)."""
-    pool = backend.store._r.connection_pool  # type: ignore[attr-defined]
+    pool = backend.broker._r.connection_pool  # type: ignore[attr-defined]
     taken = [0]
     get_connection = pool.get_connection
 
@@ -295,10 +355,10 @@ async def test_a_join_storm_on_a_small_pool_waits_and_every_join_succeeds(proces
 
 
 @pytest.mark.gen_test
-async def test_names_in_use_are_held_again_and_a_name_another_session_took_is_left_to_it(redis_url):
+async def test_names_in_use_are_held_again_and_a_name_another_session_took_is_left_to_it(redis_url, shared_log):
     clock = FakeClock()
     client = connect(redis_url)
-    store = RedisHistory(client)
+    store = LogStore(shared_log)
     broker = RedisBroker(client, store, clock=clock)
     n = 2 * REFRESH_NAMES_PER_CALL + 7  # several refresh calls, the last one short
     try:
@@ -357,7 +417,7 @@ async def test_a_process_whose_housekeeping_is_slow_keeps_beating_and_is_not_rea
 
 
 @pytest.mark.gen_test
-async def test_a_join_reads_last_seq_history_and_members_in_one_round_trip(processes, monkeypatch):
+async def test_a_join_reads_its_members_from_redis_in_one_round_trip(processes, monkeypatch):
     backend = await processes()
     service = ChatService(backend.store, SessionSigner(b"k"), Limits(rate=0), broker=backend.broker, clock=FakeClock())
     await backend.say("lobby", "m0")
@@ -388,6 +448,7 @@ async def test_a_join_reads_last_seq_history_and_members_in_one_round_trip(proce
     await asyncio.wait_for(pending, RECV_TIMEOUT_S)
     [joined] = conn.of("joined")
     assert (joined["last_seq"], [m["text"] for m in joined["history"]], joined["members"]) == (1, ["m0"], ["ann"])
-    reads = [names for names in pipelines if {"get", "xrevrange", "hkeys"} & set(names)]
-    assert reads == [["get", "xrevrange", "hkeys"]]
+    # last_seq and the history come from the SQL store; Redis is asked for the members, once.
+    # (The others are the name claim and the presence change.)
+    assert [names for names in pipelines if "hkeys" in names] == [["hkeys"]]
     service.disconnect(peer)

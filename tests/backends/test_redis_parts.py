@@ -1,5 +1,6 @@
 """The parts RedisBroker is made of, each on its own: the link's health, name
-claims, presence and the subscription, against a real Redis where they need one."""
+claims, presence, the subscription and the publisher, against a real Redis
+where they need one."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import redis.asyncio as aioredis
 
 from chat.backends.redis import keys
 from chat.backends.redis.claims import Claims
+from chat.backends.redis.connection import connect
 from chat.backends.redis.health import Health
 from chat.backends.redis.pipeline import Batch
 from chat.backends.redis.presence import Presence
-from chat.backends.redis.store import RedisHistory, connect
+from chat.backends.redis.publish import Publisher, decode, encode
 from chat.backends.redis.subscription import Subscription
+from chat.backends.sqlite import SQLiteHistory
+from chat.core.model import Message
 from chat.core.names import RESERVATION_S
 from tests.support import RECV_TIMEOUT_S, FakeClock
 
@@ -96,9 +100,9 @@ async def test_presence_of_one_process_is_reaped_by_another(redis_url: str) -> N
 @pytest.mark.gen_test
 async def test_a_subscription_delivers_a_room_and_the_logouts(redis_url: str) -> None:
     client = connect(redis_url)
-    store = RedisHistory(client)
+    store = SQLiteHistory(":memory:")
     health = Health(FakeClock())
-    subscription = Subscription(client, store, health, FakeClock())
+    subscription = Subscription(client, store, Batch(client), health, FakeClock())
     got: asyncio.Queue[object] = asyncio.Queue()
     subscription.listen(lambda batch: got.put_nowait([m.text for m in batch]), lambda *event: None, got.put_nowait)
     reader = asyncio.ensure_future(subscription.read_forever())
@@ -106,9 +110,11 @@ async def test_a_subscription_delivers_a_room_and_the_logouts(redis_url: str) ->
         await asyncio.wait_for(subscription.first_try.wait(), RECV_TIMEOUT_S)
         assert health.subscribed
         assert subscription.connected
-        await store.append("lobby", "ann", "before", 1000, "s1", None)
+        await store.append("lobby", "ann", "before", 1000, "s1", None)  # not listened to: another process's
         await subscription.subscribe("lobby")
-        await store.append("lobby", "ann", "after", 1000, "s1", None)
+        async with aioredis.Redis.from_url(redis_url) as admin:
+            after = Message("lobby", 2, "bob", "after", 1000, "s2", "r")
+            await admin.publish(keys.room_channel("lobby"), encode([after]))
         assert await asyncio.wait_for(got.get(), RECV_TIMEOUT_S) == ["after"]  # "before" is history
         await subscription.caught_up("lobby", 2)
         async with aioredis.Redis.from_url(redis_url) as admin:
@@ -119,4 +125,46 @@ async def test_a_subscription_delivers_a_room_and_the_logouts(redis_url: str) ->
         await asyncio.wait([reader])
         await subscription.close()
         await store.close()
+        await client.aclose()
+
+
+def test_a_batch_of_one_room_goes_over_the_wire_and_back_intact() -> None:
+    text = 'zwj 👩\u200d💻 "q" \\'
+    sent = [Message("a:b", 7, "ann", text, 1000, "s1", ""), Message("a:b", 8, "bob", "x", 1, "s2", None)]
+    payload = encode(sent)
+    assert payload[0] == "m"
+    assert decode("a:b", payload[1:]) == sent
+    for junk in ("{}", "[1]", '[[1, "n", 2, 3, "s", null]]', '[[1, "n", "t", 3, "s", 5]]'):
+        with pytest.raises((ValueError, TypeError)):
+            decode("a:b", junk)
+
+
+@pytest.mark.gen_test
+async def test_the_publisher_skips_while_redis_is_down_and_sends_each_rooms_newest_once_it_is_back(
+    redis_url: str,
+) -> None:
+    client = connect(redis_url)
+    health = Health(FakeClock())
+    publisher = Publisher(client, health)
+    health.on_back = publisher.back
+    listener = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    ps = listener.pubsub()
+    await ps.subscribe(keys.room_channel("a"), keys.room_channel("b"))
+    try:
+        health.lost(ConnectionError("gone"))
+        publisher.publish([Message(r, s, "ann", f"{r}{s}", 1, "s", None) for s in (1, 2, 3) for r in "ab"])
+        publisher.publish([])
+        health.subscribed = health.beating = True
+        health.up(connected=True)  # back: a3 and b3 go out, the ones a fill cannot tell were missed
+        publisher.publish([Message("a", 4, "ann", "a4", 1, "s", None)])
+        got: list[list[str]] = []
+        while len(got) < 3:
+            msg = await ps.get_message(ignore_subscribe_messages=True, timeout=RECV_TIMEOUT_S)
+            if msg is not None:
+                got.append([m.text for m in decode(keys.channel_room(msg["channel"]), msg["data"][1:])])
+        assert got == [["a3"], ["b3"], ["a4"]]
+        await publisher.close()
+    finally:
+        await ps.aclose()
+        await listener.aclose()
         await client.aclose()

@@ -1,5 +1,6 @@
-"""Several server.py processes on one Redis serve one chat: the guarantees of
-one process hold across them. Every server here is a real child process."""
+"""Several server.py processes on one PostgreSQL and one Redis serve one chat:
+the guarantees of one process hold across them. Every server here is a real
+child process."""
 
 from __future__ import annotations
 
@@ -14,11 +15,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
-import redis.asyncio as aioredis
 from tornado.httpclient import AsyncHTTPClient
 
 from chat.client import ChatClient
@@ -27,20 +27,35 @@ from tests.cluster import test_faults as faults
 from tests.support import RECV_TIMEOUT_S, REPO, RedisServer, ServerProcess, Socket
 
 
-def cluster_args(redis_url: str, tmp_path: Path, *extra: str) -> list[str]:
+def cluster_args(redis_url: str, db: str, *extra: str) -> list[str]:
     # One cookie secret for all: a session token signed by one process is valid on every other.
-    return ["--redis", redis_url, "--db", str(tmp_path / "unused.sqlite3"), "--cookie-secret", "shared",
+    return ["--redis", redis_url, "--db", db, "--cookie-secret", "shared",
             "--rate", "0", "--ping-interval", "0", *extra]  # fmt: skip
 
 
+async def stored_history(dsn: str, rooms: tuple[str, ...]) -> dict[str, list[faults.Row]]:
+    """The rooms' messages as PostgreSQL holds them, in seq order: ``(seq, text, name)``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT room, seq, text, name FROM messages WHERE room = ANY($1) ORDER BY room, seq", list(rooms)
+        )
+    finally:
+        await conn.close()
+    history: dict[str, list[faults.Row]] = {room: [] for room in rooms}
+    for row in rows:
+        history[row["room"]].append((row["seq"], row["text"], row["name"]))
+    return history
+
+
 @pytest.fixture
-def servers(redis_url, tmp_path, io_loop) -> Iterator[Callable[..., Any]]:  # type: ignore[no-untyped-def]
-    """``await servers(*extra_args)``: one more server.py on the test's Redis; all stopped after."""
+def servers(redis_url, postgres_dsn, io_loop) -> Iterator[Callable[..., Any]]:  # type: ignore[no-untyped-def]
+    """``await servers(*extra_args)``: one more server.py on the test's PostgreSQL and Redis; all stopped after."""
     started: list[ServerProcess] = []
     sockets: list[Socket] = []
 
     async def start(*extra: str) -> ServerProcess:
-        server = await ServerProcess(*cluster_args(redis_url, tmp_path, *extra)).start()
+        server = await ServerProcess(*cluster_args(redis_url, postgres_dsn, *extra)).start()
         started.append(server)
         return server
 
@@ -189,47 +204,55 @@ async def test_the_members_of_a_process_shut_down_gracefully_leave_at_once(serve
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_a_redis_outage_answers_unavailable_keeps_sockets_and_recovers(tmp_path):
-    # A Redis of its own, with an append-only file, so a restart keeps the data.
+async def test_a_redis_outage_stores_and_acknowledges_says_and_the_other_process_fills_the_gap_after(
+    tmp_path, postgres_dsn
+):
     (tmp_path / "redis").mkdir()
     redis = RedisServer(tmp_path / "redis").start()
-    server = await ServerProcess(*cluster_args(redis.url, tmp_path)).start()
+    a = await ServerProcess(*cluster_args(redis.url, postgres_dsn)).start()
+    b = await ServerProcess(*cluster_args(redis.url, postgres_dsn)).start()
     sockets: list[Socket] = []
     try:
-        alice = await member(sockets, server, "alice")
-        bob = await member(sockets, server, "bob")
+        alice = await member(sockets, a, "alice")
+        bob = await member(sockets, a, "bob")  # on the sender's process
+        carol = await member(sockets, b, "carol")  # on the other one
         await alice.send(type="say", room="lobby", text="before", ref="a1")
         assert (await alice.recv_until("message"))["seq"] == 1
+        assert (await carol.recv_until("message"))["text"] == "before"
         assert (await bob.recv_until("message"))["text"] == "before"
 
         redis.stop()
-        for i in range(5):  # a burst of says: every one refused, none acknowledged
-            await alice.send(type="say", room="lobby", text=f"lost {i}", ref=f"x{i}")
-        errors = [await alice.recv_until("error") for _ in range(5)]
-        assert {(e["code"], e["ref"]) for e in errors} == {("unavailable", f"x{i}") for i in range(5)}
-        await server.logged("redis unreachable")
-        status = await health(server)
+        await a.logged("redis unreachable")
+        for i in range(5):  # stored and acknowledged all the same
+            await alice.send(type="say", room="lobby", text=f"during {i}", ref=f"x{i}")
+        acks = [await alice.recv_until("message") for _ in range(5)]
+        assert [(m["seq"], m["ref"]) for m in acks] == [(i + 2, f"x{i}") for i in range(5)]
+        got = [await bob.recv_until("message") for _ in range(5)]  # at once, on the sender's process
+        assert [m["text"] for m in got] == [f"during {i}" for i in range(5)]
+        status = await health(a)
         assert (status["status"], status["connections"]) == ("degraded", 2)  # the sockets stay open
-        await bob.send(type="ping", ref="p")
-        assert (await bob.recv_until("pong"))["ref"] == "p"
+        await carol.send(type="ping", ref="p")
+        assert (await carol.recv_until("pong"))["ref"] == "p"
 
-        redis.start()  # same port, same data
-        await server.logged("redis is back")
-        await alice.send(type="say", room="lobby", text="after", ref="x0")  # the retry of a refused say
-        ack = await alice.recv_until("message")
-        assert (ack["seq"], ack["text"], ack["ref"]) == (2, "after", "x0")
-        got = await bob.recv_until("message")
-        assert (got["seq"], got["text"]) == (2, "after")  # nothing in between: the refused says were not stored
-        assert (await health(server))["status"] == "ok"
+        redis.start()  # same port
+        await b.logged("redis is back")
+        filled = [await carol.recv_until("message") for _ in range(5)]  # from the database, in order
+        assert [(m["seq"], m["text"]) for m in filled] == [(i + 2, f"during {i}") for i in range(5)]
+        await alice.send(type="say", room="lobby", text="after")
+        assert (await carol.recv_until("message"))["seq"] == 7
+        await a.logged("redis is back")
+        assert (await health(a))["status"] == "ok"
     finally:
         for sock in sockets:
             sock.close()
         try:
-            await server.stop()
+            await a.stop()
+            await b.stop()
         finally:
             redis.stop()
-    outage_lines = [line for line in server.log if "redis unreachable" in line]
-    assert len(outage_lines) == 1, server.log  # once per outage, not once per message
+    for server in (a, b):
+        outage_lines = [line for line in server.log if "redis unreachable" in line]
+        assert len(outage_lines) == 1, server.log  # once per outage, not once per message
 
 
 def log_pid(line: str) -> int:
@@ -256,10 +279,10 @@ async def members_on_both_workers(server: ServerProcess, sockets: list[Socket]) 
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_url, tmp_path):
+async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_url, postgres_dsn):
     # At --log-level debug the access log names each upgrade (101), with the worker's pid.
     server = await ServerProcess(
-        *cluster_args(redis_url, tmp_path, "--workers", "2", "--presence-ttl", "1", "--log-level", "debug")
+        *cluster_args(redis_url, postgres_dsn, "--workers", "2", "--presence-ttl", "1", "--log-level", "debug")
     ).start()
     sockets: list[Socket] = []
     try:
@@ -291,20 +314,50 @@ async def test_workers_share_the_port_and_a_killed_workers_members_leave(redis_u
     assert sum(line.rstrip().endswith(": stopped") for line in server.log) == 2  # both workers, gracefully
 
 
-def test_workers_without_redis_is_refused():
-    done = subprocess.run(
-        [sys.executable, "server.py", "--workers", "2"], cwd=REPO, capture_output=True, text=True, timeout=30
-    )
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--workers", "2"], "--workers needs --redis"),
+        (["--workers", "2", "--redis", "redis://127.0.0.1:1/0"], "--workers needs a PostgreSQL --db"),
+        (["--redis", "redis://127.0.0.1:1/0", "--db", "x.sqlite3"], "--redis needs a PostgreSQL --db"),
+        (["--history-max", "500"], "--history-max is retired"),
+    ],
+    ids=["workers without redis", "workers on sqlite", "redis on sqlite", "history-max"],
+)
+def test_a_deployment_that_cannot_work_is_refused_with_the_reason(args, says):
+    done = subprocess.run([sys.executable, "server.py", *args], cwd=REPO, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
-    assert "--workers needs --redis" in done.stderr
+    assert says in done.stderr
 
 
 @pytest.mark.gen_test(timeout=120)
-async def test_kill_9_of_one_process_under_load_loses_and_repeats_nothing_anywhere(redis_url, tmp_path):
-    """tests/cluster/test_faults.py's kill -9 under load, across two processes on one Redis:
-    clients of the killed one reconnect to its replacement and resume, while
-    the other process's clients chat on throughout."""
-    args = cluster_args(redis_url, tmp_path)
+async def test_writers_to_one_room_on_two_processes_get_one_gap_free_duplicate_free_order(servers, postgres_dsn):
+    a, b = await servers(), await servers()
+    writers = [await member(servers.sockets, server, f"w{i}") for i, server in enumerate((a, b, a, b))]
+    per_writer = 150
+    for k in range(per_writer):  # all at once, no waiting for acknowledgements
+        for i, sock in enumerate(writers):
+            await sock.send(type="say", room="lobby", text=f"w{i} #{k}", ref=f"{k}")
+    total = per_writer * len(writers)
+    seen = {i: [] for i in range(len(writers))}  # type: dict[int, list[tuple[int, str]]]
+    for i, sock in enumerate(writers):
+        while len(seen[i]) < total:
+            m = await sock.recv_until("message")
+            seen[i].append((m["seq"], m["text"]))
+    [history] = (await stored_history(postgres_dsn, ("lobby",))).values()
+    assert [seq for seq, _, _ in history] == list(range(1, total + 1))  # no gap, no seq twice
+    assert len({text for _, text, _ in history}) == total  # every say once
+    for i in seen:  # every member, on either process, saw exactly that order
+        assert seen[i] == [(seq, text) for seq, text, _ in history], i
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_kill_9_of_one_process_under_load_loses_and_repeats_nothing_anywhere(redis_url, postgres_dsn):
+    """tests/cluster/test_faults.py's kill -9 under load (2,000 says/s), across two
+    processes on one PostgreSQL and one Redis: clients of the killed one
+    reconnect to its replacement and resume, while the other process's clients
+    chat on throughout."""
+    args = cluster_args(redis_url, postgres_dsn)
     a, b = await ServerProcess(*args).start(), await ServerProcess(*args).start()
     servers = [a, b]
     on_a = {"s0", "s1", "r0"}
@@ -347,12 +400,7 @@ async def test_kill_9_of_one_process_under_load_loses_and_repeats_nothing_anywhe
         for server in servers:
             await server.stop(signal.SIGKILL)
 
-    async with aioredis.Redis.from_url(redis_url, decode_responses=True) as client:
-        r: Any = client
-        history = {
-            room: [(int(i.split("-")[0]), f["t"], f["n"]) for i, f in await r.xrange(f"chat:log:{room}")]
-            for room in faults.ROOMS
-        }
+    history = await stored_history(postgres_dsn, faults.ROOMS)
     faults.check_history(history, load, members)  # every client, on either process, included
 
 
@@ -380,11 +428,11 @@ async def scrape_every_worker(server: ServerProcess, workers: set[int]) -> dict[
 
 
 @pytest.mark.gen_test(timeout=90)
-async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path):
+async def test_metrics_under_workers_count_the_whole_server(redis_url, postgres_dsn, tmp_path):
     private = tmp_path / "tmp"
     private.mkdir()
     server = await ServerProcess(
-        *cluster_args(redis_url, tmp_path, "--workers", "2", "--log-level", "debug"), env={"TMPDIR": str(private)}
+        *cluster_args(redis_url, postgres_dsn, "--workers", "2", "--log-level", "debug"), env={"TMPDIR": str(private)}
     ).start()
     sockets: list[Socket] = []
     try:
@@ -429,8 +477,8 @@ async def test_metrics_under_workers_count_the_whole_server(redis_url, tmp_path)
 
 @pytest.mark.parametrize("workers", [[], ["--workers", "2"]], ids=["one process", "two workers"])
 @pytest.mark.gen_test(timeout=60)
-async def test_a_storm_of_connections_waits_in_the_kernel_while_no_process_accepts(redis_url, tmp_path, workers):
-    server = await ServerProcess(*cluster_args(redis_url, tmp_path, *workers)).start()
+async def test_a_storm_of_connections_waits_in_the_kernel_while_no_process_accepts(redis_url, postgres_dsn, workers):
+    server = await ServerProcess(*cluster_args(redis_url, postgres_dsn, *workers)).start()
     assert server.proc is not None
     clients = [socket.socket() for _ in range(1000)]
     # Every process stops, as when all are busy: nothing is accepted.

@@ -1,4 +1,4 @@
-"""Both back-ends behind one test handle: a history store and a broker, with
+"""Every back-end behind one test handle: a history store and a broker, with
 queues that collect what the broker delivers."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from typing import Any
 
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
-from chat.backends.redis.broker import RedisBroker
-from chat.backends.redis.store import RedisHistory, connect
+from chat.backends.postgres import PostgresHistory
+from chat.backends.redis.broker import CommittingStore, RedisBroker
+from chat.backends.redis.connection import connect
 from chat.backends.sqlite import SQLiteHistory
 from chat.core.model import Message
 from tests.support import RECV_TIMEOUT_S
@@ -60,9 +61,19 @@ def sqlite_backend(path: str) -> Backend:
     return Backend(store, broker)
 
 
-def redis_backend(url: str, presence_ttl: float = 15.0, history_max: int = 10_000, pool_size: int = 32) -> Backend:
-    """One server process's worth of Redis back-end: its own client (``pool_size``
-    pooled connections) and process id."""
-    client = connect(url, pool_size=pool_size)
-    store = RedisHistory(client, history_max)
-    return Backend(store, RedisBroker(client, store, presence_ttl=presence_ttl))
+def postgres_backend(dsn: str, sole_writer: bool = True) -> Backend:
+    """One server process on PostgreSQL without Redis: the in-process broker fed by the store's commits."""
+    store = PostgresHistory(dsn, sole_writer=sole_writer)
+    broker = LocalBroker()
+    store.listen(broker.deliver)
+    return Backend(store, broker)
+
+
+def redis_backend(
+    url: str, store: CommittingStore | None = None, presence_ttl: float = 15.0, pool_size: int = 32
+) -> Backend:
+    """One server process's worth of Redis broker: its own client (``pool_size``
+    pooled connections) and process id, over ``store`` (its own view of the
+    shared SQL history; an in-memory SQLite history by default)."""
+    history = store if store is not None else SQLiteHistory(":memory:")
+    return Backend(history, RedisBroker(connect(url, pool_size=pool_size), history, presence_ttl=presence_ttl))

@@ -1,11 +1,16 @@
-"""The broker on Redis: :class:`RedisBroker`, made of three parts, one file each.
+"""The broker on Redis: :class:`RedisBroker`, made of four parts, one file each.
 
-It implements :class:`chat.backends.base.Broker` beside
-:class:`chat.backends.redis.store.RedisHistory`, and hands each job to a part:
+It implements :class:`chat.backends.base.Broker` beside a SQL history store
+(SQLite for one process, PostgreSQL for many), whose commits it is handed
+(:meth:`RedisBroker.deliver`, the store's commit listener), and hands each job
+to a part:
 
-- :class:`~chat.backends.redis.subscription.Subscription`: fan-out over one
-  pub/sub connection per process, and filling from the streams what pub/sub
-  lost (subscribe, unsubscribe, caught_up, announce, logouts).
+- :class:`~chat.backends.redis.subscription.Subscription`: this process's own
+  commits to its members at once, the other processes' over one pub/sub
+  connection, and filling from the store what pub/sub lost (subscribe,
+  unsubscribe, caught_up, announce, logouts).
+- :class:`~chat.backends.redis.publish.Publisher`: this process's commits to
+  the others, over pub/sub, fire and forget.
 - :class:`~chat.backends.redis.presence.Presence`: who is in which room across
   processes, the heartbeat, reaping dead processes (enter, exit, members,
   member_counts).
@@ -24,22 +29,29 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from chat.backends.base import OnEvent, OnLogout, OnMessages
+from chat.backends.base import HistoryStore, OnEvent, OnLogout, OnMessages
 from chat.backends.redis.claims import Claims
 from chat.backends.redis.health import Health
-from chat.backends.redis.pipeline import RAISES
+from chat.backends.redis.pipeline import RAISES, Batch
 from chat.backends.redis.presence import PRESENCE_TTL_S, Presence, process_id
-from chat.backends.redis.store import RedisHistory
+from chat.backends.redis.publish import Publisher
 from chat.backends.redis.subscription import SYNC_TIMEOUT_S, Subscription
+from chat.core.model import Message
 
 log = logging.getLogger(__name__)
 
 # Longest wait for background tasks to end when the server shuts down.
 CLOSE_WAIT_S = 2.0
+
+
+class CommittingStore(HistoryStore, Protocol):
+    """A history store that tells one listener about each batch as it commits (SQLiteHistory, PostgresHistory)."""
+
+    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None: ...
 
 
 class RedisBroker:
@@ -54,7 +66,7 @@ class RedisBroker:
     def __init__(
         self,
         client: aioredis.Redis,
-        history: RedisHistory,
+        store: CommittingStore,
         *,
         presence_ttl: float = PRESENCE_TTL_S,
         proc: str | None = None,
@@ -66,12 +78,16 @@ class RedisBroker:
         self.proc = proc or process_id()
         self._clock = clock
         self._health = Health(clock)
-        self._subscription = Subscription(client, history, self._health, clock)
-        # Member lists and claims share the store's pipelines: one per loop tick.
-        self._presence = Presence(client, history.batch, self.proc, presence_ttl)
-        self._claims = Claims(client, history.batch)
+        # Member lists, claims and typing share pipelines: one per loop tick.
+        self._batch = Batch(client)
+        self._subscription = Subscription(client, store, self._batch, self._health, clock)
+        self._publisher = Publisher(client, self._health)
+        self._health.on_back = self._publisher.back
+        self._presence = Presence(client, self._batch, self.proc, presence_ttl)
+        self._claims = Claims(client, self._batch)
         self._tasks: list[asyncio.Task[None]] = []  # the subscription reader, the heartbeat, the housekeeping
         self._ops_task: asyncio.Task[None] | None = None  # sends the presence changes
+        store.listen(self.deliver)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -104,7 +120,8 @@ class RedisBroker:
         others = [*self._tasks, *self._subscription.fills()]
         for task in others:
             task.cancel()
-        waits = [*others, *([self._ops_task] if self._ops_task is not None else [])]
+        published = asyncio.ensure_future(self._publisher.close())  # what the last commits published
+        waits = [*others, published, *([self._ops_task] if self._ops_task is not None else [])]
         if waits:
             await asyncio.wait(waits, timeout=CLOSE_WAIT_S)
         self._tasks, self._ops_task = [], None
@@ -114,7 +131,15 @@ class RedisBroker:
         await self._subscription.close()
         await self._r.aclose()
 
-    # -- fan-out (chat.backends.redis.subscription) ----------------------------
+    # -- fan-out (chat.backends.redis.subscription, chat.backends.redis.publish) -
+
+    def deliver(self, messages: list[Message]) -> None:
+        """The store's commit listener: synchronous, as each batch commits, in seq order.
+
+        This process's members get the batch now; the other processes get it
+        over pub/sub, or from the store if Redis is down (nothing waits on it)."""
+        self._subscription.local(messages)
+        self._publisher.publish(messages)
 
     async def subscribe(self, room: str) -> None:
         await self._subscription.subscribe(room)
@@ -137,7 +162,7 @@ class RedisBroker:
         self._presence.exit(room, name)
 
     def members(self, room: str) -> asyncio.Future[list[str]]:
-        # Queued at the call, like RedisHistory.last_seq: see ChatService._join.
+        # Queued at the call, to share a pipeline with other reads: see read_room.
         return self._presence.members(room)
 
     async def member_counts(self) -> dict[str, int]:

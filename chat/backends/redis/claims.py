@@ -28,7 +28,7 @@ class Claims:
 
     def __init__(self, client: Any, batch: Batch) -> None:
         self._r = client
-        self._batch = batch  # claims share the store's pipelines: one per loop tick
+        self._batch = batch  # claims share the broker's pipelines: one per loop tick
         self._names: dict[tuple[str, str], int] = {}  # (name, session) -> local connections
         self._refreshed = 0.0
         self._claim = client.register_script(scripts.CLAIM)

@@ -22,6 +22,8 @@ class Health:
         self.subscribed = False
         self.beating = False
         self.down_since: float | None = None
+        # Called once each outage ends (the publisher sends what it kept meanwhile).
+        self.on_back: Callable[[], None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -34,6 +36,8 @@ class Health:
         if self.healthy and self.down_since is not None:
             log.warning("redis is back after %.1f s", self._clock() - self.down_since)
             self.down_since = None
+            if self.on_back is not None:
+                self.on_back()
 
     def lost(self, exc: BaseException) -> None:
         # Once per outage: a dead Redis must not also flood the log.

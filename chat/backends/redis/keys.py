@@ -22,9 +22,6 @@ from chat.core.validation import name_key
 P = "chat:"
 
 # Prefixes, for what is per room, per process or per name.
-SEQ = P + "seq:"
-LOG = P + "log:"
-REF = P + "ref:"
 ROOM_CHANNEL = P + "room:"
 ALIVE = P + "alive:"
 HERE = P + "here:"
@@ -32,27 +29,9 @@ WHO = P + "who:"
 NAME = P + "name:"
 
 # Whole keys and channels.
-ROOMS = P + "rooms"
 CTL = P + "ctl"
 PROCS = P + "procs"
 ACTIVE = P + "active"
-
-
-def seq(room: str) -> str:
-    """The room's last seq (INCR)."""
-    return SEQ + room
-
-
-def log(room: str) -> str:
-    """The room's history: a stream with IDs ``<seq>-0``."""
-    return LOG + room
-
-
-def ref(session: str, ref: str | None) -> str:
-    """``room seq`` of the message ``(session, ref)`` made. A message without a
-    ref still names a key (the append script takes a fixed number of keys) that
-    its script never touches."""
-    return f"{REF}{session}:{ref}" if ref is not None else REF + "-"
 
 
 def room_channel(room: str) -> str:
@@ -87,10 +66,6 @@ def name(display: str) -> str:
 
 # The layout as docs/scaling.md shows it: what each name is for, in the same order.
 LAYOUT: tuple[tuple[str, str], ...] = (
-    (seq("{room}"), "the room's last seq (INCR)"),
-    (log("{room}"), "the room's history: a stream, IDs `<seq>-0`"),
-    (ROOMS, "hash: room to last seq (`/api/rooms`)"),
-    (f"{REF}{{session}}:{{ref}}", "`room seq` of the message a ref made (expires after 10 min)"),
     (room_channel("{room}"), "pub/sub channel: messages, presence, typing"),
     (CTL, "pub/sub channel: logouts"),
     (PROCS, "set of live server processes"),
@@ -100,3 +75,20 @@ LAYOUT: tuple[tuple[str, str], ...] = (
     (ACTIVE, "set of rooms with anyone present"),
     (NAME + "{key}", "the session holding a name (expires)"),
 )
+
+
+# The history of servers before the SQL store (issue 11), read only by
+# chat.backends.redis.export to copy it into the SQL store.
+RETIRED_SEQ = P + "seq:"
+RETIRED_LOG = P + "log:"
+RETIRED_ROOMS = P + "rooms"
+
+
+def retired_seq(room: str) -> str:
+    """The room's last seq (INCR), as servers with Redis history kept it."""
+    return RETIRED_SEQ + room
+
+
+def retired_log(room: str) -> str:
+    """The room's history, a stream with IDs ``<seq>-0``, as servers with Redis history kept it."""
+    return RETIRED_LOG + room

@@ -50,7 +50,7 @@ class Presence:
 
     def __init__(self, client: Any, batch: Batch, proc: str, ttl: float) -> None:
         self._r = client
-        self._batch = batch  # member lists share the store's pipelines
+        self._batch = batch  # member lists share the broker's pipelines
         self.proc = proc
         self._ttl = ttl
         self._here: set[tuple[str, str]] = set()  # (room, name) present through this process
@@ -107,7 +107,7 @@ class Presence:
         return self._script, here, [op, room, name]
 
     def members(self, room: str) -> asyncio.Future[list[str]]:
-        # Queued at the call, like RedisHistory.last_seq: see ChatService._join.
+        # Queued at the call, to share a pipeline with the join's other reads: see read_room.
         names = self._batch.command(lambda pipe: pipe.hkeys(keys.who(room)))
         return then(names, lambda found: sorted(found, key=str.casefold))
 

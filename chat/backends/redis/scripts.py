@@ -6,7 +6,6 @@ process's commands. Each is handed every key it touches as ``KEYS`` (built by
 it takes. They are run through :mod:`chat.backends.redis.pipeline` (EVALSHA in
 pipelines, loaded again when Redis forgot them) or as redis-py scripts.
 
-- :data:`APPEND` (the store): number, store and publish a message, once per ref.
 - :data:`PRESENCE`, :data:`REAP`, :data:`HEARTBEAT` (presence): a name enters or
   leaves a room through a process; a dead process's members leave; a process
   says it is alive.
@@ -15,33 +14,6 @@ pipelines, loaded again when Redis forgot them) or as redis-py scripts.
 """
 
 from __future__ import annotations
-
-# The message is numbered, stored and published in one step: seq order,
-# storage and publication cannot disagree, and a retried ref never makes a
-# second message.
-APPEND = """
--- KEYS: seq, log, rooms, ref, channel
--- ARGV: room, name, text, ts, session, has_ref, ref, maxlen, ref_ttl
-if ARGV[6] == '1' then
-  local prev = redis.call('GET', KEYS[4])
-  if prev then return {0, prev} end
-end
-local seq = redis.call('INCR', KEYS[1])
-local id = seq .. '-0'
-if ARGV[6] == '1' then
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], id,
-             'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 's', ARGV[5], 'r', ARGV[7])
-  redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. seq, 'EX', ARGV[9])
-else
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], id,
-             'n', ARGV[2], 't', ARGV[3], 'ts', ARGV[4], 's', ARGV[5])
-end
-redis.call('HSET', KEYS[3], ARGV[1], seq)
-local ref = false
-if ARGV[6] == '1' then ref = ARGV[7] end
-redis.call('PUBLISH', KEYS[5], 'm' .. cjson.encode({seq, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ref}))
-return {1, seq}
-"""
 
 # Shared by presence changes and reaps: one process no longer has ``name`` in
 # ``room``, whose presence hash is ``who`` and whose channel is ``channel``.
@@ -133,7 +105,6 @@ return 1
 
 # Every script by name: what tests/backends/test_keys.py checks.
 ALL = {
-    "append": APPEND,
     "presence": PRESENCE,
     "reap": REAP,
     "heartbeat": HEARTBEAT,

@@ -1,14 +1,24 @@
-"""Fan-out on Redis: one pub/sub subscription per process, and filling the gaps it leaves.
+"""Delivery on Redis: this process's own commits at once, the others' over pub/sub, gaps from the store.
 
 :class:`Subscription` is the part of :class:`chat.backends.redis.broker.RedisBroker`
 that gets messages, presence and typing events and logouts to this process.
-One connection carries every room the process has members in, plus the
-``ctl`` channel. A background task (:meth:`Subscription.read_forever`) reads
-it and reconnects with backoff when it drops. A room newly subscribed, or
-held while the connection was down, is filled from its stream
-(:class:`chat.core.sequencer.Sequencer` decides what to hold, drop and fill),
-so pub/sub's losses never reach a member: docs/scaling.md, "Why nothing is
-lost or repeated across processes".
+
+- Messages this process committed are handed to :meth:`Subscription.local`
+  inside the commit: its members get them at once, without a round trip to
+  Redis, and a Redis outage does not delay them.
+- Messages other processes committed arrive over one pub/sub connection that
+  carries every room the process has members in, plus the ``ctl`` channel. A
+  background task (:meth:`Subscription.read_forever`) reads it and reconnects
+  with backoff when it drops.
+
+Both go through one :class:`chat.core.sequencer.Sequencer` per process, which
+passes each message on once, in seq order: a process's own messages coming
+back over pub/sub are dropped as already seen, and a seq jump (a message lost
+by pub/sub, or committed elsewhere and not heard of yet) holds the room while
+the range is read from the SQL store, the one history. A room newly
+subscribed, or subscribed again after the connection dropped, is filled from
+the store the same way: docs/scaling.md, "Why nothing is lost or repeated
+across processes".
 """
 
 from __future__ import annotations
@@ -24,11 +34,11 @@ from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from chat.backends.base import OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
+from chat.backends.base import HistoryStore, OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
 from chat.backends.redis import keys
 from chat.backends.redis.health import Health
-from chat.backends.redis.pipeline import RAISES, ignore
-from chat.backends.redis.store import RedisHistory
+from chat.backends.redis.pipeline import RAISES, Batch, ignore
+from chat.backends.redis.publish import by_room, decode
 from chat.core.model import Message
 from chat.core.outbound import Typing
 from chat.core.sequencer import Sequencer
@@ -52,18 +62,25 @@ PUBSUB_PING_S = 5.0
 # Reconnection backoff: fast for a blip, capped so a long outage costs little.
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
-# A room whose fill failed while the subscription stayed up is tried again after this.
+# A room whose fill failed is tried again after this.
 RETRACK_S = 0.5
-# A fill after a reconnect reads the stream in pages of this many messages.
+# A fill reads the store in pages of this many messages.
 FILL_PAGE = 1000
+# A join waits this long for messages committed elsewhere to come over pub/sub,
+# then reads them from the store: a publish the other process skipped (Redis
+# blinked) must not hold a join for SYNC_TIMEOUT_S.
+CAUGHT_UP_FILL_S = 1.0
 
 
 class Subscription:
     """The subscription of one process: which rooms it follows, up to which seq, and who waits."""
 
-    def __init__(self, client: Any, history: RedisHistory, health: Health, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, client: Any, store: HistoryStore, batch: Batch, health: Health, clock: Callable[[], float]
+    ) -> None:
         self._r = client
-        self._history = history
+        self._store = store
+        self._batch = batch
         self._health = health
         self._clock = clock
         self._seq = Sequencer()
@@ -73,6 +90,7 @@ class Subscription:
         self._ps: PubSub | None = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
+        self._subscribed: set[str] = set()  # channels Redis confirmed on the current connection
         self._tracking: dict[str, asyncio.Task[None]] = {}
         self._unneeded: dict[str, float] = {}  # room -> when its last local member left
         self._waiters: dict[str, list[tuple[int, asyncio.Future[None]]]] = {}
@@ -124,31 +142,40 @@ class Subscription:
             asyncio.get_running_loop().call_later(RETRACK_S, self._retrack, room)
 
     def _retrack(self, room: str) -> None:
-        if self._ps is not None and room in self._seq and not self._seq.flowing(room) and room not in self._tracking:
+        # Without a subscription only a room that already flowed can be
+        # filled (from the store): a first subscribe needs Redis.
+        can_fill = self._ps is not None or self._seq.seen(room) is not None
+        if can_fill and room in self._seq and not self._seq.flowing(room) and room not in self._tracking:
             self._track(room)
 
     async def _sync(self, room: str) -> None:
-        """(Re)subscribe ``room`` and fill it from the stream (see chat.core.sequencer)."""
+        """Subscribe ``room`` if it is not, and fill it from the store (see chat.core.sequencer).
+
+        With the subscription down, a room that already flowed is still filled
+        (a gap its own commits showed): its members get the other processes'
+        messages from the store without waiting for Redis."""
         base = self._seq.hold(room)
-        ps = self._ps
-        if ps is None:
+        if self._ps is None and base is None:
             raise StoreUnavailable("redis: not connected")
         channel = keys.room_channel(room)
-        confirmed = self._confirm.get(channel)
-        if confirmed is None or confirmed.done():
-            confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
-        if not self._to_subscribe:
-            asyncio.get_running_loop().call_soon(self._send_subscribes)
-        self._to_subscribe.append(channel)
         try:
-            await confirmed
-            now = await self._history.last_seq(room)
+            if self._ps is not None and channel not in self._subscribed:
+                confirmed = self._confirm.get(channel)
+                if confirmed is None or confirmed.done():
+                    confirmed = self._confirm[channel] = asyncio.get_running_loop().create_future()
+                if not self._to_subscribe:
+                    asyncio.get_running_loop().call_soon(self._send_subscribes)
+                self._to_subscribe.append(channel)
+                await confirmed
+            # Read after the subscription is confirmed: whatever commits later
+            # comes through it (or through local()), so nothing falls between.
+            now = await self._store.last_seq(room)
             fill: list[Message] = []
             if base is not None:
                 while base + len(fill) < now:
-                    page = await self._history.after(room, base + len(fill), min(FILL_PAGE, now - base - len(fill)))
+                    page = await self._store.after(room, base + len(fill), min(FILL_PAGE, now - base - len(fill)))
                     if not page:
-                        break  # trimmed: what is gone is gone
+                        break  # removed by the retention policy: what is gone is gone
                     fill.extend(page)
         except RAISES as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
@@ -192,7 +219,13 @@ class Subscription:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(room, []).append((seq, waiter))
         try:
-            await asyncio.wait_for(waiter, SYNC_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), CAUGHT_UP_FILL_S)
+            except TimeoutError:
+                # Not come over pub/sub (its publish may have been skipped): read it from the store.
+                if room in self._seq and room not in self._tracking:
+                    self._track(room)
+                await asyncio.wait_for(waiter, SYNC_TIMEOUT_S)
         except TimeoutError:
             raise StoreUnavailable(f"redis: messages up to {seq} did not arrive in time") from None
         finally:
@@ -202,9 +235,43 @@ class Subscription:
                 if not waiting:
                     del self._waiters[room]
 
+    def local(self, messages: list[Message]) -> None:
+        """A batch this process committed (the store's commit listener): pass it on now.
+
+        A room no member here follows is passed on as is (its senders'
+        acknowledgements are in it); a followed room goes through the
+        sequencer, and a seq jump (another process committed in between and
+        its message is not here yet) holds the room while the store fills it."""
+        out: list[Message] = []
+        for room, batch in by_room(messages).items():
+            if room not in self._seq:
+                out.extend(batch)
+                continue
+            passed = self._offer(room, batch)
+            out.extend(passed)
+            self._release(room)
+        if out and self._on_messages is not None:
+            self._on_messages(out)
+
+    def _offer(self, room: str, batch: list[Message]) -> list[Message]:
+        """What of ``batch`` (one room's, seq order) to pass on now; a gap starts a fill."""
+        passed: list[Message] = []
+        for message in batch:
+            got = self._seq.offer(message)
+            if got is None:  # a gap: the rest of the batch is held with it
+                if room not in self._tracking:
+                    self._track(room)
+            else:
+                passed.extend(got)
+        return passed
+
     def _deliver(self, room: str, messages: list[Message]) -> None:
         if messages and self._on_messages is not None:
             self._on_messages(messages)
+        self._release(room)
+
+    def _release(self, room: str) -> None:
+        """Wake the joins waiting for ``room`` up to what has been passed on."""
         waiting = self._waiters.get(room)
         if waiting:
             seen = self._seq.seen(room) or 0
@@ -234,8 +301,8 @@ class Subscription:
     async def _read(self) -> None:
         if self._health.down_since is not None:
             # Idle pooled connections from before the outage are dead (Redis
-            # may have restarted); an append must not be the one to find out,
-            # since it cannot be retried blindly.
+            # may have restarted): the first publish after it should not be
+            # the one to find out, and be kept back for nothing.
             await self._r.connection_pool.disconnect(inuse_connections=False)
         ps = self._r.pubsub()
         try:
@@ -270,11 +337,14 @@ class Subscription:
                         self._was_up = True
                         self._health.up(connected=True)
                         self.first_try.set()
+                    else:
+                        self._subscribed.add(msg["channel"])
                     confirmed = self._confirm.get(msg["channel"])
                     if confirmed is not None and not confirmed.done():
                         confirmed.set_result(None)
         finally:
             self._ps = None
+            self._subscribed.clear()
             self._health.subscribed = False
             error = StoreUnavailable("redis: connection lost")
             for confirmed in self._confirm.values():
@@ -289,8 +359,9 @@ class Subscription:
                     if not waiter.done():
                         waiter.set_exception(error)
                         waiter.exception()
-            for room in self._seq.rooms():
-                self._seq.hold(room)
+            # The rooms keep flowing: this process's own commits still reach
+            # its members at once (a gap they show is filled from the store),
+            # and the reconnect fills what the others committed meanwhile.
             with contextlib.suppress(*RAISES):
                 await ps.aclose()
 
@@ -302,14 +373,7 @@ class Subscription:
         room = keys.channel_room(channel)
         kind, body = data[:1], data[1:]
         if kind == "m":
-            seq, name, text, ts, session, ref = json.loads(body)
-            message = Message(room, int(seq), name, text, int(ts), session, None if ref is False else ref)
-            out = self._seq.offer(message)
-            if out is None:  # a gap: fill it from the stream
-                if room not in self._tracking:
-                    self._track(room)
-            else:
-                self._deliver(room, out)
+            self._deliver(room, self._offer(room, decode(room, body)))
         elif self._on_event is not None and room in self._seq:
             if kind == "p":
                 event, name = json.loads(body)
@@ -320,7 +384,7 @@ class Subscription:
     def announce(self, room: str, name: str, frame: dict[str, Any]) -> None:
         if self._ps is None:
             return  # ephemeral: nothing to keep for later
-        sent = self._history.batch.command(lambda pipe: pipe.publish(keys.room_channel(room), "t" + name))
+        sent = self._batch.command(lambda pipe: pipe.publish(keys.room_channel(room), "t" + name))
         sent.add_done_callback(ignore)
 
     async def drop_unneeded(self, now: float) -> None:
@@ -329,5 +393,6 @@ class Subscription:
             if now - since >= UNSUBSCRIBE_GRACE_S:
                 del self._unneeded[room]
                 self._seq.forget(room)
+                self._subscribed.discard(keys.room_channel(room))
                 if self._ps is not None:
                     await self._ps.unsubscribe(keys.room_channel(room))
