@@ -45,6 +45,8 @@ class Settings:
     # Per room, in Redis: enough for any resume, and bounded memory per room.
     history_max: int = 10_000
     presence_ttl: float = 15.0
+    # Messages older than this many days are deleted in the background; None keeps everything.
+    retention_days: float | None = None
 
     @property
     def tls(self) -> bool:
@@ -61,7 +63,11 @@ class Settings:
 _OPTIONS: list[tuple[str, type, str]] = [
     ("host", str, "address to listen on"),
     ("port", int, "port to listen on"),
-    ("db", str, "SQLite history file; ':memory:' keeps nothing"),
+    (
+        "db",
+        str,
+        "history: a SQLite file (':memory:' keeps nothing) or postgresql://USER@HOST:PORT/DB, shared by many processes",
+    ),
     ("history_on_join", int, "messages sent with 'joined'"),
     ("max_message_chars", int, "longest message text, in characters"),
     ("max_frame_bytes", int, "largest client frame; bigger ones close the socket with 1009"),
@@ -80,6 +86,7 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("workers", int, "server processes sharing the port (more than 1 needs --redis)"),
     ("history_max", int, "with --redis: messages kept per room (at least; Redis trims in whole blocks)"),
     ("presence_ttl", float, "with --redis: seconds without a heartbeat before a process's members leave"),
+    ("retention_days", float, "delete messages older than this many days, in the background (default: keep all)"),
     ("log_level", str, "debug, info, warning or error"),
 ]
 
@@ -150,6 +157,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         parser.error("--redis takes a URL: redis://HOST:PORT/DB, rediss://... or unix://PATH")
     if settings.history_max < 1:
         parser.error("--history-max must be at least 1")
+    if settings.retention_days is not None and settings.retention_days <= 0:
+        parser.error("--retention-days must be positive (leave it out to keep everything)")
     if settings.presence_ttl <= 0:
         parser.error("--presence-ttl must be positive")
     return settings
@@ -159,7 +168,8 @@ def cookie_secret(settings: Settings) -> str:
     """The configured secret, or one generated once and kept beside the database."""
     if settings.cookie_secret:
         return settings.cookie_secret
-    folder = Path(settings.db).parent if settings.db != ":memory:" else Path("data")
+    on_disk = settings.db != ":memory:" and not settings.db.startswith(("postgresql://", "postgres://"))
+    folder = Path(settings.db).parent if on_disk else Path("data")
     path = folder / "cookie_secret"
     try:
         return path.read_text().strip()
