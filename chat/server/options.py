@@ -46,6 +46,8 @@ class Settings:
     # Retired with Redis history (issue 11): 0 means not given; any other value is refused.
     history_max: int = 0
     presence_ttl: float = 15.0
+    # Messages older than this many days are deleted in the background; None keeps everything.
+    retention_days: float | None = None
 
     @property
     def tls(self) -> bool:
@@ -62,7 +64,11 @@ class Settings:
 _OPTIONS: list[tuple[str, type, str]] = [
     ("host", str, "address to listen on"),
     ("port", int, "port to listen on"),
-    ("db", str, "SQLite history file; ':memory:' keeps nothing"),
+    (
+        "db",
+        str,
+        "history: a SQLite file (':memory:' keeps nothing) or postgresql://USER@HOST:PORT/DB, shared by many processes",
+    ),
     ("history_on_join", int, "messages sent with 'joined'"),
     ("max_message_chars", int, "longest message text, in characters"),
     ("max_frame_bytes", int, "largest client frame; bigger ones close the socket with 1009"),
@@ -81,6 +87,7 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("workers", int, "server processes sharing the port (more than 1 needs --redis and a PostgreSQL --db)"),
     ("history_max", int, "retired: history is kept in the --db store (see --retention-days)"),
     ("presence_ttl", float, "with --redis: seconds without a heartbeat before a process's members leave"),
+    ("retention_days", float, "delete messages older than this many days, in the background (default: keep all)"),
     ("log_level", str, "debug, info, warning or error"),
 ]
 
@@ -163,6 +170,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             f"{flag} needs a PostgreSQL --db (postgresql://USER@HOST:PORT/DB): the history must be"
             " shared by every process, and a SQLite file belongs to one process"
         )
+    if settings.retention_days is not None and settings.retention_days <= 0:
+        parser.error("--retention-days must be positive (leave it out to keep everything)")
     if settings.presence_ttl <= 0:
         parser.error("--presence-ttl must be positive")
     return settings
@@ -172,7 +181,8 @@ def cookie_secret(settings: Settings) -> str:
     """The configured secret, or one generated once and kept beside the database."""
     if settings.cookie_secret:
         return settings.cookie_secret
-    folder = Path(settings.db).parent if settings.db != ":memory:" else Path("data")
+    on_disk = settings.db != ":memory:" and not settings.db.startswith(("postgresql://", "postgres://"))
+    folder = Path(settings.db).parent if on_disk else Path("data")
     path = folder / "cookie_secret"
     try:
         return path.read_text().strip()
