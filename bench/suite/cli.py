@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py               # the whole suite -> bench/results.md
     .venv/bin/python bench/run.py --quick       # every scenario, shortened: a smoke test of the harness
     .venv/bin/python bench/run.py --only burst --servers ours,naive
-    .venv/bin/python bench/run.py --only redis  # ours alone, with Redis, and 2 workers with Redis
+    .venv/bin/python bench/run.py --only redis  # ours on SQLite, on PostgreSQL + Redis, 2 workers on both
     .venv/bin/python bench/run.py --only joinstorm  # 50,000 sockets join 500 rooms over 3 workers + Redis
 
 For every scenario, each server is started fresh (its own process, free port,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .params import load_key
 from .runs import Run
-from .servers import SCALE_CONFIGS
+from .servers import ALL_SCALE_CONFIGS
 
 if TYPE_CHECKING:
     from .report.model import Report
@@ -181,20 +181,58 @@ def slow_figures(report: Report) -> tuple[float, float | None, int, int] | None:
 
 
 def scale_steps(report: Report) -> dict[str, list[Run]]:
-    """The redis scenario's steps, by configuration, in the order they ran."""
+    """The redis scenario's steps, by configuration (issue 11's, or those of a suite saved before it), in
+    the order they ran."""
     steps: dict[str, list[Run]] = {}
     for r in report.runs:
-        if r.load.startswith("scale-") and r.server in SCALE_CONFIGS:
+        if r.load.startswith("scale-") and r.server in ALL_SCALE_CONFIGS:
             steps.setdefault(r.server, []).append(r)
-    return {key: steps[key] for key in SCALE_CONFIGS if key in steps}
+    return {key: steps[key] for key in ALL_SCALE_CONFIGS if key in steps}
 
 
-def redis_per_message(run: Run, sample: str) -> float | None:
+def per_message(run: Run, sample: str) -> float | None:
     """A sample of the harness's /metrics page (see :class:`TreeMetrics`), its change over the send +
     drain window per message sent."""
     value = run.get("server", "metrics_delta", sample)
     sent = run.get("messages", "sent")
     return float(value) / int(sent) if value is not None and sent else None
+
+
+def round_trips(run: Run) -> float | None:
+    """Database round trips per message: every statement the server ran in the step's PostgreSQL
+    database over the send + drain window (``pg_stat_statements``), per message sent."""
+    return per_message(run, "process_postgres_statements_total")
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseCost:
+    """Ours on PostgreSQL + Redis against ours on SQLite, one process each, at every offered rate both
+    kept up with: server CPU µs per delivery (send + drain) of each, by rate."""
+
+    pairs: dict[int, tuple[float, float]]  # offered deliveries/s -> (SQLite's, PostgreSQL + Redis's)
+
+    @property
+    def ratios(self) -> list[float]:
+        return [pg / sqlite for sqlite, pg in self.pairs.values() if sqlite]
+
+    @property
+    def ratio(self) -> float | None:
+        """The median of the ratios: one ladder step is one run, and one run's CPU per delivery is noisy."""
+        return median(self.ratios)
+
+
+def database_cost(steps_by_config: dict[str, list[Run]], base: str = "sqlite", other: str = "pg-redis") -> DatabaseCost:
+    """``other``'s server CPU per delivery against ``base``'s at each offered rate both kept up with."""
+
+    def kept(key: str) -> dict[int, float]:
+        return {
+            r.offered_per_s: r.window_us_per_delivery
+            for r in steps_by_config.get(key, [])
+            if r.offered_per_s is not None and r.window_us_per_delivery is not None and kept_up(r)
+        }
+
+    ours, theirs = kept(base), kept(other)
+    return DatabaseCost({rate: (ours[rate], theirs[rate]) for rate in sorted(ours.keys() & theirs.keys())})
 
 
 def nofile_hard(report: Report) -> int:

@@ -59,13 +59,15 @@ class Harness:
         *,
         server_pid_option: bool = True,
         redis_pid: int | None = None,
+        postgres_pid: int | None = None,
         scan_log: bool = False,
     ) -> Run:
         """Start a fresh ``kind``, drive it with ``load``, stop it; the figures go in the returned Run.
 
         ``adjust`` may replace the load tester's options once the server runs. Without
         ``server_pid_option`` the load tester gets no ``--server-pid`` (its options then name where it
-        reads the server's figures). ``redis_pid``: a redis-server whose CPU is read too. ``scan_log``:
+        reads the server's figures). ``redis_pid``: a redis-server whose CPU is read too; ``postgres_pid``: a
+        PostgreSQL postmaster whose CPU is read too, with every process below it. ``scan_log``:
         note the server log's warnings and errors.
         """
         runs_dir = OUT / "runs"
@@ -89,7 +91,7 @@ class Harness:
                     "-q",
                 ]
                 run = Run(kind.key, load.key, command, server.command, waited_s=waited)
-                self._drive(run, server, load, report_path, redis_pid)
+                self._drive(run, server, load, report_path, redis_pid, postgres_pid)
                 run.server_exit = stop(server.proc)
             if scan_log:
                 run.log_notes = log_notes(server.log_path.read_text(errors="replace"))
@@ -100,20 +102,27 @@ class Harness:
         return run
 
     def _drive(
-        self, run: Run, server: RunningServer, load: Load, report_path: Path, redis_pid: int | None = None
+        self,
+        run: Run,
+        server: RunningServer,
+        load: Load,
+        report_path: Path,
+        redis_pid: int | None = None,
+        postgres_pid: int | None = None,
     ) -> None:
         pid = server.proc.pid
         run.server_fds_before = open_fds(pid)
         run.server_rss_before = tree_status_bytes(pid, "VmRSS")
         cpu_before = tree_cpu_seconds(pid)
         redis_before = cpu_seconds(redis_pid) if redis_pid is not None else 0.0
+        postgres_before = tree_cpu_seconds(postgres_pid) if postgres_pid is not None else 0.0
         # No other child of ours is reaped while the load tester runs (servers are reaped when stopped),
         # so the difference in children's usage is the load tester's, its own children included.
         children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started_at = time.monotonic()
         generator = subprocess.Popen(run.command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         output = b""
-        with Sampler(pid, generator.pid, redis_pid) as sampler:
+        with Sampler(pid, generator.pid, redis_pid, postgres_pid) as sampler:
             try:
                 output, _ = generator.communicate(timeout=load.timeout_s)
             except subprocess.TimeoutExpired:
@@ -135,6 +144,9 @@ class Harness:
         if redis_pid is not None:
             run.redis_cpu_s = cpu_seconds(redis_pid) - redis_before
             run.redis_busiest = sampler.busiest(lambda s: s.redis_cpu)
+        if postgres_pid is not None:
+            run.postgres_cpu_s = tree_cpu_seconds(postgres_pid) - postgres_before
+            run.postgres_busiest = sampler.busiest(lambda s: s.postgres_cpu)
         run.generator_busiest = sampler.busiest_generator()
         run.others_cores = sampler.others()
         if generator.returncode not in (0, 1) and run.error is None:  # 1: an --slo missed, still a report
@@ -162,6 +174,8 @@ def summary_line(run: Run) -> str:
     busiest = f"busiest s: server {run.server_busiest:.2f}, generator {run.generator_busiest:.2f}"
     if run.redis_busiest:
         busiest += f", redis {run.redis_busiest:.2f}"
+    if run.postgres_busiest:
+        busiest += f", postgres {run.postgres_busiest:.2f}"
     parts.append(busiest + " cores")
     parts.append(f"others {run.others_cores:.2f} cores")
     if run.waited_s >= QUIET_SAMPLE_S + 1:

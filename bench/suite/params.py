@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from .runs import Load
-from .servers import SCALE_CONFIGS, SERVERS, ScaleConfig
+from .servers import ALL_SCALE_CONFIGS, SERVERS, ScaleConfig
 
 # Client sockets spread over these loopback addresses: one address has ~28k ephemeral ports.
 SOURCE_IPS = "127.0.0.2-127.0.0.9"
@@ -214,8 +214,10 @@ class JoinStorm:
 
     @property
     def config(self) -> ScaleConfig:
+        # Since issue 11 workers need a PostgreSQL --db beside Redis; the key is kept, as the suites saved
+        # before then (on SQLite :memory:) named it.
         label = f"{self.workers} workers + Redis"
-        return ScaleConfig(f"redis-{self.workers}w", label, redis=True, workers=self.workers)
+        return ScaleConfig(f"redis-{self.workers}w", label, redis=True, workers=self.workers, postgres=True)
 
     def load(self, per_s: int, metrics_url: str) -> Load:
         opts = [
@@ -245,6 +247,6 @@ def label_of(key: str) -> str:
     """A run's server label, whichever scenario it belongs to."""
     if key in SERVERS:
         return SERVERS[key].label
-    if key in SCALE_CONFIGS:
-        return SCALE_CONFIGS[key].label
+    if key in ALL_SCALE_CONFIGS:
+        return ALL_SCALE_CONFIGS[key].label
     return JoinStorm().config.label if key == JoinStorm().config.key else key

@@ -1,5 +1,5 @@
 """The redis and joinstorm scenarios' own redis-server, spoken to over a socket, and the harness's
-``/metrics`` page that puts Redis's figures beside the server's."""
+``/metrics`` page that puts Redis's and PostgreSQL's figures beside the server's."""
 
 from __future__ import annotations
 
@@ -15,6 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import psycopg
+
+from .postgres_server import PostgresServer
 from .proc import descendants, tree_cpu_seconds, tree_status_bytes
 from .servers import OUT, START_TIMEOUT_S, free_port, stop
 
@@ -121,7 +124,13 @@ class TreeMetrics:
       process below it (its workers), from /proc;
     - ``process_redis_cpu_seconds_total``, ``process_redis_commands_total``,
       ``process_redis_publish_total``: redis-server's CPU (``used_cpu_user`` + ``used_cpu_sys``), the
-      commands it ran (those run by Lua scripts included) and its PUBLISH calls, from ``INFO all``.
+      commands it ran (those run by Lua scripts included) and its PUBLISH calls, from ``INFO all``;
+    - ``process_postgres_cpu_seconds_total``: the PostgreSQL cluster's processes (the postmaster and
+      every process below it: the server's connections, the WAL writer, the checkpointer), from /proc;
+      ``process_postgres_statements_total`` and ``process_postgres_appends_total``: the statements
+      run in the step's database (each one round trip) and the ``chat_append`` calls among them (each
+      one batch), from ``pg_stat_statements``, which counts each as it ends (the cumulative
+      statistics of ``pg_stat_database`` reach other sessions up to a second or more late).
 
     The report's ``server.cpu_seconds`` is then the whole server's CPU over the send + drain window,
     and ``server.metrics_delta`` holds Redis's over the same window.
@@ -130,13 +139,15 @@ class TreeMetrics:
     def __init__(self) -> None:
         self.server_pid: int | None = None
         self.redis_port: int | None = None
+        self.postgres: PostgresServer | None = None
+        self.database: str | None = None  # the step's PostgreSQL database
         page = self.page
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 try:
                     body, status = page().encode(), 200
-                except (OSError, RuntimeError) as exc:
+                except (OSError, RuntimeError, psycopg.Error) as exc:
                     body, status = f"{exc}\n".encode(), 503
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -174,4 +185,9 @@ class TreeMetrics:
             lines.append(f"process_redis_cpu_seconds_total {redis_cpu(info)!r}")
             lines.append(f"process_redis_commands_total {info['total_commands_processed']}")
             lines.append(f"process_redis_publish_total {command_calls(info, 'publish')}")
+        if self.postgres is not None and self.database is not None:
+            lines.append(f"process_postgres_cpu_seconds_total {tree_cpu_seconds(self.postgres.pid)!r}")
+            statements = self.postgres.statements(self.database)
+            lines.append(f"process_postgres_statements_total {statements.calls}")
+            lines.append(f"process_postgres_appends_total {statements.appends}")
         return "\n".join(lines) + "\n"

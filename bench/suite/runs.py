@@ -39,6 +39,9 @@ class Run:
     offered_per_s: int | None = None
     redis_cpu_s: float = 0.0
     redis_busiest: float = 0.0
+    # The redis scenario's PostgreSQL cluster (every process of it), likewise: CPU seconds and busiest second.
+    postgres_cpu_s: float = 0.0
+    postgres_busiest: float = 0.0
     log_notes: list[str] = dataclasses.field(default_factory=list)
 
     def get(self, *path: str) -> Any:

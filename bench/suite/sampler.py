@@ -22,15 +22,19 @@ class Sample:
     generator_cpu: dict[int, float]  # pid -> cpu seconds, for each load-generating process
     machine_cpu: float  # busy seconds of all CPUs together
     redis_cpu: float = 0.0  # the redis scenario's redis-server, when it is watched
+    postgres_cpu: float = 0.0  # its PostgreSQL cluster (the postmaster and every process below it), likewise
 
 
 class Sampler:
-    """Samples the server's CPU and RSS and the load generator's CPU (and Redis's) in a thread."""
+    """Samples the server's CPU and RSS and the load generator's CPU (and Redis's and PostgreSQL's) in a thread."""
 
-    def __init__(self, server_pid: int, generator_pid: int, redis_pid: int | None = None) -> None:
+    def __init__(
+        self, server_pid: int, generator_pid: int, redis_pid: int | None = None, postgres_pid: int | None = None
+    ) -> None:
         self.server_pid = server_pid
         self.generator_pid = generator_pid
         self.redis_pid = redis_pid
+        self.postgres_pid = postgres_pid
         self.samples: list[Sample] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,6 +62,7 @@ class Sampler:
                         generator,
                         machine_busy_seconds(),
                         cpu_seconds(self.redis_pid) if self.redis_pid is not None else 0.0,
+                        tree_cpu_seconds(self.postgres_pid) if self.postgres_pid is not None else 0.0,
                     )
                 )
             except (FileNotFoundError, ProcessLookupError):
@@ -78,7 +83,8 @@ class Sampler:
         return best
 
     def others(self) -> float:
-        """Cores used on average by everything but the server and the load generator (the harness included)."""
+        """Cores used on average by everything but the server, the load generator, and the Redis and PostgreSQL
+        being watched (the harness included)."""
         if len(self.samples) < 2:
             return 0.0
         first, last = self.samples[0], self.samples[-1]
@@ -92,6 +98,7 @@ class Sampler:
             - first.machine_cpu
             - (last.server_cpu - first.server_cpu)
             - (last.redis_cpu - first.redis_cpu)
+            - (last.postgres_cpu - first.postgres_cpu)
             - generator
         )
         return max(0.0, busy / (last.t - first.t))

@@ -160,17 +160,29 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class ScaleConfig:
-    """One of the redis scenario's server configurations: ours, with or without Redis, N processes."""
+    """One of the redis scenario's server configurations: ours on SQLite alone, or on PostgreSQL with
+    Redis, in N processes (``--workers``: more than one needs both, since issue 11)."""
 
     key: str
     label: str
     redis: bool
     workers: int
+    postgres: bool = False  # history in a PostgreSQL database (its DSN given to argv); else SQLite
+    what: str = ""  # the configuration in words, for the report
+    # Ran before issue 11 (history in SQLite :memory: or in Redis streams): kept to render saved suites.
+    legacy: bool = False
 
-    def argv(self, redis_url: str) -> Callable[[int, Path], list[str]]:
-        def command(port: int, _scratch: Path) -> list[str]:
-            # History in memory without Redis, as Redis here persists nothing either (--save '').
-            words = [*python(), "server.py", "--port", str(port), "--db", ":memory:", "--rate", "0"]
+    def argv(self, redis_url: str, db: str = "") -> Callable[[int, Path], list[str]]:
+        """The command, given Redis's URL and the PostgreSQL DSN (unused by a SQLite configuration)."""
+
+        def command(port: int, scratch: Path) -> list[str]:
+            if self.postgres:
+                store = db
+            elif self.legacy:
+                store = ":memory:"  # as they ran: Redis there persisted nothing either (--save '')
+            else:
+                store = str(scratch / "chat.sqlite3")  # a file, as deployed: WAL, synchronous=NORMAL
+            words = [*python(), "server.py", "--port", str(port), "--db", store, "--rate", "0"]
             words += ["--cookie-secret", "bench", "--max-connections-per-ip", "0"]
             if self.redis:
                 words += ["--redis", redis_url]
@@ -180,16 +192,46 @@ class ScaleConfig:
 
         return command
 
-    def kind(self, redis_url: str) -> ServerKind:
+    def kind(self, redis_url: str, db: str = "") -> ServerKind:
         # Each worker logs the ready line; connections made before all are up would all go to the first.
-        return ServerKind(self.key, self.label, "chat server on", self.argv(redis_url), ready_count=self.workers)
+        return ServerKind(self.key, self.label, "chat server on", self.argv(redis_url, db), ready_count=self.workers)
 
 
+# Issue 11's three: one process on SQLite, one on PostgreSQL + Redis, two workers on PostgreSQL + Redis.
 SCALE_CONFIGS: dict[str, ScaleConfig] = {
     c.key: c
     for c in (
-        ScaleConfig("single", "1 process, no Redis", redis=False, workers=1),
-        ScaleConfig("redis", "1 process + Redis", redis=True, workers=1),
-        ScaleConfig("redis-2w", "2 workers + Redis", redis=True, workers=2),
+        ScaleConfig(
+            "sqlite", "1 process on SQLite", redis=False, workers=1,
+            what="one process on SQLite (a file in a scratch directory: WAL, `synchronous=NORMAL`, the default)",
+        ),
+        ScaleConfig(
+            "pg-redis", "1 process on PostgreSQL + Redis", redis=True, workers=1, postgres=True,
+            what="one process on PostgreSQL with `--redis`",
+        ),
+        ScaleConfig(
+            "pg-redis-2w", "2 workers on PostgreSQL + Redis", redis=True, workers=2, postgres=True,
+            what="`--workers 2` on PostgreSQL with `--redis`",
+        ),
     )
-}
+}  # fmt: skip
+# What the redis scenario ran before issue 11, for rendering the suites saved then (--render).
+LEGACY_SCALE_CONFIGS: dict[str, ScaleConfig] = {
+    c.key: c
+    for c in (
+        ScaleConfig(
+            "single", "1 process, no Redis", redis=False, workers=1, legacy=True,
+            what="one process without Redis (history in SQLite `:memory:`)",
+        ),
+        ScaleConfig(
+            "redis", "1 process + Redis", redis=True, workers=1, legacy=True,
+            what="one process with `--redis` (history in Redis streams, as before issue 11)",
+        ),
+        ScaleConfig(
+            "redis-2w", "2 workers + Redis", redis=True, workers=2, legacy=True,
+            what="`--redis --workers 2` (history in Redis streams)",
+        ),
+    )
+}  # fmt: skip
+# Every configuration a saved suite may hold, the current ones first.
+ALL_SCALE_CONFIGS: dict[str, ScaleConfig] = {**SCALE_CONFIGS, **LEGACY_SCALE_CONFIGS}

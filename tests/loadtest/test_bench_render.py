@@ -24,7 +24,7 @@ HEADINGS = [
     "3. Memory per idle socket",
     "4. Most sockets held",
     "5. Slow consumer",
-    "6. Scaling out: Redis and worker processes",
+    "6. Scaling out: the database, Redis and worker processes",
     "7. A join storm over worker processes",
     "Reading the columns",
     "Commands",
@@ -71,7 +71,7 @@ def test_a_partial_render_keeps_the_sections_it_did_not_measure(tmp_path):
     text = results_text(report, suite_commands(report.runs), output)
     assert "kept burst" in text
     assert "A partial run `--only redis`" in text
-    assert "2 workers + Redis" in section(text, "6. Scaling out: Redis and worker processes")
+    assert "2 workers + Redis" in section(text, "6. Scaling out: the database, Redis and worker processes")
 
 
 def test_run_py_renders_a_recorded_suite_from_the_command_line(tmp_path):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..params import label_of
 from ..runs import Run
-from ..servers import SCALE_CONFIGS
+from ..servers import ALL_SCALE_CONFIGS
 from ..targets import targets_section
 from ..text import GENERATOR_BUSY, OTHERS_NOTED
 from .fanout import burst_section, loads_section
@@ -25,6 +25,9 @@ from .sockets import hold_section, idle_section
 
 if TYPE_CHECKING:
     from .model import Report
+
+# Issue 11 put the database in it: SQLite, and PostgreSQL + Redis in one process and in two.
+SCALING_HEADING = "6. Scaling out: the database, Redis and worker processes"
 
 
 def machine() -> dict[str, str]:
@@ -64,7 +67,7 @@ def sections(report: Report, commands: Sequence[str]) -> list[tuple[str, tuple[s
         ("3. Memory per idle socket", ("idle",), idle_section(report)),
         ("4. Most sockets held", ("hold",), hold_section(report)),
         ("5. Slow consumer", ("slow",), slow_section(report)),
-        ("6. Scaling out: Redis and worker processes", ("redis",), scale_section(report)),
+        (SCALING_HEADING, ("redis",), scale_section(report)),
         ("7. A join storm over worker processes", ("joinstorm",), joinstorm_section(report)),
         ("Reading the columns", (), columns_text(report)),
         ("Commands", suite, commands_text(report, commands)),
@@ -156,7 +159,7 @@ def results_text(report: Report, commands: Sequence[str], output: Path) -> str:
 
 def suite_commands(runs: Iterable[Run]) -> list[str]:
     """The Commands section's load-tester lines; the redis scenario lists its own in its section."""
-    return [command_line(r) for r in runs if r.server not in SCALE_CONFIGS and not r.load.startswith("joinstorm-")]
+    return [command_line(r) for r in runs if r.server not in ALL_SCALE_CONFIGS and not r.load.startswith("joinstorm-")]
 
 
 def command_line(run: Run) -> str:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..figures import refusals, welcomed
 from ..params import SOURCE_IPS, JoinStorm
 from ..runs import Run
 from ..text import fmt, table
-from .scaling import scale_command
+from .scaling import scale_command, server_command
 
 if TYPE_CHECKING:
     from .model import Report
@@ -73,7 +71,9 @@ def joinstorm_section(report: Report) -> str:
         )
     lines = [
         f"{storm.sockets:,} sockets open and join {storm.rooms} rooms (round-robin) at each connect rate, over"
-        f" `server.py --workers {storm.workers} --redis` on one Redis, from {storm.procs} load-generating processes"
+        f" `server.py --workers {storm.workers} --redis` on one Redis and a PostgreSQL `--db` (a fresh database per"
+        " rate, as in section 6; before issue 11, SQLite `:memory:`: the commands below say which), from"
+        f" {storm.procs} load-generating processes"
         f" spread over {SOURCE_IPS}; then held {storm.hold_s:g} s and closed. A socket is *connected* once it"
         " has `welcome` and *joined* once it has `joined`, both within the load tester's 15 s; *unavailable* is a"
         " join answered `unavailable`, *1013* a socket closed at open because its name could not be checked,"
@@ -106,8 +106,7 @@ def joinstorm_section(report: Report) -> str:
     notes = [f"- at {r.offered_per_s:,}/s the server logged: " + "; ".join(r.log_notes) for r in runs if r.log_notes]
     lines += notes or ["- The server logged no warning or error."]
     lines += ["", "Commands (`URL` is the server's `ws://127.0.0.1:P/ws`, `METRICS` the harness's `/metrics`):", ""]
-    server = shlex.join(storm.config.argv("redis://127.0.0.1:R/0")(0, Path("TMP"))).replace("--port 0", "--port P")
-    lines += ["```", server]
+    lines += ["```", *dict.fromkeys(server_command(storm.config, [r]) for r in runs)]
     lines += [scale_command(r) for r in runs if r.command]
     lines += ["```"]
     return "\n".join(lines)
