@@ -91,7 +91,7 @@ loadtest: $(VENV)/.loadtest
 	  --duration 20 --json bench/out/loadtest.json --plot bench/out/loadtest.png
 
 # The benchmark suite: our server and both baselines in one run -> bench/results.md.
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev postgres redis
 	$(PY) bench/run.py
 
 # 10,000 sockets chatting for 10 minutes; memory, descriptors and p99 must not
