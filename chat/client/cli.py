@@ -58,6 +58,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``parser.parse_args`` with the value of an option that takes one taken as is,
+    as getopt does: ``--session -Xy.z`` is the token ``-Xy.z``.
+
+    Plain argparse reads a value that starts with "-" as the next option and
+    exits 2 ("expected one argument"). Session tokens are base64url, so one in
+    64 starts with "-": ``--session TOKEN`` failed for them, as did
+    ``--send -text``. Each such pair is glued into ``--option=value`` first."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    takes_value = {o for a in parser._actions if a.nargs is None for o in a.option_strings if o.startswith("--")}
+    long_options = {o for a in parser._actions for o in a.option_strings if o.startswith("--")}
+    glued: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":  # everything after it is positional already
+            glued.extend(args[i:])
+            break
+        # An abbreviation (--sess) counts when argparse would accept it: one option starts so.
+        matches = [arg] if arg in long_options else [o for o in long_options if o.startswith(arg)]
+        # Not a value of "--": argparse (3.11) drops it from "--option=--".
+        value = args[i + 1] if i + 1 < len(args) else "--"
+        if arg.startswith("--") and len(matches) == 1 and matches[0] in takes_value and value != "--":
+            glued.append(f"{matches[0]}={value}")
+            i += 2
+            continue
+        glued.append(arg)
+        i += 1
+    return parser.parse_args(glued)
+
+
 def format_message(message: Frame) -> str:
     stamp = time.strftime("%H:%M", time.localtime(message.get("ts", 0) / 1000))
     return f"[{stamp}] {message.get('name')}: {message.get('text')}"
@@ -166,7 +197,7 @@ async def run_cli(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.since is not None and not args.tail:
         parser.error("--since goes with --tail")
     try:

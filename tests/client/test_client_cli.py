@@ -96,6 +96,21 @@ async def test_send_with_the_session_token_shares_the_name(app, url):
 
 
 @pytest.mark.gen_test(timeout=60)
+async def test_a_session_token_that_starts_with_a_dash_is_passed_as_is(app, url):
+    # The session id is base64url: one token in 64 starts with "-". argparse took
+    # such a token for an option and exited 2 (usage error), so the tests that
+    # pass a fresh token with --session failed one run in 64.
+    session_id = "-dash-first-session-id"
+    token = app.chat.signer.token(session_id)
+    async with ChatClient(url, "carol", session=token) as carol:
+        assert carol.session == token
+        code, _, err = await run(url, "--name", "carol", "--session", token, "--room", "lobby", "--send", "-hi")
+    assert code == 0, err
+    [message] = await app.chat.store.after("lobby", 0, 10)
+    assert (message.name, message.text, message.session) == ("carol", "-hi", session_id)
+
+
+@pytest.mark.gen_test(timeout=60)
 async def test_send_to_an_unreachable_server_exits_one():
     sock, port = tornado.testing.bind_unused_port()
     sock.close()  # nothing listens there now
