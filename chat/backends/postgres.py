@@ -63,6 +63,10 @@ _COLUMNS = "room, seq, name, text, ts, session, ref"
 STATEMENT_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 POOL_SIZE = 4
+# A server started while PostgreSQL was unreachable connects in the background,
+# first quickly, then at most this far apart, so /healthz turns ok by itself.
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 5.0
 # Taken by the migrating transaction: servers starting together migrate one after the other.
 _MIGRATION_LOCK = 7_311_011
 
@@ -133,6 +137,8 @@ class PostgresHistory:
         self._closed = False  # refuses appends; what was taken is still stored
         self._shut = False  # the pool is closed for good
         self._on_commit: Callable[[list[Message]], None] | None = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()  # set once the pool is open (and the schema migrated)
         self.retention = Retention(retention_days, self.expire, wall)
 
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
@@ -185,7 +191,28 @@ class PostgresHistory:
                 raise StoreUnavailable(f"postgresql: {exc}") from exc
             raise
         self._pool = pool
+        self.connected.set()
         return pool
+
+    @property
+    def reachable(self) -> bool:
+        """False until the first connection is made: the server started degraded (see recent_refs)."""
+        return self._pool is not None or self._shut
+
+    async def _connect_in_background(self) -> None:
+        delay = RECONNECT_FIRST_S
+        while self._pool is None and not self._shut:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+            try:
+                await self._ready()
+            except StoreUnavailable:
+                continue
+            except Exception:  # a database too new, or a bug: calls keep trying and failing, log it once
+                log.exception("connecting to postgresql failed")
+                return
+        if self._pool is not None:
+            log.warning("postgresql is reachable: the history store works")
 
     # -- appending ---------------------------------------------------------
 
@@ -321,10 +348,17 @@ class PostgresHistory:
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
         # The service calls this once as it starts: connect (and migrate) now,
-        # so a database too new or unreachable stops the start, and start the
-        # retention passes. The window itself is not needed: ``refs`` makes
-        # a retried ref a duplicate in every process.
-        await self._ready()
+        # so a database too new stops the start, and start the retention
+        # passes. The window itself is not needed: ``refs`` makes a retried
+        # ref a duplicate in every process, so an unreachable database need
+        # not stop the start either: the server serves degraded (says and
+        # joins answer ``unavailable``, /healthz says so) and connects in the
+        # background, and at every call meanwhile.
+        try:
+            await self._ready()
+        except StoreUnavailable as exc:
+            log.error("history store unreachable, serving degraded and connecting: %s", exc)
+            self._reconnect = asyncio.ensure_future(self._connect_in_background())
         self.retention.start()
         return []
 
@@ -351,6 +385,9 @@ class PostgresHistory:
         await self.retention.close()
         await self.drain()
         self._shut = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            await asyncio.wait([self._reconnect])
         opening, self._opening = self._opening, None
         if opening is not None and not opening.done():
             opening.cancel()

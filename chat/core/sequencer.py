@@ -14,11 +14,20 @@ The protocol for one room:
 2. The caller reads the room's current seq ``now`` from the store, and the
    messages after the last one passed on (``base``) up to ``now``.
 3. :meth:`Sequencer.resume` with them: it passes on the filled range, then the
-   held messages newer than ``now``, and the room flows again.
+   held messages newer than ``now`` as long as their seqs follow on, and the
+   room flows again. A held message past a missing seq stops it there: the
+   room stays held (:meth:`Sequencer.flowing` is False) and the caller fills
+   again from what was passed on.
 
-Step 2 happens after the subscription is confirmed, so every message newer
-than ``now`` reaches the subscription: nothing falls between the read and the
-live stream, and what arrives twice is dropped by seq.
+Step 2 happens after the subscription is confirmed, so what commits later is
+offered; but not necessarily in seq order, nor at all: publishing is fire and
+forget (a process killed between its commit and its publish never sends it),
+and a process's own commit reaches it through its commit listener, which can
+run after a later seq from another process came over pub/sub. So held
+messages prove nothing about the seqs between ``now`` and them, and are only
+passed on gap-free; the next fill reads a ``now`` at least as new as every
+held message (each was committed before it was offered), so one more fill
+always ends the hold. What arrives twice is dropped by seq.
 """
 
 from __future__ import annotations
@@ -60,7 +69,11 @@ class Sequencer:
         return r.seen
 
     def resume(self, room: str, now: int, fill: list[Message]) -> list[Message]:
-        """Flow again: what to pass on, in order. ``fill`` covers (base, now] as far as the store has it."""
+        """What to pass on, in order. ``fill`` covers (base, now] as far as the store has it.
+
+        The room flows again unless a held message lies past a seq neither the
+        fill nor the held messages have: then it stays held, and the caller
+        fills again (see the module docstring)."""
         r = self._rooms.get(room)
         if r is None:
             return []
@@ -70,11 +83,15 @@ class Sequencer:
             if m.seq > seen:
                 out.append(m)
                 seen = m.seq
-        # The subscription delivers every message newer than ``now``; a fill
-        # that came back short (the stream was trimmed) must not hold them up.
+        # A fill that came back short (retention removed the start of the
+        # range) must not hold up what follows ``now``: what is gone is gone.
         seen = max(seen, now)
-        held, r.held = r.held or [], None
-        for m in sorted(held, key=lambda m: m.seq):
+        held = sorted(r.held or [], key=lambda m: m.seq)
+        r.held = None
+        for i, m in enumerate(held):
+            if m.seq > seen + 1:
+                r.held = held[i:]  # wait for the next fill
+                break
             if m.seq > seen:
                 out.append(m)
                 seen = m.seq

@@ -427,7 +427,8 @@ class ChatService:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
-        degraded = self._outage.degraded() or not self.broker.healthy
+        # ``reachable``: a store that may start before its database is up (PostgresHistory).
+        degraded = self._outage.degraded() or not self.broker.healthy or not getattr(self.store, "reachable", True)
         return {
             "status": "degraded" if degraded else "ok",
             "connections": len(self.peers),

@@ -66,6 +66,25 @@ async def test_an_outage_fails_appends_and_the_same_store_recovers_without_a_res
     await store.close()
 
 
+@pytest.mark.gen_test(timeout=120)
+async def test_a_store_started_while_the_database_is_down_serves_degraded_and_connects_when_it_is_up(
+    postgres, postgres_dsn
+):
+    store = PostgresHistory(postgres_dsn)
+    postgres.stop()
+    try:
+        assert await store.recent_refs(0) == []  # the start goes on
+        assert not store.reachable  # /healthz: degraded
+        with pytest.raises(StoreUnavailable):
+            await store.append("lobby", "bob", "during", 1, "s", "r1")
+    finally:
+        postgres.start()
+    await asyncio.wait_for(store.connected.wait(), 30)  # by itself, with no call to make it
+    assert store.reachable
+    assert (await store.append("lobby", "bob", "during", 1, "s", "r1")).seq == 1  # the client's retry
+    await store.close()
+
+
 @pytest.mark.gen_test
 async def test_a_ref_stored_by_one_process_is_a_duplicate_in_another(postgres_dsn):
     a, b = PostgresHistory(postgres_dsn), PostgresHistory(postgres_dsn)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -125,6 +126,53 @@ async def test_a_subscription_delivers_a_room_and_the_logouts(redis_url: str) ->
         await asyncio.wait([reader])
         await subscription.close()
         await store.close()
+        await client.aclose()
+
+
+class Committed:
+    """The reads a subscription fills from, over messages committed elsewhere;
+    ``visible`` is how far the room's seq has got as the next read sees it."""
+
+    def __init__(self, messages: list[Message]) -> None:
+        self.messages = messages
+        self.visible = 0
+
+    async def last_seq(self, room: str) -> int:
+        return self.visible
+
+    async def after(self, room: str, seq: int, limit: int) -> list[Message]:
+        return [m for m in self.messages if seq < m.seq <= self.visible][:limit]
+
+
+@pytest.mark.gen_test
+async def test_a_gap_that_shows_as_a_fill_ends_is_filled_too(redis_url: str) -> None:
+    # The fill's task is still tracked while it delivers: a gap shown by
+    # then (here by the delivery's own listener) must start another fill,
+    # or the room stays held and its senders are never acknowledged.
+    client = connect(redis_url)
+    store = Committed([Message("lobby", seq, "bob", f"m{seq}", 1000, "s2", None) for seq in range(1, 5)])
+    subscription = Subscription(client, cast(Any, store), Batch(client), Health(FakeClock()), FakeClock())
+    got: asyncio.Queue[list[int]] = asyncio.Queue()
+
+    def delivered(batch: list[Message]) -> None:
+        got.put_nowait([m.seq for m in batch])
+        if batch[-1].seq == 2:  # 3 and 4 commit now; 4 is this process's own
+            store.visible = 4
+            subscription.local([store.messages[3]])
+
+    subscription.listen(delivered, lambda *event: None, lambda session: None)
+    reader = asyncio.ensure_future(subscription.read_forever())
+    try:
+        await asyncio.wait_for(subscription.first_try.wait(), RECV_TIMEOUT_S)
+        await subscription.subscribe("lobby")
+        store.visible = 2
+        subscription.local([store.messages[1]])  # 2, this process's: 1 is missing, a fill starts
+        assert await asyncio.wait_for(got.get(), RECV_TIMEOUT_S) == [1, 2]
+        assert await asyncio.wait_for(got.get(), RECV_TIMEOUT_S) == [3, 4]
+    finally:
+        reader.cancel()
+        await asyncio.wait([reader])
+        await subscription.close()
         await client.aclose()
 
 

@@ -77,3 +77,35 @@ def test_rooms_are_independent_and_forgotten_rooms_are_ignored():
     assert seqs(s.offer(m(3, "a"))) == []
     assert "a" not in s
     assert "b" in s
+
+
+def test_a_held_message_past_one_the_fill_lacks_keeps_the_room_held_for_another_fill():
+    # Publishing is fire and forget, and a process's own commit reaches it
+    # through its commit listener, which can run after a later seq came over
+    # pub/sub: what was held is no proof that nothing lies between it and the fill.
+    s = Sequencer()
+    s.hold("lobby")
+    s.resume("lobby", 0, [m(1)])
+    assert s.offer(m(3)) is None  # 2 never came
+    assert s.hold("lobby") == 1
+    assert seqs(s.offer(m(5))) == []  # held during the fill; 4 is not here yet
+    # The fill read the seq before 3 and 4 were committed: it has only 2.
+    assert seqs(s.resume("lobby", 2, [m(2)])) == [2, 3]  # 4 is missing: 5 waits
+    assert not s.flowing("lobby")  # still held: the caller fills again
+    assert s.seen("lobby") == 3
+    assert seqs(s.offer(m(6))) == []  # held meanwhile
+    assert s.hold("lobby") == 3  # the next fill starts after 3
+    assert seqs(s.resume("lobby", 6, [m(4), m(5), m(6)])) == [4, 5, 6]
+    assert s.flowing("lobby")
+    assert seqs(s.offer(m(7))) == [7]
+
+
+def test_a_first_subscription_keeps_held_messages_past_a_missing_one():
+    s = Sequencer()
+    s.hold("lobby")
+    assert seqs(s.offer(m(6))) == []  # 5 was committed but is not here yet
+    assert seqs(s.resume("lobby", 4, [])) == []
+    assert not s.flowing("lobby")
+    assert s.hold("lobby") == 4  # the joiner's history ends at 4: fill from there
+    assert seqs(s.resume("lobby", 6, [m(5), m(6)])) == [5, 6]
+    assert s.flowing("lobby")

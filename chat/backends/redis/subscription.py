@@ -136,10 +136,20 @@ class Subscription:
     def _tracked(self, room: str, task: asyncio.Task[None]) -> None:
         if self._tracking.get(room) is task:
             del self._tracking[room]
-        if not task.cancelled() and task.exception() is not None and room in self._seq:
+        if task.cancelled() or room not in self._seq:
+            return
+        if task.exception() is not None:
             # The room stays held (nothing is lost); try again while the
             # subscription is up, or the next reconnect tracks it anyway.
             asyncio.get_running_loop().call_later(RETRACK_S, self._retrack, room)
+        elif not self._seq.flowing(room) and room not in self._tracking:
+            # Held again although the fill succeeded: a gap showed after the
+            # fill resumed the room but before this callback ran (the offer saw
+            # the fill still tracked and started none), or a held message lies
+            # past one the fill did not have yet (the sequencer keeps it held).
+            # Nothing else would ever fill it: the room would stay held, its
+            # senders unacknowledged, for good. Fill it again now.
+            self._track(room)
 
     def _retrack(self, room: str) -> None:
         # Without a subscription only a room that already flowed can be
