@@ -63,6 +63,12 @@ class HistoryStore(Protocol):
         """
         ...
 
+    @property
+    def reachable(self) -> bool:
+        """False while the store cannot reach its database (PostgreSQL down since
+        the start): the server is degraded. A store in this process is always reachable."""
+        ...
+
     async def drain(self) -> None:
         """Return once every message appended so far is committed (or failed)."""
         ...

@@ -197,6 +197,10 @@ class SQLiteHistory:
                 return deleted
             await asyncio.sleep(0)  # let the appends and reads of this tick run between chunks
 
+    @property
+    def reachable(self) -> bool:
+        return True  # a file in this process; a failing write shows as an outage instead
+
     async def drain(self) -> None:
         if self._batch:
             await asyncio.gather(*(f for _, f in self._batch), return_exceptions=True)

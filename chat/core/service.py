@@ -427,8 +427,7 @@ class ChatService:
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""
-        # ``reachable``: a store that may start before its database is up (PostgresHistory).
-        degraded = self._outage.degraded() or not self.broker.healthy or not getattr(self.store, "reachable", True)
+        degraded = self._outage.degraded() or not self.broker.healthy or not self.store.reachable
         return {
             "status": "degraded" if degraded else "ok",
             "connections": len(self.peers),

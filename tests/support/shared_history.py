@@ -75,6 +75,10 @@ class LogStore:
             raise StoreUnavailable("the database is down")
         return self._log.rooms.get(room, [])
 
+    @property
+    def reachable(self) -> bool:
+        return True  # an outage here shows as failing calls (``down``), as a pool that once connected
+
     async def drain(self) -> None:
         if self._batch:
             await asyncio.gather(*(f for _, f in self._batch), return_exceptions=True)
