@@ -39,8 +39,8 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     certfile: str | None = None
     keyfile: str | None = None
-    # redis://HOST:PORT/DB: history, fan-out and presence shared by every
-    # process pointed at it. None keeps everything in this process (SQLite).
+    # redis://HOST:PORT/DB: fan-out and presence shared by every process
+    # pointed at it (the history is in --db). None: one process, no broker.
     redis: str | None = None
     workers: int = 1
     # Retired with Redis history (issue 11): 0 means not given; any other value is refused.
