@@ -155,7 +155,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             "--history-max is retired: history is no longer kept in Redis streams but in the --db"
             " store, untrimmed (--retention-days deletes old messages). To move a Redis history to"
             " PostgreSQL: python -m chat.backends.redis.export --redis URL --db postgresql://..."
-            " (docs/scaling.md)"
+            ' (docs/scaling.md, "Moving from Redis streams")'
         )
     if settings.workers > 1 and not settings.redis:
         parser.error(
