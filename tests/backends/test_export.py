@@ -141,3 +141,17 @@ def test_the_command_prints_a_summary(redis_url: str, tmp_path: Path, capsys: py
         assert db.execute("SELECT session, ref, room, seq, ts FROM refs ORDER BY room, seq").fetchall() == REFS
     finally:
         db.close()
+
+
+def test_a_database_newer_than_the_command_is_refused_plainly(
+    redis_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_streams(redis_url)
+    path = tmp_path / "newer.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    assert main(["--redis", redis_url, "--db", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("failed, nothing was imported: SchemaTooNew: ")
+    assert "version 99" in err

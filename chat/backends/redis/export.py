@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -35,7 +36,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
+from chat.backends.base import SchemaTooNew
 from chat.backends.factory import is_postgres
 from chat.backends.redis import keys
 from chat.backends.schema import migrate_sqlite
@@ -245,6 +248,15 @@ async def export(redis_url: str, db: str) -> Summary:
         await r.aclose()
 
 
+def _failures() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, RedisError, sqlite3.Error, SchemaTooNew]
+    with contextlib.suppress(ImportError):
+        import asyncpg
+
+        errors += [asyncpg.PostgresError, asyncpg.InterfaceError]
+    return tuple(errors)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m chat.backends.redis.export",
@@ -258,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = asyncio.run(export(args.redis, args.db))
     except Conflict as exc:
         print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    except _failures() as exc:  # unreachable, refused, too new: said plainly; a bug keeps its traceback
+        print(f"failed, nothing was imported: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(f"imported: {summary}")
     return 0
