@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 
+from chat.backends.base import SchemaTooNew
 from chat.server.options import parse_settings
-from chat.server.serve import serve
+from chat.server.serve import refuse, serve
 from chat.server.supervise import supervise
 
 
@@ -21,8 +22,11 @@ def main(argv: list[str] | None = None) -> int:
         + ": %(message)s",
     )
     if settings.workers > 1:
-        return supervise(settings)
-    asyncio.run(serve(settings))
+        return supervise(settings)  # its workers refuse a database too new themselves
+    try:
+        asyncio.run(serve(settings))
+    except SchemaTooNew as exc:
+        return refuse(exc)
     return 0
 
 

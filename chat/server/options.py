@@ -39,8 +39,8 @@ class Settings:
     max_header_bytes: int = 16 * 1024
     certfile: str | None = None
     keyfile: str | None = None
-    # redis://HOST:PORT/DB: history, fan-out and presence shared by every
-    # process pointed at it. None keeps everything in this process (SQLite).
+    # redis://HOST:PORT/DB: fan-out and presence shared by every process
+    # pointed at it (the history is in --db). None: one process, no broker.
     redis: str | None = None
     workers: int = 1
     # Retired with Redis history (issue 11): 0 means not given; any other value is refused.
@@ -155,7 +155,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
             "--history-max is retired: history is no longer kept in Redis streams but in the --db"
             " store, untrimmed (--retention-days deletes old messages). To move a Redis history to"
             " PostgreSQL: python -m chat.backends.redis.export --redis URL --db postgresql://..."
-            " (docs/scaling.md)"
+            ' (docs/scaling.md, "Moving from Redis streams")'
         )
     if settings.workers > 1 and not settings.redis:
         parser.error(

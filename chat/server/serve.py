@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
 import ssl
+import sys
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import tornado.httpserver
 import tornado.web
 
+from chat.backends.base import SchemaTooNew
+from chat.backends.factory import is_postgres
 from chat.server.app import ChatApplication, make_app
 from chat.server.metrics import Cluster
 from chat.server.options import Settings
@@ -26,6 +31,40 @@ CLOSE_GRACE_S = 2.0
 # handshakes and clients retry only after 1 s, 3 s, 7 s. Linux caps it at
 # net.core.somaxconn (4096 by default).
 LISTEN_BACKLOG = 4096
+# The exit status of a server that cannot run on what it was given (bad
+# options, a database newer than itself): restarting it would not help.
+EXIT_REFUSED = 2
+
+
+def masked(url: str) -> str:
+    """``url`` with any password (``user:PASSWORD@`` or ``?password=``) shown as ``***``; a file path as it is."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{host}"
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if any(key == "password" for key, _ in query):
+        query = [(key, "***" if key == "password" else value) for key, value in query]
+        return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def backends(settings: Settings) -> str:
+    """What this server stores history in and fans out through, for the log (no passwords)."""
+    store = f"PostgreSQL {masked(settings.db)}" if is_postgres(settings.db) else f"SQLite {settings.db}"
+    broker = f"Redis {masked(settings.redis)}" if settings.redis else "in-process"
+    return f"history: {store}; broker: {broker}"
+
+
+def refuse(exc: SchemaTooNew) -> int:
+    """Say why the server cannot start on this database, on stderr; the exit status."""
+    # The name it was started by, as argparse says it (chat.server.options).
+    prog = "chat-server" if sys.argv and sys.argv[0].endswith("chat-server") else "server.py"
+    print(f"{prog}: cannot start: {exc}", file=sys.stderr, flush=True)
+    return EXIT_REFUSED
 
 
 def make_server(app: tornado.web.Application, settings: Settings) -> tornado.httpserver.HTTPServer:
@@ -45,8 +84,14 @@ def make_server(app: tornado.web.Application, settings: Settings) -> tornado.htt
 
 
 async def serve(settings: Settings, sockets: list[socket.socket] | None = None, cluster: Cluster | None = None) -> None:
-    app = make_app(settings, cluster=cluster)
-    await app.chat.start()
+    app = make_app(settings, cluster=cluster)  # SQLite opens (and migrates) its file here
+    try:
+        await app.chat.start()  # PostgreSQL connects (and migrates) here
+    except BaseException:
+        # The broker may be connected already: close it, then say why (the caller).
+        with contextlib.suppress(Exception):
+            await app.chat.stop()
+        raise
     server = make_server(app, settings)
     if sockets is None:
         server.listen(settings.port, settings.host, backlog=LISTEN_BACKLOG)
@@ -59,8 +104,7 @@ async def serve(settings: Settings, sockets: list[socket.socket] | None = None, 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     scheme = "https" if settings.tls else "http"
-    history = f"redis {settings.redis}" if settings.redis else settings.db
-    log.info("chat server on %s://%s:%d/ (history: %s)", scheme, settings.host, settings.port, history)
+    log.info("chat server on %s://%s:%d/ (%s)", scheme, settings.host, settings.port, backends(settings))
     await stop.wait()
 
     await shut_down(app, server)

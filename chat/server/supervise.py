@@ -16,9 +16,10 @@ from types import FrameType
 
 import tornado.netutil
 
+from chat.backends.base import SchemaTooNew
 from chat.server.metrics import MULTIPROC_ENV, Cluster, mark_process_dead
 from chat.server.options import Settings, cookie_secret
-from chat.server.serve import LISTEN_BACKLOG, serve
+from chat.server.serve import EXIT_REFUSED, LISTEN_BACKLOG, refuse, serve
 
 log = logging.getLogger("chat.server")
 
@@ -55,7 +56,9 @@ def supervise(settings: Settings) -> int:
     socket shared by all would hand a connection to whichever worker wakes
     first, and an idle server's first worker tends to win every one. Redis
     makes the workers one chat. SIGTERM and SIGINT are passed on, so each worker shuts down
-    gracefully; a worker that dies otherwise is started again.
+    gracefully; a worker that dies otherwise is started again, unless it
+    refused to start (exit status 2: a database newer than the server), which
+    stops them all with that status.
 
     The workers' figures meet in a fresh private directory (prometheus_client's
     multiprocess mode), so /metrics on any worker reports the whole server; it
@@ -91,6 +94,8 @@ def _supervise(settings: Settings, cluster: Cluster) -> int:
                     settings.port, settings.host, backlog=LISTEN_BACKLOG, reuse_port=True
                 )
                 asyncio.run(serve(settings, sockets, cluster))
+            except SchemaTooNew as exc:
+                code = refuse(exc)
             except BaseException:
                 log.exception("worker %d failed", number)
                 code = 1
@@ -112,6 +117,7 @@ def _supervise(settings: Settings, cluster: Cluster) -> int:
         spawn(number)
     log.info("supervising %d workers on port %d: %s", settings.workers, settings.port, sorted(children))
     restarts: list[float] = []
+    refused = False
     while children:
         try:
             pid, status = os.wait()
@@ -122,7 +128,15 @@ def _supervise(settings: Settings, cluster: Cluster) -> int:
         mark_process_dead(pid, cluster.directory)
         if number < 0 or stopping:
             continue
-        log.warning("worker %d (pid %d) exited with status %d; starting it again", number, pid, status)
+        code = os.waitstatus_to_exitcode(status)
+        if code == EXIT_REFUSED:
+            # It cannot run on this setup (a database newer than the server):
+            # neither can a restarted one, nor the others. Stop, with its status.
+            log.error("worker %d (pid %d) refused to start (see above); stopping", number, pid)
+            refused = True
+            forward(signal.SIGTERM, None)
+            continue
+        log.warning("worker %d (pid %d) exited with status %d; starting it again", number, pid, code)
         now = time.monotonic()
         restarts = [t for t in restarts if now - t < RESTARTS_WINDOW_S] + [now]
         if len(restarts) > RESTARTS_MAX:
@@ -130,4 +144,6 @@ def _supervise(settings: Settings, cluster: Cluster) -> int:
             forward(signal.SIGTERM, None)
             continue
         spawn(number)
+    if refused:
+        return EXIT_REFUSED
     return 1 if restarts and len(restarts) > RESTARTS_MAX else 0

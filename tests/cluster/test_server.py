@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
 
 import pytest
 import tornado.httpserver
 
+from chat.backends.schema import VERSION
 from chat.server.options import parse_settings
 from chat.server.serve import shut_down
 from tests.support import REPO, ServerProcess, Socket
@@ -167,3 +169,67 @@ def test_the_supervisors_hold_keeps_the_port_and_takes_no_connection():
     finally:
         for sock in [*held, *listeners, *clients]:
             sock.close()
+
+
+async def refused_start(*args: str) -> tuple[int, str]:
+    """Run server.py with ``args``, which must not get as far as listening: (exit status, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "server.py",
+        "--port",
+        "0",
+        "--cookie-secret",
+        "s",
+        *args,
+        cwd=REPO,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_sqlite_file_written_by_a_newer_server_stops_the_start_with_status_2(tmp_path):
+    path = tmp_path / "newer.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    code, err = await refused_start("--db", str(path))
+    assert code == 2
+    assert f"server.py: cannot start: {path} has history schema version {VERSION + 1}, newer than" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.gen_test(timeout=90)
+async def test_a_newer_postgresql_database_stops_one_process_and_every_worker_with_status_2(postgres_dsn, redis_url):
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", VERSION + 1)
+    finally:
+        await conn.close()
+    said = f"cannot start: the PostgreSQL database has history schema version {VERSION + 1}, newer than"
+    code, err = await refused_start("--db", postgres_dsn)
+    assert (code, said in err, "Traceback" in err) == (2, True, False), err
+    # Workers refuse the same way, and the supervisor stops rather than restarting them.
+    code, err = await refused_start("--db", postgres_dsn, "--redis", redis_url, "--workers", "2")
+    assert (code, said in err, "Traceback" in err, "starting it again" in err) == (2, True, False, False), err
+
+
+def test_the_startup_line_names_the_store_and_the_broker_without_passwords():
+    from chat.server.options import Settings
+    from chat.server.serve import backends, masked
+
+    assert backends(Settings(db="data/chat.sqlite3")) == "history: SQLite data/chat.sqlite3; broker: in-process"
+    shared = Settings(db="postgresql://chat:s3cret@db:5432/chat", redis="redis://:pw@cache:6379/0", workers=4)
+    assert backends(shared) == (
+        "history: PostgreSQL postgresql://chat:***@db:5432/chat; broker: Redis redis://:***@cache:6379/0"
+    )
+    assert masked("postgresql://chat@db/chat?password=s3cret&sslmode=require") == (
+        "postgresql://chat@db/chat?password=***&sslmode=require"
+    )
+    assert masked("postgresql://chat@db/chat") == "postgresql://chat@db/chat"
