@@ -182,9 +182,12 @@ class SQLiteHistory:
                     "DELETE FROM messages WHERE (room, seq) IN (SELECT room, seq FROM messages WHERE ts < ? LIMIT ?)",
                     (cutoff_ms, CHUNK),
                 ).rowcount
+                # The refs of exactly the messages gone, in the same transaction: a ref
+                # without its message would make a retry of it fail the whole batch.
                 self._db.execute(
-                    "DELETE FROM refs WHERE (session, ref) IN (SELECT session, ref FROM refs WHERE ts < ? LIMIT ?)",
-                    (cutoff_ms, CHUNK),
+                    "DELETE FROM refs WHERE ts < ? AND NOT EXISTS"
+                    " (SELECT 1 FROM messages m WHERE m.room = refs.room AND m.seq = refs.seq)",
+                    (cutoff_ms,),
                 )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
@@ -193,7 +196,7 @@ class SQLiteHistory:
                         self._db.execute("ROLLBACK")
                 raise StoreUnavailable(str(exc)) from exc
             deleted += n
-            if n < CHUNK and not self._db.execute("SELECT 1 FROM refs WHERE ts < ? LIMIT 1", (cutoff_ms,)).fetchone():
+            if n < CHUNK:
                 return deleted
             await asyncio.sleep(0)  # let the appends and reads of this tick run between chunks
 
