@@ -87,6 +87,16 @@ class HistoryStore(Protocol):
 
     async def get(self, room: str, seq: int) -> Message | None: ...
 
+    async def room_view(self, room: str, since: int | None, limit: int) -> tuple[int, list[Message]]:
+        """What a joining member reads, from one snapshot and in one round trip:
+        ``(last_seq, messages)``, where ``messages`` are the newest ``limit`` (``since``
+        None) or up to ``limit`` after ``since``, ascending, and none past ``last_seq``.
+
+        One snapshot, because the history must cover every message up to the
+        ``last_seq`` the member is given (a later one reaches it live); two reads
+        would have to be made in that order, one round trip each."""
+        ...
+
     def last_seq(self, room: str) -> Awaitable[int]:
         """The room's newest committed seq, 0 when it has none.
 

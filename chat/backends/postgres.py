@@ -333,6 +333,32 @@ class PostgresHistory:
         rows = await self._fetch(f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq = $2", room, seq)
         return _message(rows[0]) if rows else None
 
+    async def room_view(self, room: str, since: int | None, limit: int) -> tuple[int, list[Message]]:
+        if self._sole_writer:
+            await self._ready()
+            last = self._last.get(room, 0)
+            if since is None:
+                return last, await self.before(room, last + 1, limit)
+            return last, await self.after(room, since, limit)
+        # One statement, one snapshot: the room's counter and its messages up to it.
+        if since is None:
+            page = "seq <= l.s ORDER BY seq DESC LIMIT $2"
+            args: tuple[object, ...] = (room, limit)
+        else:
+            page = "seq > $3 AND seq <= l.s ORDER BY seq LIMIT $2"
+            args = (room, limit, since)
+        rows = await self._fetch(
+            "SELECT l.s AS last_seq, m.* FROM"
+            " (SELECT COALESCE((SELECT last_seq FROM rooms WHERE room = $1), 0) AS s) l"
+            f" LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM messages WHERE room = $1 AND {page}) m ON true",
+            *args,
+        )
+        last = int(rows[0]["last_seq"])
+        messages = [_message(r) for r in rows if r["seq"] is not None]
+        if since is None:
+            messages.reverse()
+        return last, messages
+
     async def last_seq(self, room: str) -> int:
         if self._sole_writer:
             await self._ready()

@@ -236,6 +236,13 @@ class SQLiteHistory:
     async def last_seq(self, room: str) -> int:
         return self._last.get(room, 0)
 
+    async def room_view(self, room: str, since: int | None, limit: int) -> tuple[int, list[Message]]:
+        # No await yields in between: the counter and the rows are one snapshot.
+        last = self._last.get(room, 0)
+        if since is None:
+            return last, await self.before(room, last + 1, limit)
+        return last, await self.after(room, since, limit)
+
     async def rooms(self) -> dict[str, int]:
         return dict(self._last)
 

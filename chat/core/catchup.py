@@ -44,16 +44,11 @@ async def read_room(
     # one round trip instead of three (and no Task each, as gather()
     # would cost). last_seq is asked first and reads are answered in
     # the order asked, so the history is never older than last_seq.
-    reads: list[Awaitable[Any]] = [store.last_seq(room)]
-    if since is None:
-        reads.append(store.before(room, None, history_on_join))
-    else:
-        reads.append(store.after(room, since, RESUME_MAX + 1))
-    reads.append(broker.members(room))
+    limit = history_on_join if since is None else RESUME_MAX + 1
+    reads: list[Awaitable[Any]] = [store.room_view(room, since, limit), broker.members(room)]
     try:
-        last_seq: int = await reads[0]
-        history: list[Message] = await reads[1]
-        members: list[str] = await reads[2]
+        last_seq, history = await reads[0]
+        members: list[str] = await reads[1]
     except BaseException:
         for read in reads:
             _drop(read)

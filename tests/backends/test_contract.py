@@ -55,6 +55,23 @@ async def test_history_reads_ranges_oldest_first(backend):
 
 
 @pytest.mark.gen_test
+async def test_a_room_view_is_the_last_seq_and_the_messages_up_to_it(backend):
+    store = backend.store
+    assert await store.room_view("lobby", None, 3) == (0, [])
+    assert await store.room_view("lobby", 0, 3) == (0, [])
+    for i in range(10):
+        await backend.say("lobby", f"m{i + 1}")
+    last, newest = await store.room_view("lobby", None, 3)
+    assert (last, [m.text for m in newest]) == (10, ["m8", "m9", "m10"])
+    last, resumed = await store.room_view("lobby", 6, 100)
+    assert (last, [m.seq for m in resumed]) == (10, [7, 8, 9, 10])
+    last, page = await store.room_view("lobby", 2, 3)
+    assert (last, [m.seq for m in page]) == (10, [3, 4, 5])
+    assert await store.room_view("lobby", 10, 3) == (10, [])
+    assert await store.room_view("elsewhere", None, 3) == (0, [])
+
+
+@pytest.mark.gen_test
 async def test_a_message_keeps_its_ref_and_unicode_text(backend):
     text = 'line one\nzwj 👩‍💻 \t"quoted" \\ é'
     sent = await backend.say("lobby", text, ref="")  # an empty ref is a ref

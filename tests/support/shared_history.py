@@ -98,6 +98,12 @@ class LogStore:
     async def last_seq(self, room: str) -> int:
         return len(self._read(room))
 
+    async def room_view(self, room: str, since: int | None, limit: int) -> tuple[int, list[Message]]:
+        messages = self._read(room)
+        if since is None:
+            return len(messages), messages[-limit:]
+        return len(messages), messages[since : since + limit]
+
     async def rooms(self) -> dict[str, int]:
         return {room: len(messages) for room, messages in self._log.rooms.items()}
 
