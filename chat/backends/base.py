@@ -15,6 +15,7 @@ The service drives every implementation the same way, and
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -41,6 +42,37 @@ class Duplicate(Exception):
     def __init__(self, message: Message) -> None:
         super().__init__(f"ref {message.ref!r} was already stored as seq {message.seq}")
         self.message = message
+
+
+# An appended message (seq 0 until its commit) and the future its sender awaits.
+Pending = tuple[Message, asyncio.Future[Message]]
+
+
+def settle(
+    on_commit: Callable[[list[Message]], None] | None,
+    stored: list[Pending],
+    duplicates: list[Pending],
+    log: logging.Logger,
+) -> None:
+    """Hand a committed batch over: ``on_commit`` first, then the futures.
+
+    ``stored`` pairs each new message (with its seq) with its sender's future;
+    ``duplicates`` pairs each retried ref's original with the retry's future.
+    The listener runs synchronously, before any sender hears back, so nothing
+    observes a message as committed before it has been broadcast; a bug in it
+    must not leave the batch's futures pending."""
+    messages = [m for m, _ in stored]
+    if on_commit is not None and messages:
+        try:
+            on_commit(messages)
+        except Exception:
+            log.exception("the commit listener failed")
+    for message, future in stored:
+        if not future.done():
+            future.set_result(message)
+    for original, future in duplicates:
+        if not future.done():
+            future.set_exception(Duplicate(original))
 
 
 def append_future(closed: bool) -> asyncio.Future[Message]:

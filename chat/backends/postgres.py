@@ -49,7 +49,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs, no py.typed
 
-from chat.backends.base import Duplicate, StoreUnavailable, append_future
+from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import POSTGRES_STEPS, POSTGRES_VERSION_TABLE, VERSION, too_new
 from chat.core.model import Message
@@ -72,8 +72,6 @@ _MIGRATION_LOCK = 7_311_011
 
 # What a broken or refused connection, a timeout or a server error raise.
 _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
-
-Pending = tuple[Message, asyncio.Future[Message]]
 
 
 async def migrate_postgres(pool: asyncpg.Pool) -> int:
@@ -266,26 +264,19 @@ class PostgresHistory:
             # commit: the sender retries with its ref, and ``refs`` dedupes it.
             raise StoreUnavailable(f"postgresql: {exc}") from exc
         by_pos = {row["pos"]: row for row in rows}
-        fresh = sorted((r for r in rows if r["fresh"]), key=lambda r: r["pos"])
-        messages = [_message(r) for r in fresh]
-        for message in messages:
-            if message.seq > self._last.get(message.room, 0):
-                self._last[message.room] = message.seq
-        if self._on_commit is not None and messages:
-            try:
-                self._on_commit(messages)
-            except Exception:  # the listener's bug must not leave the batch's futures pending
-                log.exception("the commit listener failed")
+        stored: list[Pending] = []
+        duplicates: list[Pending] = []
         for pos, (m, future) in enumerate(batch, start=1):
             row = by_pos.get(pos)
-            if future.done():
-                continue
             if row is None or row["room"] is None:
-                future.set_exception(StoreUnavailable(f"the message for ref {m.ref!r} is gone (retention)"))
-            elif row["fresh"]:
-                future.set_result(_message(row))
+                if not future.done():
+                    future.set_exception(StoreUnavailable(f"the message for ref {m.ref!r} is gone (retention)"))
             else:
-                future.set_exception(Duplicate(_message(row)))
+                (stored if row["fresh"] else duplicates).append((_message(row), future))
+        for message, _ in stored:
+            if message.seq > self._last.get(message.room, 0):
+                self._last[message.room] = message.seq
+        settle(self._on_commit, stored, duplicates, log)
 
     async def drain(self) -> None:
         while self._batch or self._inflight is not None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from chat.backends.base import Duplicate, StoreUnavailable, append_future
+from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import migrate_sqlite
 from chat.core.model import Message
@@ -32,8 +32,6 @@ _ORIGINAL = (
     f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM refs r"
     " JOIN messages m ON m.room = r.room AND m.seq = r.seq WHERE r.session = ? AND r.ref = ?"
 )
-
-Pending = tuple[Message, asyncio.Future[Message]]
 
 
 def _row(row: tuple[str, int, str, str, int, str, str | None]) -> Message:
@@ -129,20 +127,9 @@ class SQLiteHistory:
                 if not future.done():
                     future.set_exception(error)
             return
-        messages = [m for m, _ in stored]
-        for message in messages:
+        for message, _ in stored:
             self._last[message.room] = message.seq
-        if self._on_commit is not None and messages:
-            try:
-                self._on_commit(messages)
-            except Exception:  # the listener's bug must not leave the batch's futures pending
-                log.exception("the commit listener failed")
-        for message, future in stored:
-            if not future.done():
-                future.set_result(message)
-        for original, future in duplicates:
-            if not future.done():
-                future.set_exception(Duplicate(original))
+        settle(self._on_commit, stored, duplicates, log)
 
     def _store(self, batch: list[Pending]) -> tuple[list[Pending], list[Pending]]:
         """Write ``batch`` inside the open transaction: (stored, duplicates with their original)."""

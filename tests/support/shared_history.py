@@ -11,10 +11,13 @@ like the SQL stores, in memory, so the broker's tests run without PostgreSQL
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
-from chat.backends.base import Duplicate, StoreUnavailable, append_future
+from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.core.model import Message
+
+log = logging.getLogger(__name__)
 
 
 class SharedLog:
@@ -53,11 +56,12 @@ class LogStore:
             for _, future in batch:
                 future.set_exception(StoreUnavailable("the database is down"))
             return
-        stored: list[tuple[Message, asyncio.Future[Message]]] = []
+        stored: list[Pending] = []
+        duplicates: list[Pending] = []
         for m, future in batch:
             original = self._log.refs.get((m.session, m.ref)) if m.ref is not None else None
             if original is not None:
-                future.set_exception(Duplicate(original))
+                duplicates.append((original, future))
                 continue
             messages = self._log.rooms.setdefault(m.room, [])
             message = Message(m.room, len(messages) + 1, m.name, m.text, m.ts, m.session, m.ref)
@@ -65,10 +69,7 @@ class LogStore:
             if m.ref is not None:
                 self._log.refs[(m.session, m.ref)] = message
             stored.append((message, future))
-        if stored and self._on_commit is not None:
-            self._on_commit([m for m, _ in stored])
-        for message, future in stored:
-            future.set_result(message)
+        settle(self._on_commit, stored, duplicates, log)
 
     def _read(self, room: str) -> list[Message]:
         if self._log.down:
