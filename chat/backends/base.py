@@ -84,6 +84,12 @@ def append_future(closed: bool) -> asyncio.Future[Message]:
 
 
 class HistoryStore(Protocol):
+    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
+        """Call ``on_commit`` with each committed batch (its new messages, in seq
+        order per room), synchronously, before any of its senders hears back:
+        the broker delivers from here (:func:`settle`)."""
+        ...
+
     def append(
         self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
     ) -> asyncio.Future[Message]:

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Protocol
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
 from chat.backends.sqlite import SQLiteHistory
-from chat.core.model import Message
 
 if TYPE_CHECKING:
     from chat.backends.postgres import PostgresHistory
@@ -31,10 +30,6 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 def is_postgres(db: str) -> bool:
     return db.startswith(POSTGRES_SCHEMES)
-
-
-class Committing(Protocol):
-    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None: ...
 
 
 class BackendOptions(Protocol):
@@ -52,7 +47,7 @@ class BackendOptions(Protocol):
     def retention_days(self) -> float | None: ...
 
 
-def local_broker(store: Committing) -> LocalBroker:
+def local_broker(store: HistoryStore) -> LocalBroker:
     """The broker of one process, wired to ``store``: each commit is delivered as it happens."""
     broker = LocalBroker()
     store.listen(broker.deliver)

@@ -10,7 +10,7 @@ from typing import Any
 from chat.backends.base import Broker, HistoryStore
 from chat.backends.memory import LocalBroker
 from chat.backends.postgres import PostgresHistory
-from chat.backends.redis.broker import CommittingStore, RedisBroker
+from chat.backends.redis.broker import RedisBroker
 from chat.backends.redis.connection import connect
 from chat.backends.sqlite import SQLiteHistory
 from chat.core.model import Message
@@ -70,7 +70,7 @@ def postgres_backend(dsn: str, sole_writer: bool = True) -> Backend:
 
 
 def redis_backend(
-    url: str, store: CommittingStore | None = None, presence_ttl: float = 15.0, pool_size: int = 32
+    url: str, store: HistoryStore | None = None, presence_ttl: float = 15.0, pool_size: int = 32
 ) -> Backend:
     """One server process's worth of Redis broker: its own client (``pool_size``
     pooled connections) and process id, over ``store`` (its own view of the

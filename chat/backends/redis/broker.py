@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -48,12 +48,6 @@ log = logging.getLogger(__name__)
 CLOSE_WAIT_S = 2.0
 
 
-class CommittingStore(HistoryStore, Protocol):
-    """A history store that tells one listener about each batch as it commits (SQLiteHistory, PostgresHistory)."""
-
-    def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None: ...
-
-
 class RedisBroker:
     """Fan-out over pub/sub, presence in hashes, names held in keys: see the module docstring.
 
@@ -66,7 +60,7 @@ class RedisBroker:
     def __init__(
         self,
         client: aioredis.Redis,
-        store: CommittingStore,
+        store: HistoryStore,
         *,
         presence_ttl: float = PRESENCE_TTL_S,
         proc: str | None = None,
