@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from chat.core.model import Message
+from chat.core.model import Account, Member, Message, MyRoom, RoomInfo, Standing, TokenInfo
 from chat.core.outbound import Presence
 
 
@@ -230,4 +230,112 @@ class Broker(Protocol):
 
     def logout(self, name: str, session: str) -> None:
         """Free ``name`` now and close ``session``'s sockets in every process."""
+        ...
+
+
+class Conflict(Exception):
+    """A write the directory refused because the row exists: an account name taken
+    (whatever its case), a public room name taken, or an invite code already used."""
+
+
+class Directory(Protocol):
+    """Accounts, sessions, tokens, sign-up invites, rooms and memberships: the
+    durable data of access control, in the same SQL database as the history
+    (schema version 3, :mod:`chat.backends.schema`).
+
+    Every method raises :class:`StoreUnavailable` when the database cannot
+    answer. Secrets never reach it: sessions, tokens and invite codes are
+    passed and kept as hashes (:func:`chat.core.secrets.digest`), so a copy of
+    the database cannot sign anyone in. Names are matched regardless of case
+    (:func:`chat.core.validation.name_key`). ``now`` is milliseconds since the epoch.
+    """
+
+    # -- accounts
+    async def create_account(
+        self, name: str, password_hash: str, now: int, *, admin: bool | None = None, invite: str | None = None
+    ) -> Account:
+        """A new account. ``admin`` None: an admin exactly when it is the first
+        account (decided in the same transaction, so two first sign-ups cannot
+        both win). ``invite``: a code hash that must be unused, and is used by this
+        sign-up in the same transaction. Raises :class:`Conflict` (name taken, bad invite)."""
+        ...
+
+    async def account(self, account_id: int) -> Account | None: ...
+
+    async def account_by_name(self, name: str) -> tuple[Account, str] | None:
+        """The account and its password hash."""
+        ...
+
+    async def accounts(self) -> list[Account]:
+        """Every account, by name."""
+        ...
+
+    async def set_password(self, account_id: int, password_hash: str) -> None: ...
+
+    async def set_disabled(self, account_id: int, disabled: bool) -> None: ...
+
+    # -- sign-in sessions of the page (the cookie names one)
+    async def create_session(self, session_hash: str, account_id: int, now: int) -> None: ...
+
+    async def session_account(self, session_hash: str, now: int) -> Account | None:
+        """The session's account (disabled ones too: the caller refuses them), and notes its use."""
+        ...
+
+    async def end_session(self, session_hash: str) -> None: ...
+
+    async def end_sessions(self, account_id: int) -> list[str]:
+        """End every session of the account; returns their hashes (to close their sockets)."""
+        ...
+
+    # -- tokens for scripts
+    async def create_token(self, account_id: int, label: str, token_hash: str, now: int) -> TokenInfo: ...
+
+    async def token_account(self, token_hash: str, now: int) -> tuple[Account, TokenInfo] | None:
+        """The account of a token that is not revoked, and notes its use (``last_used``)."""
+        ...
+
+    async def tokens(self, account_id: int) -> list[TokenInfo]:
+        """The account's tokens, revoked ones included, newest first."""
+        ...
+
+    async def revoke_token(self, account_id: int, token_id: int, now: int) -> bool:
+        """False if the account has no such token, or it was revoked already."""
+        ...
+
+    # -- sign-up invites (``--registration invite``)
+    async def create_invite(self, code_hash: str, created_by: int, now: int) -> None: ...
+
+    # -- rooms and memberships
+    async def room(self, room: str) -> RoomInfo | None: ...
+
+    async def create_room(self, info: RoomInfo, members: dict[int, Standing]) -> RoomInfo:
+        """Store a new room with its first members (its owner; a DM's participants).
+
+        A public room whose name exists: :class:`Conflict`. A DM whose set of
+        participants already has one: that DM, unchanged (so starting a DM
+        twice opens the same room). A room that has history but no row (rooms of
+        the release before accounts; they were all public) is the public room
+        that exists already."""
+        ...
+
+    async def ensure_public(self, room: str, now: int) -> RoomInfo:
+        """The room, created public if it does not exist (a ``join`` of a new name)."""
+        ...
+
+    async def standing(self, room: str, account_id: int) -> Standing | None: ...
+
+    async def set_standing(self, room: str, account_id: int, standing: Standing | None, now: int) -> None:
+        """Set (None: delete) the account's standing in the room."""
+        ...
+
+    async def members(self, room: str) -> list[Member]:
+        """The room's accounts and their standing (banned ones included), by name."""
+        ...
+
+    async def account_rooms(self, account_id: int) -> list[MyRoom]:
+        """The rooms the account is a member of (not banned from), by title; DMs with their people."""
+        ...
+
+    async def public_rooms(self) -> list[RoomInfo]:
+        """Every public room, by name."""
         ...

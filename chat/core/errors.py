@@ -42,6 +42,14 @@ class ErrorCode(StrEnum):
     # A name refused: the close reason of a socket, or why a login failed.
     BAD_NAME = "bad_name"
     NAME_TAKEN = "name_taken"
+    # Access control (chat.core.policy). not_found is also the answer for a
+    # room the caller may not see: the two are never told apart.
+    NOT_FOUND = "not_found"
+    FORBIDDEN = "forbidden"
+    UNAUTHORIZED = "unauthorized"
+    ROOM_EXISTS = "room_exists"
+    BAD_PASSWORD = "bad_password"
+    THROTTLED = "throttled"
 
 
 class CloseReason(StrEnum):
@@ -52,6 +60,8 @@ class CloseReason(StrEnum):
     SLOW_CONSUMER = "slow consumer"
     SHUTTING_DOWN = "server shutting down"
     BINARY = "binary frames are not supported"
+    SIGNED_OUT = "signed_out"  # the session ended: signed out, password changed, or token revoked
+    DISABLED = "account_disabled"
 
 
 class ChatServiceError(Exception):
