@@ -86,10 +86,10 @@ class RoomAccess:
         """Answer a frame for a room ``peer`` has not joined: ``not_member`` if it may
         see the room, else ``not_found``, exactly as for a room that does not exist."""
         decision, _, _ = await self.check(peer.actor, Action.SEE, room)
-        if decision.allowed:
+        if decision.code is None:
             peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
         else:
-            peer.send(out.Error(ErrorCode(decision.code), decision.message, ref))
+            peer.send(out.Error(decision.code, decision.message, ref))
 
     # -- frames --------------------------------------------------------------
 

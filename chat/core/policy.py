@@ -120,8 +120,8 @@ def decide(
         return NEEDS_ACCOUNT if actor.guest else ALLOWED
     if room is None:
         # Joining a new public name creates that room; a server-made id is never created by a join.
-        if action is Action.JOIN and not is_private_id(room_id) and not actor.anonymous:
-            return ALLOWED
+        if action is Action.JOIN and not is_private_id(room_id):
+            return NEEDS_ACCOUNT if actor.anonymous else ALLOWED
         return NOT_FOUND
     if not visible(room, standing):
         return NOT_FOUND

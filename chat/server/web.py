@@ -12,11 +12,13 @@ import tornado.web
 from chat.backends.base import StoreUnavailable
 from chat.core.errors import ErrorCode, Invalid, Refused
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
+from chat.core.policy import ANONYMOUS
 from chat.core.service import ChatService
 from chat.core.validation import normalize_room
 from chat.server.metrics import CONTENT_TYPE, Metrics
 
-LOGIN_COOKIE = "chat_user"
+LOGIN_COOKIE = "chat_user"  # a guest's name and session
+SESSION_COOKIE = "chat_session"  # an account's page session (its secret; the database keeps its hash)
 
 # No inline script, no foreign source: a message that slipped into the page as
 # HTML still could not run.
@@ -138,7 +140,7 @@ class LogoutHandler(BaseHandler):
 class RoomsApi(BaseHandler):
     async def get(self) -> None:
         try:
-            rooms = await self.service.room_summaries()
+            rooms = await self.service.room_summaries(ANONYMOUS)
         except StoreUnavailable:
             self.write_json({"error": ErrorCode.UNAVAILABLE, "message": "try again in a moment"}, 503)
             return
