@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
 import tornado.web
 from tornado.log import access_log
 
-from chat.backends.base import Broker, HistoryStore
+from chat.backends.base import Broker, Directory, HistoryStore, StoreUnavailable
 from chat.backends.factory import open_backends
+from chat.core.accounts import Accounts, Registration
 from chat.core.admission import Admission
+from chat.core.passwords import Passwords
 from chat.core.service import ChatService, Limits
 from chat.core.sessions import SessionSigner
-from chat.server import web
+from chat.core.throttle import Throttle
+from chat.server import api, web
 from chat.server.metrics import Cluster, Metrics
 from chat.server.options import Settings, cookie_secret
 from chat.server.ws import ChatSocket
@@ -28,6 +32,7 @@ ROOT = _PACKAGE if (_PACKAGE / "static").is_dir() else _PACKAGE.parent
 
 class ChatApplication(tornado.web.Application):
     chat: ChatService
+    accounts: Accounts
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         # A WebSocket upgrade (101) is logged at DEBUG, not INFO: it is every
@@ -48,6 +53,8 @@ def make_app(
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     cluster: Cluster | None = None,
+    directory: Directory | None = None,
+    passwords: Passwords | None = None,
 ) -> ChatApplication:
     """The application; ``await app.chat.start()`` before serving.
 
@@ -55,6 +62,8 @@ def make_app(
     ask for (see :func:`chat.backends.factory.open_backends`).
     ``cluster``: this is one worker of ``server.py --workers``, and /metrics
     reports every worker (see :mod:`chat.server.metrics`).
+    ``directory``: the accounts' and rooms' rows (default: the store's own,
+    ``store.directory()``); ``passwords``: the hasher (tests pass a cheap one).
     """
     secret = cookie_secret(settings)
     if store is None and broker is None:
@@ -78,14 +87,35 @@ def make_app(
         wall=wall,
         metrics=metrics,
     )
-    deps = {"service": service}
+    accounts = Accounts(
+        directory if directory is not None else directory_of(store),
+        passwords if passwords is not None else Passwords(),
+        Throttle(clock),
+        ServiceSockets(service),
+        wall=wall,
+        registration=Registration(settings.registration),
+        guests=settings.guests,
+    )
+    deps = {"service": service, "accounts": accounts}
     app = ChatApplication(
         [
             (r"/", web.PageHandler, deps),
+            (r"/signup", web.SignUpHandler, deps),
+            (r"/signin", web.SignInHandler, deps),
+            (r"/signout", web.SignOutHandler, deps),
             (r"/login", web.LoginHandler, deps),
             (r"/logout", web.LogoutHandler, deps),
-            (r"/api/rooms", web.RoomsApi, deps),
-            (r"/api/rooms/([^/]+)/messages", web.MessagesApi, deps),
+            (r"/tokens", web.AccountPage, {**deps, "template": "tokens.html"}),
+            (r"/admin", web.AccountPage, {**deps, "template": "admin.html", "admin": True}),
+            (r"/api/me", api.MeApi, deps),
+            (r"/api/rooms", api.RoomsApi, deps),
+            (r"/api/rooms/([^/]+)/messages", api.MessagesApi, deps),
+            (r"/api/tokens", api.TokensApi, deps),
+            (r"/api/tokens/([^/]+)", api.TokenApi, deps),
+            (r"/api/password", api.PasswordApi, deps),
+            (r"/api/admin/accounts", api.AdminAccountsApi, deps),
+            (r"/api/admin/accounts/([^/]+)", api.AdminAccountApi, deps),
+            (r"/api/invites", api.InvitesApi, deps),
             (r"/healthz", web.HealthHandler, deps),
             (r"/metrics", web.MetricsHandler, {"metrics": metrics}),
             (
@@ -110,4 +140,62 @@ def make_app(
         websocket_ping_interval=settings.ping_interval or None,
     )
     app.chat = service
+    app.accounts = accounts
     return app
+
+
+class ServiceSockets:
+    """Accounts close sockets through the chat service, on every process.
+
+    TODO(lead): ChatService.end_sessions / account_disabled are the entry points
+    (design12.md); until they exist this adapter does nothing, and it can go
+    once they do (pass the service itself)."""
+
+    def __init__(self, service: ChatService) -> None:
+        self.service = service
+
+    def end_sessions(self, keys: list[str]) -> None:
+        end = getattr(self.service, "end_sessions", None)
+        if end is not None:
+            end(keys)
+
+    def account_disabled(self, account_id: int) -> None:
+        disabled = getattr(self.service, "account_disabled", None)
+        if disabled is not None:
+            disabled(account_id)
+
+
+def directory_of(store: HistoryStore) -> Directory:
+    """The store's directory (``SQLiteHistory.directory()``, ``PostgresHistory.directory()``).
+
+    A store without one (a test's) gets a directory with no accounts and no
+    rows that refuses every write: guests chat as before, and whatever makes
+    an account answers 503."""
+    make = getattr(store, "directory", None)
+    if callable(make):
+        return cast(Directory, make())
+    return cast(Directory, _NoDirectory())
+
+
+class _NoDirectory:
+    _NOTHING: dict[str, object] = {
+        "account": None,
+        "account_by_name": None,
+        "accounts": [],
+        "session_account": None,
+        "token_account": None,
+        "tokens": [],
+        "room": None,
+        "standing": None,
+        "members": [],
+        "account_rooms": [],
+        "public_rooms": [],
+    }
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:
+        async def call(*args: object, **kwargs: object) -> object:
+            if name in self._NOTHING:
+                return self._NOTHING[name]
+            raise StoreUnavailable("this store keeps no accounts")
+
+        return call
