@@ -91,9 +91,9 @@ class HistoryStore(Protocol):
         ...
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
-        """Store a message under the room's next seq.
+        """Store a message under the room's next seq (``guest``: not sent by an account, see Message.guest).
 
         The future resolves with the message once it is committed, or fails
         with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
