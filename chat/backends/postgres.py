@@ -3,6 +3,9 @@
 :class:`PostgresHistory` implements :class:`chat.backends.base.HistoryStore`
 like :class:`chat.backends.sqlite.SQLiteHistory`, on the same schema
 (:mod:`chat.backends.schema`), which it migrates forward when it first connects.
+:meth:`PostgresHistory.directory` gives the accounts, rooms and memberships
+kept in the same database, over the same pool
+(:class:`chat.backends.directory_postgres.PostgresDirectory`).
 
 Seq comes from the database: one batch is one call of the ``chat_append``
 function, one statement in its own transaction and one round trip. It claims

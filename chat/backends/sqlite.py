@@ -3,7 +3,9 @@
 :class:`SQLiteHistory` implements :class:`chat.backends.base.HistoryStore`. The
 future :meth:`HistoryStore.append` returns resolves once the
 message is committed, so whatever the service broadcasts afterwards survives a
-crash of the process.
+crash of the process. :meth:`SQLiteHistory.directory` gives the accounts,
+rooms and memberships kept in the same file
+(:class:`chat.backends.directory_sqlite.SQLiteDirectory`).
 """
 
 from __future__ import annotations
