@@ -312,10 +312,10 @@ class Directory(Protocol):
         """Store a new room with its first members (its owner; a DM's participants).
 
         A public room whose name exists: :class:`Conflict`. A DM whose set of
-        participants already has one: that DM, unchanged (so starting a DM
-        twice opens the same room). A room that has history but no row (rooms of
-        the release before accounts; they were all public) is the public room
-        that exists already."""
+        participants already has one: that DM, with any of them who had left it
+        a member again (so starting a DM twice opens the same room, history and
+        all). A room that has history but no row (rooms of the release before
+        accounts; they were all public) is the public room that exists already."""
         ...
 
     async def ensure_public(self, room: str, now: int) -> RoomInfo:

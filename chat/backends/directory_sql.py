@@ -54,7 +54,9 @@ USE_TOKEN = f"UPDATE tokens SET last_used = $2 WHERE hash = $1 AND revoked IS NU
 TOKENS = f"SELECT {_TOKEN} FROM tokens WHERE account_id = $1 ORDER BY created DESC, id DESC"
 REVOKE_TOKEN = "UPDATE tokens SET revoked = $3 WHERE account_id = $1 AND id = $2 AND revoked IS NULL RETURNING id"
 
-CREATE_INVITE = "INSERT INTO invites (hash, created_by, created) VALUES ($1, $2, $3)"
+CREATE_INVITE = (
+    "INSERT INTO invites (hash, created_by, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING hash"
+)
 
 ROOM = f"SELECT {_ROOM} FROM rooms WHERE room = $1"
 # last_seq 0: no message yet. A room's row is also its seq counter (see schema).
@@ -76,6 +78,8 @@ SET_STANDING = (
     " ON CONFLICT (room, account_id) DO UPDATE SET standing = excluded.standing,"
     " since = CASE WHEN memberships.standing = excluded.standing THEN memberships.since ELSE excluded.since END"
 )
+# A participant who left a DM is in it again when it is started again (its history too).
+REJOIN = "INSERT INTO memberships (room, account_id, standing, since) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
 DELETE_STANDING = "DELETE FROM memberships WHERE room = $1 AND account_id = $2"
 MEMBERS = (
     "SELECT m.account_id, a.name, m.standing FROM memberships m"
@@ -204,7 +208,8 @@ class SQLDirectory(ABC):
         return bool(await self._fetch(REVOKE_TOKEN, account_id, token_id, now))
 
     async def create_invite(self, code_hash: str, created_by: int, now: int) -> None:
-        await self._fetch(CREATE_INVITE, code_hash, created_by, now)
+        if not await self._fetch(CREATE_INVITE, code_hash, created_by, now):
+            raise Conflict("invite exists")
 
     # -- rooms and memberships
 
@@ -220,9 +225,12 @@ class SQLDirectory(ABC):
                 # On PostgreSQL a concurrent start of the same DM has committed
                 # by now (the insert waited for it), so this read finds it.
                 existing = await tx.fetch(DM_BY_KEY, key) if key is not None else []
-                if existing:
-                    return room_of(existing[0])
-                raise Conflict(f"room exists: {info.room!r}")
+                if not existing:
+                    raise Conflict(f"room exists: {info.room!r}")
+                found = room_of(existing[0])
+                for account, standing in members.items():
+                    await tx.fetch(REJOIN, found.room, account, standing.value, info.created)
+                return found
             for account, standing in members.items():
                 await tx.fetch(SET_STANDING, info.room, account, standing.value, info.created)
         return info

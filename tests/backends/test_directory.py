@@ -135,6 +135,8 @@ async def test_an_invite_signs_up_once(store):
     # A refused sign-up leaves no account behind.
     assert [a.name for a in await d.accounts()] == ["admin", "bob"]
     assert await store.sql("SELECT used_by, used_at FROM invites") == [(bob.id, T0 + 1)]
+    with pytest.raises(Conflict):  # a code is made once
+        await d.create_invite(digest("code"), admin.id, T0 + 3)
 
 
 @pytest.mark.gen_test
@@ -301,6 +303,18 @@ async def test_the_same_people_get_the_same_dm(store):
     trio = await d.create_room(dm("~eeeeeeeeeeeeeeeeeeee"), {**pair, cy.id: Standing.MEMBER})
     assert trio.room == "~eeeeeeeeeeeeeeeeeeee"
     assert [m.name for m in await d.members(first.room)] == ["amy", "bob"]
+
+
+@pytest.mark.gen_test
+async def test_who_left_a_dm_is_in_it_again_when_it_is_started_again(store):
+    d = store.directory
+    amy, bob = await sign_up(store, "amy", "bob")
+    pair = {amy.id: Standing.MEMBER, bob.id: Standing.MEMBER}
+    first = await d.create_room(dm("~cccccccccccccccccccc"), pair)
+    await d.set_standing(first.room, amy.id, None, T0 + 1)  # amy leaves
+    assert await d.account_rooms(amy.id) == []
+    assert await d.create_room(dm("~dddddddddddddddddddd"), pair) == first  # bob writes to her again
+    assert [r.people for r in await d.account_rooms(amy.id)] == [["amy", "bob"]]
 
 
 @pytest.mark.gen_test(timeout=30)
