@@ -95,9 +95,9 @@ class HistoryStore(Protocol):
         ...
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
-        """Store a message under the room's next seq.
+        """Store a message under the room's next seq (``guest``: not sent by an account, see Message.guest).
 
         The future resolves with the message once it is committed, or fails
         with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
@@ -328,10 +328,10 @@ class Directory(Protocol):
         """Store a new room with its first members (its owner; a DM's participants).
 
         A public room whose name exists: :class:`Conflict`. A DM whose set of
-        participants already has one: that DM, unchanged (so starting a DM
-        twice opens the same room). A room that has history but no row (rooms of
-        the release before accounts; they were all public) is the public room
-        that exists already."""
+        participants already has one: that DM, with any of them who had left it
+        a member again (so starting a DM twice opens the same room, history and
+        all). A room that has history but no row (rooms of the release before
+        accounts; they were all public) is the public room that exists already."""
         ...
 
     async def ensure_public(self, room: str, now: int) -> RoomInfo:
