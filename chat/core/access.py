@@ -23,7 +23,7 @@ from chat.core.model import MyRoom, RoomInfo, RoomKind, Standing, Visibility
 from chat.core.peer import Peer
 from chat.core.policy import Action, Actor, Decision, decide, is_member
 from chat.core.secrets import new_room_id
-from chat.core.validation import name_key
+from chat.core.validation import is_private_id, name_key
 
 _MODERATORS = frozenset({Standing.OWNER, Standing.MODERATOR})
 
@@ -85,8 +85,9 @@ class RoomAccess:
     async def not_in(self, peer: Peer, room: str, ref: str | None) -> None:
         """Answer a frame for a room ``peer`` has not joined: ``not_member`` if it may
         see the room, else ``not_found``, exactly as for a room that does not exist."""
-        decision, _, _ = await self.check(peer.actor, Action.SEE, room)
-        if decision.code is None:
+        decision, info, _ = await self.check(peer.actor, Action.SEE, room)
+        if decision.code is None or (info is None and not is_private_id(room)):
+            # A public name nobody used yet: joining it would make it, so "join first".
             peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
         else:
             peer.send(out.Error(decision.code, decision.message, ref))

@@ -393,7 +393,10 @@ class ChatService:
             return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
         if frame.room not in peer.rooms:
             return self._not_in(peer, frame.room, frame.ref)
-        future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
+        now = int(self.wall() * 1000)
+        future = self.store.append(
+            frame.room, peer.name, frame.text, now, peer.session, frame.ref, guest=peer.account is None
+        )
         if frame.ref is not None:
             self._says.storing(peer.session, frame.ref, future, peer)
         future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,7 +143,7 @@ async def make_accounts(db: str) -> tuple[dict[str, str], dict[str, int]]:
         store = SQLiteHistory(db)
     try:
         cheap = Passwords(argon2.PasswordHasher.from_parameters(argon2.profiles.CHEAPEST))
-        accounts = Accounts(store.directory(), cheap, Throttle(), NoSockets())
+        accounts = Accounts(store.directory(), cheap, Throttle(time.monotonic), NoSockets())
         tokens: dict[str, str] = {}
         ids: dict[str, int] = {}
         names = [*ACCOUNTS.values(), WATCHER, *(f"target{i}" for i in range(TARGETS))]

@@ -16,12 +16,15 @@ from collections.abc import Callable
 
 from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.core.model import Message
+from tests.support.fake_directory import FakeDirectory
 
 log = logging.getLogger(__name__)
 
 
 class SharedLog:
     def __init__(self) -> None:
+        # The accounts and rooms of the one database every process shares.
+        self.directory = FakeDirectory()
         self.rooms: dict[str, list[Message]] = {}
         self.refs: dict[tuple[str, str], Message] = {}
         self.down = False  # set to make every store view fail, as a database outage does
@@ -35,6 +38,9 @@ class LogStore:
         self._batch: list[tuple[Message, asyncio.Future[Message]]] = []
         self._on_commit: Callable[[list[Message]], None] | None = None
         self._closed = False
+
+    def directory(self) -> FakeDirectory:
+        return self._log.directory
 
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
         self._on_commit = on_commit
