@@ -84,6 +84,10 @@ def append_future(closed: bool) -> asyncio.Future[Message]:
 
 
 class HistoryStore(Protocol):
+    def directory(self) -> Directory:
+        """The accounts, rooms and memberships kept in the same database."""
+        ...
+
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
         """Call ``on_commit`` with each committed batch (its new messages, in seq
         order per room), synchronously, before any of its senders hears back:
@@ -160,6 +164,9 @@ OnMessages = Callable[[list[Message]], None]
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 # A session logged out: close its sockets in this process.
 OnLogout = Callable[[str], None]
+# An access-control event for every process (chat.core.control): sessions
+# ended, an account disabled, a member removed, invited or given a role.
+OnControl = Callable[[dict[str, Any]], None]
 
 
 def presence_frame(room: str, event: str, name: str) -> dict[str, Any]:
@@ -230,6 +237,15 @@ class Broker(Protocol):
 
     def logout(self, name: str, session: str) -> None:
         """Free ``name`` now and close ``session``'s sockets in every process."""
+        ...
+
+    def listen_control(self, on_control: OnControl) -> None:
+        """Where :meth:`control` events go, in every process."""
+        ...
+
+    def control(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` (JSON-serialisable) to ``on_control`` in every process: in
+        this one at once, in the others as soon as the backplane carries it."""
         ...
 
 

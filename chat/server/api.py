@@ -110,38 +110,10 @@ class MeApi(ApiHandler):
 
 class RoomsApi(ApiHandler):
     async def get(self) -> None:
-        """Public rooms (those with a row, and those with history from before accounts)
-        and the caller's own rooms: never another's private room."""
+        """What the ``rooms`` frame lists: the public rooms and the caller's own, never another's private room."""
         self.reader()
-        directory = self.accounts.directory
-        summaries = {s.room: s for s in await self.service.room_summaries()}
-        rows: dict[str, dict[str, Any]] = {}
-
-        def row(info: RoomInfo) -> dict[str, Any]:
-            summary = summaries.get(info.room)
-            return {
-                "room": info.room,
-                "title": info.title or (info.room if info.visibility is Visibility.PUBLIC else ""),
-                "visibility": info.visibility,
-                "kind": info.kind,
-                "members": summary.members if summary else 0,
-                "last_seq": summary.last_seq if summary else 0,
-            }
-
-        for info in await directory.public_rooms():
-            rows[info.room] = row(info)
-        for room in summaries:
-            if room not in rows and not is_private_id(room):
-                rows[room] = row(RoomInfo(room, Visibility.PUBLIC, title=room))
-        if self.creds.account is not None:
-            for mine in await directory.account_rooms(self.creds.account.id):
-                entry = row(mine.info)
-                entry["role"] = mine.standing
-                if mine.people:
-                    entry["people"] = mine.people
-                rows[mine.info.room] = entry
-        ordered = sorted(rows.values(), key=lambda r: (r["visibility"] != Visibility.PUBLIC, r["title"].casefold()))
-        self.write_json({"rooms": ordered})
+        rooms = await self.service.room_summaries(self.creds.actor)
+        self.write_json({"rooms": [r.to_wire() for r in rooms]})
 
 
 class MessagesApi(ApiHandler):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
 
 import tornado.web
 from tornado.log import access_log
 
-from chat.backends.base import Broker, Directory, HistoryStore, StoreUnavailable
+from chat.backends.base import Broker, Directory, HistoryStore
 from chat.backends.factory import open_backends
 from chat.core.accounts import Accounts, Registration
 from chat.core.admission import Admission
@@ -86,12 +85,14 @@ def make_app(
         clock=clock,
         wall=wall,
         metrics=metrics,
+        directory=directory,
+        guests=settings.guests,
     )
     accounts = Accounts(
-        directory if directory is not None else directory_of(store),
+        service.directory,
         passwords if passwords is not None else Passwords(),
         Throttle(clock),
-        ServiceSockets(service),
+        service,
         wall=wall,
         registration=Registration(settings.registration),
         guests=settings.guests,
@@ -123,6 +124,7 @@ def make_app(
                 ChatSocket,
                 {
                     "service": service,
+                    "accounts": accounts,
                     "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
                     "allowed_origins": frozenset(settings.allow_origin),
                     "compress": settings.compress,
@@ -142,60 +144,3 @@ def make_app(
     app.chat = service
     app.accounts = accounts
     return app
-
-
-class ServiceSockets:
-    """Accounts close sockets through the chat service, on every process.
-
-    TODO(lead): ChatService.end_sessions / account_disabled are the entry points
-    (design12.md); until they exist this adapter does nothing, and it can go
-    once they do (pass the service itself)."""
-
-    def __init__(self, service: ChatService) -> None:
-        self.service = service
-
-    def end_sessions(self, keys: list[str]) -> None:
-        end = getattr(self.service, "end_sessions", None)
-        if end is not None:
-            end(keys)
-
-    def account_disabled(self, account_id: int) -> None:
-        disabled = getattr(self.service, "account_disabled", None)
-        if disabled is not None:
-            disabled(account_id)
-
-
-def directory_of(store: HistoryStore) -> Directory:
-    """The store's directory (``SQLiteHistory.directory()``, ``PostgresHistory.directory()``).
-
-    A store without one (a test's) gets a directory with no accounts and no
-    rows that refuses every write: guests chat as before, and whatever makes
-    an account answers 503."""
-    make = getattr(store, "directory", None)
-    if callable(make):
-        return cast(Directory, make())
-    return cast(Directory, _NoDirectory())
-
-
-class _NoDirectory:
-    _NOTHING: dict[str, object] = {
-        "account": None,
-        "account_by_name": None,
-        "accounts": [],
-        "session_account": None,
-        "token_account": None,
-        "tokens": [],
-        "room": None,
-        "standing": None,
-        "members": [],
-        "account_rooms": [],
-        "public_rooms": [],
-    }
-
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[object]]:
-        async def call(*args: object, **kwargs: object) -> object:
-            if name in self._NOTHING:
-                return self._NOTHING[name]
-            raise StoreUnavailable("this store keeps no accounts")
-
-        return call
