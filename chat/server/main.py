@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
+import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Mapping, Sequence
-from typing import IO, Any
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import IO, Any, cast
 
 from chat.backends.base import Directory, HistoryStore, SchemaTooNew, StoreUnavailable
-from chat.core.accounts import AccountError, Accounts, NoSockets, Sockets
+from chat.core.accounts import AccountError, Accounts, NoSockets
 from chat.core.errors import ErrorCode
 from chat.core.model import Account
 from chat.core.passwords import Passwords
@@ -123,20 +124,17 @@ async def _manage(
     store: HistoryStore | None = None
     if directory is None:
         from chat.backends.factory import shared_store
-        from chat.server.app import directory_of
 
-        store = shared_store(args.db)
-        directory = directory_of(store)
-    sockets, broker = await _sockets(args.redis, store)
-    accounts = Accounts(directory, passwords or Passwords(), Throttle(lambda: 0.0), sockets)
+        store = cast(HistoryStore, shared_store(args.db))
+        directory = store.directory()
+    sockets = ControlSockets() if args.redis else NoSockets()
+    accounts = Accounts(directory, passwords or Passwords(), Throttle(), sockets)
     try:
-        return await _run(accounts, args, password, out)
-    finally:
+        status = await _run(accounts, args, password, out)
         if isinstance(sockets, ControlSockets):
-            for sent in sockets.sent:
-                await sent
-        if broker is not None:
-            await broker.close()
+            await sockets.publish(args.redis)
+        return status
+    finally:
         if store is not None:
             await store.close()
 
@@ -179,39 +177,37 @@ async def _account(accounts: Accounts, name: str) -> Account:
     return found[0]
 
 
-async def _sockets(redis: str | None, store: HistoryStore | None) -> tuple[Sockets, Any]:
-    """Without --redis nothing reaches running servers: their sessions are ended
-    in the database, and their open sockets close when they reconnect."""
-    if not redis or store is None:
-        return NoSockets(), None
-    from chat.backends.redis.broker import RedisBroker
-    from chat.backends.redis.connection import connect
-
-    broker = RedisBroker(connect(redis), store)
-    if not hasattr(broker, "control"):
-        print("server.py: this version cannot reach running servers through --redis yet", file=sys.stderr)
-        await broker.close()
-        return NoSockets(), None
-    return ControlSockets(broker), broker
-
-
 class ControlSockets:
-    """Ends sessions on every server through the broker's control channel (design12.md)."""
+    """Ends sessions on running servers through Redis's control channel, as a
+    server's own broker does (chat.backends.redis.subscription): every process
+    subscribed there closes the sockets. Without --redis nothing reaches them:
+    the sessions end in the database, and their sockets close when they reconnect."""
 
-    def __init__(self, broker: Any) -> None:
-        self.broker = broker
-        self.sent: list[Awaitable[object]] = []
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
 
     def end_sessions(self, keys: list[str]) -> None:
-        self._send({"t": "end", "sessions": keys})
+        if keys:
+            self.events.append({"t": "end", "sessions": keys})
 
     def account_disabled(self, account_id: int) -> None:
-        self._send({"t": "disable", "account": account_id})
+        self.events.append({"t": "disable", "account": account_id})
 
-    def _send(self, event: dict[str, Any]) -> None:
-        result = self.broker.control(event)
-        if inspect.isawaitable(result):
-            self.sent.append(result)  # published before the broker closes
+    async def publish(self, url: str) -> None:
+        if not self.events:
+            return
+        from chat.backends.redis import keys
+        from chat.backends.redis.connection import connect
+        from chat.backends.redis.subscription import CONTROL_PREFIX
+
+        client = connect(url)
+        origin = f"cli-{uuid.uuid4().hex}"  # no server's own: every one of them acts on it
+        try:
+            for event in self.events:
+                wrapped = json.dumps({"origin": origin, "event": event}, separators=(",", ":"))
+                await client.publish(keys.CTL, CONTROL_PREFIX + wrapped)
+        finally:
+            await client.aclose()
 
 
 if __name__ == "__main__":

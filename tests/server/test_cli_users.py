@@ -127,3 +127,35 @@ def test_users_add_then_tokens_create_on_a_sqlite_file(tmp_path, capsys):
     out = io.StringIO()
     assert manage(["users", "list"], {"CHAT_DB": db}, stdout=out) == 0
     assert out.getvalue() == "1\troot\tadmin\n"
+
+
+@pytest.mark.gen_test
+async def test_with_redis_disabling_tells_every_server_on_the_control_channel(directory, redis_url):
+    from chat.backends.redis import keys
+    from chat.backends.redis.connection import connect
+    from chat.backends.redis.subscription import CONTROL_PREFIX
+
+    await run(directory, "users", "add", "alice", "--password-stdin", stdin=PASSWORD)
+    await run(directory, "users", "add", "bob", "--password-stdin", stdin=PASSWORD)
+    await directory.create_session("a-session-hash", 2, 0)
+    client = connect(redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(keys.CTL)
+    try:
+        assert (await run(directory, "users", "disable", "bob", "--redis", redis_url))[0] == 0
+
+        async def published() -> list[dict[str, object]]:
+            events = []
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    assert message["data"].startswith(CONTROL_PREFIX)
+                    events.append(json.loads(message["data"][len(CONTROL_PREFIX) :])["event"])
+                    if len(events) == 2:
+                        return events
+            return events
+
+        events = await asyncio.wait_for(published(), 10)
+        assert events == [{"t": "end", "sessions": ["a-session-hash"]}, {"t": "disable", "account": 2}]
+    finally:
+        await pubsub.aclose()
+        await client.aclose()

@@ -343,7 +343,7 @@ async def test_a_private_room_is_not_found_to_outsiders(http_client, base_url, s
     problem(await api(http_client, base_url, "GET", path), 404, "not_found")  # anonymous
     mine = json.loads((await api(http_client, base_url, "GET", "/api/rooms", alice)).body)["rooms"]
     theirs = json.loads((await api(http_client, base_url, "GET", "/api/rooms", bob)).body)["rooms"]
-    assert [(r["room"], r["title"], r["role"], r["last_seq"]) for r in mine] == [(room, "plans", "owner", 1)]
+    assert [(r["room"], r["title"], r["visibility"], r["last_seq"]) for r in mine] == [(room, "plans", "private", 1)]
     assert theirs == []
     read = json.loads((await api(http_client, base_url, "GET", path, alice)).body)["messages"]
     assert [m["text"] for m in read] == ["secret"]
