@@ -59,6 +59,10 @@ class Sockets(Protocol):
         """Close every socket of the account, whatever it signed in with."""
         ...
 
+    def account_created(self, name: str) -> None:
+        """``name`` is an account's now: close the guests using it."""
+        ...
+
 
 class NoSockets:
     """For a process with no sockets to close (the command line without --redis)."""
@@ -67,6 +71,9 @@ class NoSockets:
         pass
 
     def account_disabled(self, account_id: int) -> None:
+        pass
+
+    def account_created(self, name: str) -> None:
         pass
 
 
@@ -128,6 +135,7 @@ class Accounts:
             if code_hash is not None and await self.directory.account_by_name(name) is None:
                 raise AccountError(ErrorCode.FORBIDDEN, "this invite was used already or does not exist") from None
             raise AccountError(ErrorCode.NAME_TAKEN, "that name is taken") from None
+        self.sockets.account_created(account.name)
         return account, await self._new_session(account)
 
     async def sign_in(self, name: str, password: str, address: str) -> tuple[Account, str]:
@@ -263,9 +271,13 @@ class Accounts:
         _password(password)
         password_hash = await self.passwords.hash(password)
         try:
-            return await self.directory.create_account(name, password_hash, self._now(), admin=True if admin else None)
+            account = await self.directory.create_account(
+                name, password_hash, self._now(), admin=True if admin else None
+            )
         except Conflict:
             raise AccountError(ErrorCode.NAME_TAKEN, "that name is taken") from None
+        self.sockets.account_created(account.name)
+        return account
 
     # -- guests
 

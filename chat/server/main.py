@@ -193,6 +193,9 @@ class ControlSockets:
     def account_disabled(self, account_id: int) -> None:
         self.events.append({"t": "disable", "account": account_id})
 
+    def account_created(self, name: str) -> None:
+        self.events.append({"t": "name", "name": name})
+
     async def publish(self, url: str) -> None:
         if not self.events:
             return

@@ -25,7 +25,6 @@ from chat.core.errors import ErrorCode, Invalid, Refused
 from chat.core.model import Account, TokenInfo
 from chat.core.policy import Actor
 from chat.core.service import ChatService
-from chat.core.validation import normalize_name
 from chat.server.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -311,14 +310,6 @@ class LoginHandler(BaseHandler):
         if not self.accounts.guests:
             self.set_status(403)
             self.render_login(error="guests are not allowed here: sign in or sign up", name=_printable(raw[:64]))
-            return
-        try:
-            taken = not await self.accounts.guest_name_allowed(normalize_name(raw))
-        except Invalid:
-            taken = False  # the service refuses it below, with its own words
-        if taken:
-            self.set_status(409)
-            self.render_login(error="that name belongs to an account: sign in", name=_printable(raw[:64]))
             return
         old = read_login_cookie(self)
         try:

@@ -30,12 +30,16 @@ class Recorder:
     def __init__(self) -> None:
         self.ended: list[list[str]] = []
         self.disabled: list[int] = []
+        self.created: list[str] = []
 
     def end_sessions(self, keys: list[str]) -> None:
         self.ended.append(list(keys))
 
     def account_disabled(self, account_id: int) -> None:
         self.disabled.append(account_id)
+
+    def account_created(self, name: str) -> None:
+        self.created.append(name)
 
 
 @pytest.fixture
