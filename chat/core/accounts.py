@@ -97,6 +97,7 @@ class Accounts:
         self.wall = wall
         self.registration = registration
         self.guests = guests
+        self._has_accounts = False  # once true, for good: accounts are never deleted
 
     def _now(self) -> int:
         return int(self.wall() * 1000)
@@ -113,6 +114,18 @@ class Accounts:
 
     # -- sign-up, sign-in, sign-out
 
+    async def sign_up_mode(self) -> Registration:
+        """What the sign-up form offers now: ``invite`` is ``open`` until the
+        first account exists (a fresh server needs its admin)."""
+        if self.registration is Registration.INVITE and not await self._any_account():
+            return Registration.OPEN
+        return self.registration
+
+    async def _any_account(self) -> bool:
+        if not self._has_accounts:
+            self._has_accounts = bool(await self.directory.accounts())
+        return self._has_accounts
+
     async def sign_up(self, name: str, password: str, invite: str | None, address: str) -> tuple[Account, str]:
         """A new account, signed in: ``(account, session secret)``."""
         if self.registration is Registration.CLOSED:
@@ -123,7 +136,7 @@ class Accounts:
         if self.registration is Registration.INVITE:
             if invite:
                 code_hash = secrets.digest(invite)
-            elif await self.directory.accounts():
+            elif await self._any_account():
                 # A fresh server needs its first account (its admin) without an invite.
                 raise AccountError(ErrorCode.FORBIDDEN, "sign-up needs an invite: ask an admin for a link")
         if await self.directory.account_by_name(name) is not None:

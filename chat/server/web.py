@@ -216,7 +216,9 @@ class BaseHandler(tornado.web.RequestHandler):
             SESSION_COOKIE, secret, httponly=True, samesite="Lax", secure=self.request.protocol == "https"
         )
 
-    def render_login(self, *, error: str | None = None, name: str = "", mode: str = "signin", invite: str = "") -> None:
+    async def render_login(
+        self, *, error: str | None = None, name: str = "", mode: str = "signin", invite: str = ""
+    ) -> None:
         """The sign-in page: sign-in, sign-up (``mode`` says which is shown first) and, when allowed, the guest form."""
         self.render(
             "login.html",
@@ -225,7 +227,7 @@ class BaseHandler(tornado.web.RequestHandler):
             mode=mode,
             invite=invite,
             guests=self.accounts.guests,
-            registration=str(self.accounts.registration),
+            registration=str(await self.accounts.sign_up_mode()),
         )
 
     def end_guest(self) -> None:
@@ -247,7 +249,7 @@ class PageHandler(BaseHandler):
             return
         login = read_login_cookie(self) if self.accounts.guests else None
         if login is None:
-            self.render_login()
+            await self.render_login()
         else:
             self.render("chat.html", name=login["name"], account=False, admin=False, guest=True)
 
@@ -257,9 +259,9 @@ class PageHandler(BaseHandler):
 
 
 class SignUpHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         invite = raw_argument(self.request.query_arguments, "invite", strict=True) or ""
-        self.render_login(mode="signup", invite=invite[:128])
+        await self.render_login(mode="signup", invite=invite[:128])
 
     async def post(self) -> None:
         raw = raw_argument(self.request.body_arguments, "name") or ""
@@ -269,7 +271,7 @@ class SignUpHandler(BaseHandler):
             _, secret = await self.accounts.sign_up(raw, password, invite, self.request.remote_ip or "")
         except AccountError as exc:
             self.set_status(status_of(exc.code))
-            self.render_login(error=exc.message, name=_printable(raw[:64]), mode="signup", invite=invite or "")
+            await self.render_login(error=exc.message, name=_printable(raw[:64]), mode="signup", invite=invite or "")
             return
         self.end_guest()
         self.set_session_cookie(secret)
@@ -286,7 +288,7 @@ class SignInHandler(BaseHandler):
             self.set_status(status_of(exc.code))
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
-            self.render_login(error=exc.message, name=_printable(raw[:64]))
+            await self.render_login(error=exc.message, name=_printable(raw[:64]))
             return
         self.end_guest()
         self.set_session_cookie(secret)
@@ -309,14 +311,14 @@ class LoginHandler(BaseHandler):
         raw = raw_argument(self.request.body_arguments, "name") or ""
         if not self.accounts.guests:
             self.set_status(403)
-            self.render_login(error="guests are not allowed here: sign in or sign up", name=_printable(raw[:64]))
+            await self.render_login(error="guests are not allowed here: sign in or sign up", name=_printable(raw[:64]))
             return
         old = read_login_cookie(self)
         try:
             name, _, token = await self.service.login(raw, old["session"] if old else None)
         except Refused as exc:
             self.set_status({ErrorCode.NAME_TAKEN: 409, ErrorCode.UNAVAILABLE: 503}.get(exc.reason, 400))
-            self.render_login(error=exc.message, name=_printable(raw[:64]))
+            await self.render_login(error=exc.message, name=_printable(raw[:64]))
             return
         self.set_signed_cookie(
             LOGIN_COOKIE,

@@ -199,7 +199,9 @@ async def test_registration_closed_refuses_every_sign_up_but_the_command_line_ad
 @pytest.mark.gen_test
 async def test_registration_by_invite_lets_the_first_account_in_then_needs_a_single_use_code():
     w = World(Registration.INVITE)
+    assert await w.accounts.sign_up_mode() is Registration.OPEN  # the form offers sign-up to the first
     admin, _ = await w.accounts.sign_up("root", PASSWORD, None, ADDR)
+    assert await w.accounts.sign_up_mode() is Registration.INVITE
     await refused(w.accounts.sign_up("bob", PASSWORD, None, ADDR), ErrorCode.FORBIDDEN)
     await refused(w.accounts.sign_up("bob", PASSWORD, "made-up", ADDR), ErrorCode.FORBIDDEN)
     code = await w.accounts.create_invite(admin)
