@@ -116,9 +116,17 @@ def test_the_server_command_without_a_subcommand_still_parses_server_options(mon
     assert (served[0].port, served[0].guests, served[0].registration) == (0, False, "invite")
 
 
-@pytest.mark.skipif(not hasattr(SQLiteHistory, "directory"), reason="needs SQLiteHistory.directory() (store helper)")
-def test_users_add_then_tokens_create_on_a_sqlite_file(tmp_path, capsys):
-    db = str(tmp_path / "chat.sqlite3")
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path) -> str:
+    """The server's --db on either engine (a fresh database)."""
+    if not hasattr(SQLiteHistory, "directory"):
+        pytest.skip("needs the stores' directory() (store helper)")
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_dsn")
+    return str(tmp_path / "chat.sqlite3")
+
+
+def test_users_add_then_tokens_create_on_the_servers_database(db):
     status = manage(["users", "add", "root", "--password-stdin", "--db", db], {}, stdin=io.StringIO(PASSWORD))
     assert status == 0
     out = io.StringIO()
