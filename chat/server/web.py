@@ -208,8 +208,9 @@ class BaseHandler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError) and "xsrf" in (exc.log_message or "").lower():
             self.write_problem(ErrorCode.FORBIDDEN, "send the X-XSRFToken header (or use a token)", status_code)
         else:
-            code = {400: ErrorCode.BAD_REQUEST, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(status_code)
-            self.write_json({"code": code, "error": code or self._reason, "message": self._reason}, status_code)
+            known = {400: ErrorCode.BAD_REQUEST, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(status_code)
+            code = str(known) if known is not None else self._reason.lower().replace(" ", "_")  # method_not_allowed
+            self.write_json({"code": code, "error": code, "message": self._reason}, status_code)
 
     def set_session_cookie(self, secret: str) -> None:
         self.set_signed_cookie(
