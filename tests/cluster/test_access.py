@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import argon2
 import pytest
@@ -25,6 +26,7 @@ from chat.backends.factory import is_postgres
 from chat.core.accounts import Accounts, NoSockets
 from chat.core.passwords import Passwords
 from chat.core.throttle import Throttle
+from tests.server.test_http import cookies_of, fetch, xsrf_token
 from tests.support import REPO, Closed, ServerProcess, Socket
 
 ACTIONS = (
@@ -51,6 +53,7 @@ ACCOUNTS = {
 }
 # A member who only watches, from process A: typing must reach the room's other members.
 WATCHER = "walt"
+PASSWORD = "correct horse battery"
 TARGETS = 12  # fresh accounts, one per moderation cell, so no cell changes another's room
 
 
@@ -144,7 +147,7 @@ async def make_accounts(db: str) -> tuple[dict[str, str], dict[str, int]]:
         ids: dict[str, int] = {}
         names = [*ACCOUNTS.values(), WATCHER, *(f"target{i}" for i in range(TARGETS))]
         for name in names:
-            account = await accounts.add_user(name, "correct horse battery")
+            account = await accounts.add_user(name, PASSWORD)
             token, info = await accounts.create_token(account, "matrix")
             tokens[name], ids[name] = token, info.id
         return tokens, ids
@@ -276,3 +279,84 @@ async def test_every_identity_gets_what_the_access_matrix_says(chat: Chat) -> No
             got[(identity, action)] = await act(chat, identity, action)
     wrong = {cell: (got[cell], expected[cell]) for cell in expected if got[cell] != expected[cell]}
     assert not wrong, "cells (got, documented): " + json.dumps({f"{i} / {a}": v for (i, a), v in wrong.items()})
+
+
+async def sign_in(chat: Chat, server: ServerProcess, name: str) -> str:
+    """Sign ``name`` in through ``server``'s form: the ``chat_session`` cookie header to send."""
+    client = AsyncHTTPClient()
+    base = chat.http(server, "")
+    field, xsrf = await xsrf_token(client, base)
+    response = await fetch(
+        client,
+        base,
+        "/signin",
+        method="POST",
+        body=urlencode({"name": name, "password": PASSWORD, "_xsrf": field}),
+        headers={"Cookie": f"_xsrf={xsrf}"},
+    )
+    assert response.code == 302, response.body
+    return f"chat_session={cookies_of(response)['chat_session'].value}"
+
+
+async def joined_member(chat: Chat, server: ServerProcess, name: str, **headers: str) -> Socket:
+    request = HTTPRequest(server.url, headers=headers or {"Authorization": f"Bearer {chat.tokens[name]}"})
+    sock = await Socket.connect(request)
+    chat.sockets.append(sock)
+    sock.welcome = await sock.recv_until("welcome")
+    await sock.send(type="join", room=chat.room, ref="j")
+    assert (await reply(sock, "j"))["type"] == "joined"
+    return sock
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_signing_out_through_one_process_closes_the_sessions_sockets_on_the_other(chat: Chat) -> None:
+    cookie = await sign_in(chat, chat.a, "mel")
+    page = await joined_member(chat, chat.b, "mel", Cookie=cookie)
+    script = await joined_member(chat, chat.b, "mel")  # the same account through a token: another session
+    assert page.welcome["account"] is True
+    field, xsrf = await xsrf_token(AsyncHTTPClient(), chat.http(chat.a, ""))
+    out = await fetch(
+        AsyncHTTPClient(),
+        chat.http(chat.a, ""),
+        "/signout",
+        method="POST",
+        body=urlencode({"_xsrf": field}),
+        headers={"Cookie": f"{cookie}; _xsrf={xsrf}"},
+    )
+    assert out.code == 302
+    assert await page.closed() == (1000, "signed_out")
+    await script.send(type="ping", ref="still")
+    assert (await reply(script, "still"))["type"] == "pong"
+    with pytest.raises(HTTPClientError) as refused:
+        await Socket.connect(HTTPRequest(chat.b.url, headers={"Cookie": cookie}))
+    assert refused.value.code == 401
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_revoking_a_token_and_disabling_an_account_close_sockets_on_the_other_process(chat: Chat) -> None:
+    mel = await joined_member(chat, chat.b, "mel")
+    assert await chat.api(chat.a, "DELETE", f"/api/tokens/{chat.token_ids['mel']}", chat.tokens["mel"]) == 204
+    assert await mel.closed() == (1000, "signed_out")
+    mona = await joined_member(chat, chat.b, "mona")
+    assert await chat.api(chat.a, "POST", "/api/admin/accounts/mona", chat.tokens["root"], {"disabled": True}) == 200
+    assert await mona.closed() == (1008, "account_disabled")
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_removed_member_on_the_other_process_gets_nothing_more_from_the_room(chat: Chat) -> None:
+    mel = await joined_member(chat, chat.b, "mel")
+    assert chat.owner is not None
+    await chat.owner.send(type="remove", room=chat.room, name="mel", ref="rm")
+    assert (await reply(chat.owner, "rm"))["type"] == "done"
+    assert await mel.recv_until("removed") == {"type": "removed", "room": chat.room, "reason": "removed"}
+    await chat.owner.send(type="say", room=chat.room, text="after the removal", ref="after")
+    assert (await reply(chat.owner, "after"))["type"] == "message"
+    assert chat.watcher is not None
+    assert (await chat.watcher.recv_until("message"))["text"] == "after the removal"  # it went out, on both processes
+    await mel.send(type="ping", ref="p")  # everything sent to mel before the pong is all mel gets
+    frames = []
+    while (frame := await mel.recv())["type"] != "pong":
+        frames.append(frame)
+    assert [f for f in frames if f.get("room") == chat.room] == []
+    await mel.send(type="history", room=chat.room, ref="h")
+    assert (await reply(mel, "h"))["code"] == "not_found"
