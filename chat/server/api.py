@@ -155,7 +155,7 @@ class MessagesApi(ApiHandler):
         if info.visibility is Visibility.PUBLIC and standing is None:
             # Posting to a public room joins it durably, as a socket's join does.
             await self.accounts.directory.set_standing(room, account.id, Standing.MEMBER, now)
-        # TODO(lead): pass guest=False once HistoryStore.append takes it (Message.guest).
+        # Not a guest's message: append's guest flag (Message.guest) keeps its default, False.
         try:
             message = await self.service.store.append(room, account.name, text, now, self.creds.key, key)
         except Duplicate as exc:
