@@ -453,3 +453,24 @@ async def test_a_directory_outage_answers_503(http_client, base_url, signed_up, 
     browser = await signed_up("alice")
     directory.down = True
     problem(await browser.api("GET", "/api/me"), 503, "unavailable")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("settings", [{"rate": 0.5}], indirect=True)
+async def test_posts_over_the_rate_wait_and_a_flood_gets_429(http_client, base_url, signed_up, app, settings):
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)  # the clock stands still: the debt grows with each post
+
+    app.posts.sleep = sleep
+    token = await new_token(await signed_up("alice"))
+    path = "/api/rooms/lobby/messages"
+    for _ in range(3):  # a burst of 1, then waits of 2 s and 4 s (rate 0.5/s)
+        assert (await api(http_client, base_url, "POST", path, token, {"text": "hi"})).code == 201
+    assert waited == [pytest.approx(2.0, abs=0.1), pytest.approx(4.0, abs=0.1)]
+    flood = await api(http_client, base_url, "POST", path, token, {"text": "hi"})
+    problem(flood, 429, "throttled")
+    assert flood.headers["Retry-After"] == "1"
+    read = json.loads((await api(http_client, base_url, "GET", path, token)).body)["messages"]
+    assert len(read) == 3  # the refused one was not stored
