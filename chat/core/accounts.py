@@ -59,6 +59,10 @@ class Sockets(Protocol):
         """Close every socket of the account, whatever it signed in with."""
         ...
 
+    def account_created(self, name: str) -> None:
+        """``name`` is an account's now: close the guests using it."""
+        ...
+
 
 class NoSockets:
     """For a process with no sockets to close (the command line without --redis)."""
@@ -67,6 +71,9 @@ class NoSockets:
         pass
 
     def account_disabled(self, account_id: int) -> None:
+        pass
+
+    def account_created(self, name: str) -> None:
         pass
 
 
@@ -90,6 +97,7 @@ class Accounts:
         self.wall = wall
         self.registration = registration
         self.guests = guests
+        self._has_accounts = False  # once true, for good: accounts are never deleted
 
     def _now(self) -> int:
         return int(self.wall() * 1000)
@@ -106,6 +114,18 @@ class Accounts:
 
     # -- sign-up, sign-in, sign-out
 
+    async def sign_up_mode(self) -> Registration:
+        """What the sign-up form offers now: ``invite`` is ``open`` until the
+        first account exists (a fresh server needs its admin)."""
+        if self.registration is Registration.INVITE and not await self._any_account():
+            return Registration.OPEN
+        return self.registration
+
+    async def _any_account(self) -> bool:
+        if not self._has_accounts:
+            self._has_accounts = bool(await self.directory.accounts())
+        return self._has_accounts
+
     async def sign_up(self, name: str, password: str, invite: str | None, address: str) -> tuple[Account, str]:
         """A new account, signed in: ``(account, session secret)``."""
         if self.registration is Registration.CLOSED:
@@ -116,7 +136,7 @@ class Accounts:
         if self.registration is Registration.INVITE:
             if invite:
                 code_hash = secrets.digest(invite)
-            elif await self.directory.accounts():
+            elif await self._any_account():
                 # A fresh server needs its first account (its admin) without an invite.
                 raise AccountError(ErrorCode.FORBIDDEN, "sign-up needs an invite: ask an admin for a link")
         if await self.directory.account_by_name(name) is not None:
@@ -128,6 +148,7 @@ class Accounts:
             if code_hash is not None and await self.directory.account_by_name(name) is None:
                 raise AccountError(ErrorCode.FORBIDDEN, "this invite was used already or does not exist") from None
             raise AccountError(ErrorCode.NAME_TAKEN, "that name is taken") from None
+        self.sockets.account_created(account.name)
         return account, await self._new_session(account)
 
     async def sign_in(self, name: str, password: str, address: str) -> tuple[Account, str]:
@@ -263,9 +284,13 @@ class Accounts:
         _password(password)
         password_hash = await self.passwords.hash(password)
         try:
-            return await self.directory.create_account(name, password_hash, self._now(), admin=True if admin else None)
+            account = await self.directory.create_account(
+                name, password_hash, self._now(), admin=True if admin else None
+            )
         except Conflict:
             raise AccountError(ErrorCode.NAME_TAKEN, "that name is taken") from None
+        self.sockets.account_created(account.name)
+        return account
 
     # -- guests
 

@@ -1,8 +1,10 @@
 """Password hashes: Argon2id through argon2-cffi, off the event loop.
 
-One hash or verify costs tens of milliseconds of CPU (that is the point of
-Argon2); run on the loop it would stall every socket of the process, so both
-run in a worker thread (:func:`asyncio.to_thread`). The parameters are
+One hash or verify costs tens of milliseconds of CPU and 64 MiB of memory
+(that is the point of Argon2); run on the loop it would stall every socket of
+the process, so both run in worker threads of their own: a few, so a burst of
+sign-ins takes neither all the memory nor the threads other work runs in
+(:func:`asyncio.to_thread`'s pool) - it queues. The parameters are
 argon2-cffi's defaults (RFC 9106's low-memory profile); tests pass a cheap
 hasher (``argon2.profiles.CHEAPEST``). A hash made with older parameters is
 replaced after the next good sign-in (:meth:`Passwords.needs_rehash`).
@@ -11,23 +13,35 @@ replaced after the next good sign-in (:meth:`Passwords.needs_rehash`).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+
+T = TypeVar("T")
+# Hashes computed at once, per process: each holds its memory_cost while it runs.
+MAX_PARALLEL = max(1, min(4, os.cpu_count() or 1))
 
 
 class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None) -> None:
         self._hasher = hasher if hasher is not None else PasswordHasher()
         self._dummy: str | None = None
+        self._threads = ThreadPoolExecutor(MAX_PARALLEL, thread_name_prefix="argon2")
+
+    async def _off_loop(self, work: Callable[..., T], *args: str) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, work, *args)
 
     async def hash(self, password: str) -> str:
-        return await asyncio.to_thread(self._hasher.hash, password)
+        return await self._off_loop(self._hasher.hash, password)
 
     async def verify(self, password_hash: str, password: str) -> bool:
         """True when ``password`` matches; False for a mismatch or a hash that is not Argon2's."""
-        return await asyncio.to_thread(self._verify, password_hash, password)
+        return await self._off_loop(self._verify, password_hash, password)
 
     def _verify(self, password_hash: str, password: str) -> bool:
         try:

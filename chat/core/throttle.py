@@ -14,6 +14,7 @@ has lapsed with no new failure (the count starts over), and beyond
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def address_key(address: str) -> str:
 
 
 class Throttle:
-    def __init__(self, clock: Callable[[], float], max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, max_entries: int = MAX_ENTRIES) -> None:
         self._clock = clock
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._max_entries = max_entries

@@ -11,16 +11,22 @@ access is decided by :func:`chat.core.policy.decide`. Errors are
 
 from __future__ import annotations
 
+import asyncio
 import json
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chat.backends.base import Duplicate
-from chat.core.accounts import AccountError
+from chat.core.accounts import AccountError, Accounts
 from chat.core.errors import ErrorCode
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from chat.core.model import Account, RoomInfo, Standing, Visibility
 from chat.core.policy import Action, decide
 from chat.core.protocol import REF_MAX_CHARS
+from chat.core.ratelimit import TokenBucket
+from chat.core.service import ChatService
 from chat.core.validation import is_private_id, normalize_room, normalize_text
 from chat.server.web import SESSION_COOKIE, BaseHandler, Credentials, credentials
 
@@ -116,7 +122,55 @@ class RoomsApi(ApiHandler):
         self.write_json({"rooms": [r.to_wire() for r in rooms]})
 
 
+# A post over the rate waits up to this long (a script's loop slows down, as a
+# socket's frames do); one that would wait longer is a flood: 429.
+POST_WAIT_MAX_S = 5.0
+# Accounts whose buckets are kept; beyond it the least recently posting go (a full bucket).
+POST_BUCKETS_MAX = 100_000
+
+
+class PostLimiter:
+    """HTTP posts per account at the rate a socket's frames keep (``--rate``, its
+    burst): a token may not flood a room faster than a socket could. ``rate`` 0 disables."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self.sleep = sleep
+        self._buckets: OrderedDict[int, TokenBucket] = OrderedDict()
+
+    async def admit(self, account: int) -> None:
+        """Return when the account may post; raises THROTTLED (with retry_after) for a flood."""
+        if self.rate <= 0:
+            return
+        bucket = self._buckets.pop(account, None) or TokenBucket(self.rate, self.burst)
+        self._buckets[account] = bucket
+        while len(self._buckets) > POST_BUCKETS_MAX:
+            self._buckets.popitem(last=False)
+        wait = bucket.reserve(self.clock())
+        if wait > POST_WAIT_MAX_S:
+            bucket.tokens += 1.0  # refused: nothing owed
+            raise AccountError(
+                ErrorCode.THROTTLED, "too many messages: slow down", retry_after=math.ceil(wait - POST_WAIT_MAX_S)
+            )
+        if wait > 0:
+            await self.sleep(wait)
+
+
 class MessagesApi(ApiHandler):
+    posts: PostLimiter
+
+    def initialize(self, service: ChatService, accounts: Accounts, posts: PostLimiter | None = None) -> None:
+        super().initialize(service, accounts)
+        self.posts = posts if posts is not None else PostLimiter(0, 0, service.clock)
+
     async def get(self, raw_room: str) -> None:
         self.reader()
         room, info, standing = await self.room_of(raw_room)
@@ -151,11 +205,12 @@ class MessagesApi(ApiHandler):
         key = self.request.headers.get("Idempotency-Key")
         if key is not None and not (1 <= len(key) <= REF_MAX_CHARS and key.isprintable()):
             raise AccountError(ErrorCode.BAD_REQUEST, f"Idempotency-Key has 1 to {REF_MAX_CHARS} characters")
+        await self.posts.admit(account.id)
         now = int(self.service.wall() * 1000)
         if info.visibility is Visibility.PUBLIC and standing is None:
             # Posting to a public room joins it durably, as a socket's join does.
             await self.accounts.directory.set_standing(room, account.id, Standing.MEMBER, now)
-        # TODO(lead): pass guest=False once HistoryStore.append takes it (Message.guest).
+        # Not a guest's message: append's guest flag (Message.guest) keeps its default, False.
         try:
             message = await self.service.store.append(room, account.name, text, now, self.creds.key, key)
         except Duplicate as exc:

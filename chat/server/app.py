@@ -32,6 +32,7 @@ ROOT = _PACKAGE if (_PACKAGE / "static").is_dir() else _PACKAGE.parent
 class ChatApplication(tornado.web.Application):
     chat: ChatService
     accounts: Accounts
+    posts: api.PostLimiter
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         # A WebSocket upgrade (101) is logged at DEBUG, not INFO: it is every
@@ -98,6 +99,7 @@ def make_app(
         guests=settings.guests,
     )
     deps = {"service": service, "accounts": accounts}
+    posts = api.PostLimiter(settings.rate, settings.burst, clock)
     app = ChatApplication(
         [
             (r"/", web.PageHandler, deps),
@@ -110,7 +112,7 @@ def make_app(
             (r"/admin", web.AccountPage, {**deps, "template": "admin.html", "admin": True}),
             (r"/api/me", api.MeApi, deps),
             (r"/api/rooms", api.RoomsApi, deps),
-            (r"/api/rooms/([^/]+)/messages", api.MessagesApi, deps),
+            (r"/api/rooms/([^/]+)/messages", api.MessagesApi, {**deps, "posts": posts}),
             (r"/api/tokens", api.TokensApi, deps),
             (r"/api/tokens/([^/]+)", api.TokenApi, deps),
             (r"/api/password", api.PasswordApi, deps),
@@ -143,4 +145,5 @@ def make_app(
     )
     app.chat = service
     app.accounts = accounts
+    app.posts = posts
     return app

@@ -25,7 +25,6 @@ from chat.core.errors import ErrorCode, Invalid, Refused
 from chat.core.model import Account, TokenInfo
 from chat.core.policy import Actor
 from chat.core.service import ChatService
-from chat.core.validation import normalize_name
 from chat.server.metrics import CONTENT_TYPE, Metrics
 
 log = logging.getLogger(__name__)
@@ -209,15 +208,18 @@ class BaseHandler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError) and "xsrf" in (exc.log_message or "").lower():
             self.write_problem(ErrorCode.FORBIDDEN, "send the X-XSRFToken header (or use a token)", status_code)
         else:
-            code = {400: ErrorCode.BAD_REQUEST, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(status_code)
-            self.write_json({"code": code, "error": code or self._reason, "message": self._reason}, status_code)
+            known = {400: ErrorCode.BAD_REQUEST, 403: ErrorCode.FORBIDDEN, 404: ErrorCode.NOT_FOUND}.get(status_code)
+            code = str(known) if known is not None else self._reason.lower().replace(" ", "_")  # method_not_allowed
+            self.write_json({"code": code, "error": code, "message": self._reason}, status_code)
 
     def set_session_cookie(self, secret: str) -> None:
         self.set_signed_cookie(
             SESSION_COOKIE, secret, httponly=True, samesite="Lax", secure=self.request.protocol == "https"
         )
 
-    def render_login(self, *, error: str | None = None, name: str = "", mode: str = "signin", invite: str = "") -> None:
+    async def render_login(
+        self, *, error: str | None = None, name: str = "", mode: str = "signin", invite: str = ""
+    ) -> None:
         """The sign-in page: sign-in, sign-up (``mode`` says which is shown first) and, when allowed, the guest form."""
         self.render(
             "login.html",
@@ -226,7 +228,7 @@ class BaseHandler(tornado.web.RequestHandler):
             mode=mode,
             invite=invite,
             guests=self.accounts.guests,
-            registration=str(self.accounts.registration),
+            registration=str(await self.accounts.sign_up_mode()),
         )
 
     def end_guest(self) -> None:
@@ -248,7 +250,7 @@ class PageHandler(BaseHandler):
             return
         login = read_login_cookie(self) if self.accounts.guests else None
         if login is None:
-            self.render_login()
+            await self.render_login()
         else:
             self.render("chat.html", name=login["name"], account=False, admin=False, guest=True)
 
@@ -258,9 +260,9 @@ class PageHandler(BaseHandler):
 
 
 class SignUpHandler(BaseHandler):
-    def get(self) -> None:
+    async def get(self) -> None:
         invite = raw_argument(self.request.query_arguments, "invite", strict=True) or ""
-        self.render_login(mode="signup", invite=invite[:128])
+        await self.render_login(mode="signup", invite=invite[:128])
 
     async def post(self) -> None:
         raw = raw_argument(self.request.body_arguments, "name") or ""
@@ -270,7 +272,7 @@ class SignUpHandler(BaseHandler):
             _, secret = await self.accounts.sign_up(raw, password, invite, self.request.remote_ip or "")
         except AccountError as exc:
             self.set_status(status_of(exc.code))
-            self.render_login(error=exc.message, name=_printable(raw[:64]), mode="signup", invite=invite or "")
+            await self.render_login(error=exc.message, name=_printable(raw[:64]), mode="signup", invite=invite or "")
             return
         self.end_guest()
         self.set_session_cookie(secret)
@@ -287,7 +289,7 @@ class SignInHandler(BaseHandler):
             self.set_status(status_of(exc.code))
             if exc.retry_after is not None:
                 self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
-            self.render_login(error=exc.message, name=_printable(raw[:64]))
+            await self.render_login(error=exc.message, name=_printable(raw[:64]))
             return
         self.end_guest()
         self.set_session_cookie(secret)
@@ -310,22 +312,14 @@ class LoginHandler(BaseHandler):
         raw = raw_argument(self.request.body_arguments, "name") or ""
         if not self.accounts.guests:
             self.set_status(403)
-            self.render_login(error="guests are not allowed here: sign in or sign up", name=_printable(raw[:64]))
-            return
-        try:
-            taken = not await self.accounts.guest_name_allowed(normalize_name(raw))
-        except Invalid:
-            taken = False  # the service refuses it below, with its own words
-        if taken:
-            self.set_status(409)
-            self.render_login(error="that name belongs to an account: sign in", name=_printable(raw[:64]))
+            await self.render_login(error="guests are not allowed here: sign in or sign up", name=_printable(raw[:64]))
             return
         old = read_login_cookie(self)
         try:
             name, _, token = await self.service.login(raw, old["session"] if old else None)
         except Refused as exc:
             self.set_status({ErrorCode.NAME_TAKEN: 409, ErrorCode.UNAVAILABLE: 503}.get(exc.reason, 400))
-            self.render_login(error=exc.message, name=_printable(raw[:64]))
+            await self.render_login(error=exc.message, name=_printable(raw[:64]))
             return
         self.set_signed_cookie(
             LOGIN_COOKIE,

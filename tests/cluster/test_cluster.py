@@ -109,7 +109,9 @@ async def test_clients_on_two_processes_chat_with_one_seq_order_and_presence(ser
     await bob.send(type="typing", room="lobby")
     assert (await alice.recv_until("typing"))["name"] == "bob"
     response = await AsyncHTTPClient().fetch(f"http://127.0.0.1:{a.port}/api/rooms")
-    assert json.loads(response.body)["rooms"] == [{"room": "lobby", "members": 2, "last_seq": 10}]
+    # Rows gained title, visibility and kind with accounts (issue 12).
+    lobby = {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 2, "last_seq": 10}
+    assert json.loads(response.body)["rooms"] == [lobby]
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -23,12 +23,16 @@ class Recorder:
     def __init__(self) -> None:
         self.ended: list[list[str]] = []
         self.disabled: list[int] = []
+        self.created: list[str] = []
 
     def end_sessions(self, keys: list[str]) -> None:
         self.ended.append(list(keys))
 
     def account_disabled(self, account_id: int) -> None:
         self.disabled.append(account_id)
+
+    def account_created(self, name: str) -> None:
+        self.created.append(name)
 
 
 class World:
@@ -58,6 +62,7 @@ async def test_sign_up_signs_in_and_the_first_account_is_the_admin():
     w = World()
     alice, secret = await w.accounts.sign_up("alice", PASSWORD, None, ADDR)
     bob, _ = await w.accounts.sign_up("bob", PASSWORD, None, ADDR)
+    assert w.sockets.created == ["alice", "bob"]  # guests using these names are closed
     assert alice.admin
     assert not bob.admin
     assert await w.accounts.from_session(secret) == alice
@@ -184,6 +189,7 @@ async def test_registration_closed_refuses_every_sign_up_but_the_command_line_ad
     assert alice.admin  # the first account, whichever way it is made
     bob = await w.accounts.add_user("bob", PASSWORD)
     carol = await w.accounts.add_user("carol", PASSWORD, admin=True)
+    assert w.sockets.created == ["alice", "bob", "carol"]
     assert not bob.admin
     assert carol.admin
     await refused(w.accounts.add_user("Bob", PASSWORD), ErrorCode.NAME_TAKEN)
@@ -193,7 +199,9 @@ async def test_registration_closed_refuses_every_sign_up_but_the_command_line_ad
 @pytest.mark.gen_test
 async def test_registration_by_invite_lets_the_first_account_in_then_needs_a_single_use_code():
     w = World(Registration.INVITE)
+    assert await w.accounts.sign_up_mode() is Registration.OPEN  # the form offers sign-up to the first
     admin, _ = await w.accounts.sign_up("root", PASSWORD, None, ADDR)
+    assert await w.accounts.sign_up_mode() is Registration.INVITE
     await refused(w.accounts.sign_up("bob", PASSWORD, None, ADDR), ErrorCode.FORBIDDEN)
     await refused(w.accounts.sign_up("bob", PASSWORD, "made-up", ADDR), ErrorCode.FORBIDDEN)
     code = await w.accounts.create_invite(admin)

@@ -30,12 +30,16 @@ class Recorder:
     def __init__(self) -> None:
         self.ended: list[list[str]] = []
         self.disabled: list[int] = []
+        self.created: list[str] = []
 
     def end_sessions(self, keys: list[str]) -> None:
         self.ended.append(list(keys))
 
     def account_disabled(self, account_id: int) -> None:
         self.disabled.append(account_id)
+
+    def account_created(self, name: str) -> None:
+        self.created.append(name)
 
 
 @pytest.fixture
@@ -343,7 +347,7 @@ async def test_a_private_room_is_not_found_to_outsiders(http_client, base_url, s
     problem(await api(http_client, base_url, "GET", path), 404, "not_found")  # anonymous
     mine = json.loads((await api(http_client, base_url, "GET", "/api/rooms", alice)).body)["rooms"]
     theirs = json.loads((await api(http_client, base_url, "GET", "/api/rooms", bob)).body)["rooms"]
-    assert [(r["room"], r["title"], r["role"], r["last_seq"]) for r in mine] == [(room, "plans", "owner", 1)]
+    assert [(r["room"], r["title"], r["visibility"], r["last_seq"]) for r in mine] == [(room, "plans", "private", 1)]
     assert theirs == []
     read = json.loads((await api(http_client, base_url, "GET", path, alice)).body)["messages"]
     assert [m["text"] for m in read] == ["secret"]
@@ -449,3 +453,24 @@ async def test_a_directory_outage_answers_503(http_client, base_url, signed_up, 
     browser = await signed_up("alice")
     directory.down = True
     problem(await browser.api("GET", "/api/me"), 503, "unavailable")
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("settings", [{"rate": 0.5}], indirect=True)
+async def test_posts_over_the_rate_wait_and_a_flood_gets_429(http_client, base_url, signed_up, app, settings):
+    waited: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waited.append(seconds)  # the clock stands still: the debt grows with each post
+
+    app.posts.sleep = sleep
+    token = await new_token(await signed_up("alice"))
+    path = "/api/rooms/lobby/messages"
+    for _ in range(3):  # a burst of 1, then waits of 2 s and 4 s (rate 0.5/s)
+        assert (await api(http_client, base_url, "POST", path, token, {"text": "hi"})).code == 201
+    assert waited == [pytest.approx(2.0, abs=0.1), pytest.approx(4.0, abs=0.1)]
+    flood = await api(http_client, base_url, "POST", path, token, {"text": "hi"})
+    problem(flood, 429, "throttled")
+    assert flood.headers["Retry-After"] == "1"
+    read = json.loads((await api(http_client, base_url, "GET", path, token)).body)["messages"]
+    assert len(read) == 3  # the refused one was not stored
