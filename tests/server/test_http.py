@@ -189,7 +189,9 @@ async def test_api_rooms_and_messages(http_client, base_url, connect):
     }
     page = json.loads((await fetch(http_client, base_url, "/api/rooms/lobby/messages?before=5&limit=2")).body)
     assert [m["text"] for m in page["messages"]] == ["m3", "m4"]
-    assert set(page["messages"][0]) == {"type", "room", "seq", "name", "text", "ts"}
+    # alice chatted as a guest: her messages say so (issue 12).
+    assert set(page["messages"][0]) == {"type", "room", "seq", "name", "text", "ts", "guest"}
+    assert page["messages"][0]["guest"] is True
 
 
 @pytest.mark.gen_test
