@@ -276,7 +276,9 @@ async def test_rooms_and_leave(connect):
     await alice.send(type="rooms", ref="q")
     assert await alice.recv_until("rooms") == {
         "type": "rooms",
-        "rooms": [{"room": "lobby", "members": 2, "last_seq": 0}],
+        "rooms": [
+            {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 2, "last_seq": 0}
+        ],
         "ref": "q",
     }
     await bob.send(type="leave", room="lobby", ref="l")
