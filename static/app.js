@@ -8,6 +8,7 @@
 
 import { Connection, State, socketUrl } from "./connection.js";
 import { PendingStore } from "./pending.js";
+import { allowed, friendly, mayLeave, memberRows, roomLabel, sidebarLists } from "./rooms.js";
 import { ChatSync } from "./sync.js";
 import * as view from "./view.js";
 
@@ -18,6 +19,7 @@ const ui = {
   connLabel: $("conn-label"),
   retryNow: $("retry-now"),
   meName: $("me-name"),
+  meGuest: $("me-guest"),
   logoutForm: $("logout-form"),
   banner: $("banner"),
   bannerText: $("banner-text"),
@@ -29,6 +31,23 @@ const ui = {
   joinInput: $("join-input"),
   joinHint: $("join-hint"),
   joinedRooms: $("joined-rooms"),
+  dmRooms: $("dm-rooms"),
+  dmEmpty: $("dm-empty"),
+  newRoom: $("new-room"),
+  newRoomDialog: $("new-room-dialog"),
+  newRoomForm: $("new-room-form"),
+  newRoomName: $("new-room-name"),
+  newRoomHint: $("new-room-hint"),
+  newRoomCancel: $("new-room-cancel"),
+  person: $("person"),
+  personName: $("person-name"),
+  personNote: $("person-note"),
+  personActions: $("person-actions"),
+  inviteForm: $("invite-form"),
+  inviteInput: $("invite-input"),
+  inviteHint: $("invite-hint"),
+  bannedList: $("banned-list"),
+  bannedHeading: $("banned-heading"),
   otherRooms: $("other-rooms"),
   otherHeading: $("other-heading"),
   roomTitle: $("room-title"),
@@ -76,6 +95,12 @@ let current = null; // the room on screen
 let atBottom = true;
 let typingTimer = 0;
 let countdownTimer = 0;
+// Why the screen shows no room, when it is because we were just removed from it.
+let goneText = "";
+// `welcome` seen at least once: sync.account says what we are.
+let welcomed = false;
+// The person whose sheet is open, and in which room.
+let personOpen = null; // {name, room}
 
 // -- remembered between visits: the rooms joined, the room on screen ----------
 
@@ -114,22 +139,26 @@ function scrollToBottom() {
   ui.jump.hidden = true;
 }
 
+/** How a room is called on screen: "# general", a private room's title, a DM's people. */
+const label = (r) => roomLabel(r.info, sync.me);
+
 /** Re-render the message list without moving what the user is looking at. */
 function rerenderMessages(r) {
   const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
-  view.renderMessages(ui.messages, r.messages, sync.me);
+  view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
   if (atBottom) scrollToBottom();
   else ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
 }
 
 function renderRooms() {
-  const others = view.renderRoomList(ui.joinedRooms, ui.otherRooms, {
-    joined: [...sync.rooms.keys()],
-    current,
-    unread,
-    directory: sync.directory,
-  });
-  ui.otherHeading.hidden = others === 0;
+  const lists = sidebarLists([...sync.rooms.values()].map((r) => r.info), sync.directory);
+  view.renderRoomList(
+    { joined: ui.joinedRooms, dms: ui.dmRooms, others: ui.otherRooms },
+    lists,
+    { current, unread, me: sync.me, label: roomLabel },
+  );
+  ui.otherHeading.hidden = lists.others.length === 0;
+  ui.dmEmpty.hidden = lists.dms.length > 0;
   const total = [...unread.values()].reduce((a, b) => a + b, 0);
   document.title = total ? `(${total}) Chat` : "Chat";
   // The burger shows a dot when a room the user cannot see has news.
@@ -138,9 +167,9 @@ function renderRooms() {
 
 function renderPlaceholder(r) {
   let text = "";
-  if (r === undefined) text = "You are not in any room. Join or create one to start chatting.";
+  if (r === undefined) text = goneText || "You are not in any room. Join or create one to start chatting.";
   else if (!r.synced) text = "Loading…";
-  else if (r.messages.length === 0 && r.outbox.length === 0) text = `No messages in #${r.name} yet. Say hello!`;
+  else if (r.messages.length === 0 && r.outbox.length === 0) text = `No messages in ${label(r)} yet. Say hello!`;
   ui.placeholder.textContent = text;
   ui.placeholder.hidden = text === "";
 }
@@ -152,8 +181,24 @@ function renderOlderButton(r) {
 }
 
 function renderMembers(r) {
-  view.renderMembers(ui.memberList, r?.members ?? [], sync.me);
+  const rows = r
+    ? memberRows({ roster: r.roster, online: r.members, guests: r.guests, me: sync.me })
+    : { members: [], banned: [] };
+  view.renderMembers(ui.memberList, rows.members, sync.me, sync.account);
+  view.renderMembers(ui.bannedList, rows.banned, sync.me, sync.account);
+  ui.bannedHeading.hidden = rows.banned.length === 0;
+  // "N here": the people online now; the list also shows members who are away.
   ui.memberCount.textContent = String(r?.members.size ?? 0);
+  if (personOpen !== null) renderPerson();
+}
+
+/** The room header's controls and the invite box follow my role in the room. */
+function renderRoomControls(r) {
+  ui.roomTitle.textContent = r ? label(r) : "No room";
+  ui.input.placeholder = r ? `Message ${label(r)}` : "Join a room first";
+  ui.leaveRoom.hidden = r === undefined || !mayLeave(r.info);
+  const invite = r !== undefined && allowed("invite", { account: sync.account, myRole: r.info.role, kind: r.info.kind, visibility: r.info.visibility });
+  ui.inviteForm.hidden = !invite;
 }
 
 function renderOutbox(r) {
@@ -178,11 +223,9 @@ function renderTyping() {
 function renderRoom() {
   const r = room();
   ui.body.classList.toggle("no-room", r === undefined);
-  ui.roomTitle.textContent = r ? `# ${r.name}` : "No room";
-  ui.input.placeholder = r ? `Message #${r.name}` : "Join a room first";
+  renderRoomControls(r);
   ui.input.disabled = r === undefined;
-  ui.leaveRoom.hidden = r === undefined;
-  view.renderMessages(ui.messages, r?.messages ?? [], sync.me);
+  view.renderMessages(ui.messages, r?.messages ?? [], sync.me, sync.account);
   renderOutbox(r);
   renderMembers(r);
   renderTyping();
@@ -218,31 +261,24 @@ function renderConnection() {
   ui.retryNow.hidden = !waiting || state === State.CLOSED;
 }
 
-function toast(text, code) {
+function toast(text, code, ok = false) {
   while (ui.toasts.children.length >= MAX_TOASTS) ui.toasts.firstElementChild.remove();
-  const node = view.toastNode(text, code);
+  const node = view.toastNode(text, code, ok);
   node.addEventListener("click", () => node.remove());
   ui.toasts.append(node);
   setTimeout(() => node.remove(), TOAST_MS);
 }
 
-// What the server's error codes mean to a person; the server's own message
-// (which names the limit, the field...) follows.
-const FRIENDLY = {
-  rate_limited: "Slow down a little:",
-  too_long: "That message is too long:",
-  empty: "Nothing to send:",
-  bad_room: "That room name does not work:",
-  too_many_rooms: "You are in too many rooms:",
-  unavailable: "The server could not store that; try again.",
-  not_member: "You are not in that room:",
-  timeout: "The server is slow to answer:",
-};
+/** A refused request, told to the person. */
+function refused(err) {
+  toast(friendly(err.code, err.message), err.code);
+}
 
 // -- switching rooms and panels ---------------------------------------------
 
 function select(name) {
   current = name;
+  goneText = "";
   sync.focus = name;
   if (name !== null) unread.delete(name);
   closePanels();
@@ -292,7 +328,7 @@ sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
   renderPlaceholder(r);
   renderOlderButton(r);
   if (mode === "initial") {
-    view.renderMessages(ui.messages, r.messages, sync.me);
+    view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
     scrollToBottom();
     fillScreen();
     return;
@@ -303,7 +339,7 @@ sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
     return;
   }
   const wasAtBottom = atBottom || isAtBottom();
-  if (!view.appendMessages(ui.messages, added, sync.me)) rerenderMessages(r);
+  if (!view.appendMessages(ui.messages, added, sync.me, sync.account)) rerenderMessages(r);
   const mine = mode === "live" && added.some((m) => m.name === sync.me);
   if (wasAtBottom || mine) scrollToBottom();
   else ui.jump.hidden = false;
@@ -321,6 +357,27 @@ sync.addEventListener("members", ({ detail: { room: r } }) => {
   if (r.name === current) renderMembers(r);
 });
 
+sync.addEventListener("roster", ({ detail: { room: r } }) => {
+  if (r.name === current) renderMembers(r);
+});
+
+// Removed or banned: the room's view empties at once and says why; the
+// room leaves the list (the "rooms" event that follows). Left (from another
+// device): it just goes.
+sync.addEventListener("removed", ({ detail: { room: r, reason } }) => {
+  unread.delete(r.name);
+  if (personOpen?.room === r.name) ui.person.close();
+  if (reason === "left") return;
+  const text = `You were ${reason === "banned" ? "banned" : "removed"} from ${label(r)}.`;
+  toast(text, reason);
+  if (r.name !== current) return;
+  current = null;
+  sync.focus = null;
+  goneText = text;
+  save();
+  renderRoom();
+});
+
 sync.addEventListener("typing", ({ detail: { room: r } }) => {
   if (r.name === current) renderTyping();
 });
@@ -335,15 +392,14 @@ sync.addEventListener("rooms", () => {
   else {
     save();
     renderRooms();
+    // A title, my role or a DM's people may have changed.
+    renderRoomControls(room());
   }
 });
 
 sync.addEventListener("directory", renderRooms);
 
-sync.addEventListener("notice", ({ detail: { code, message } }) => {
-  const lead = FRIENDLY[code];
-  toast(lead ? `${lead} ${message}` : message, code);
-});
+sync.addEventListener("notice", ({ detail: { code, message } }) => toast(friendly(code, message), code));
 
 conn.addEventListener("state", () => {
   renderConnection();
@@ -352,17 +408,29 @@ conn.addEventListener("state", () => {
 
 conn.addEventListener("welcome", ({ detail }) => {
   if (typeof detail.name === "string") ui.meName.textContent = detail.name;
+  // sync.js has read the welcome first (it listened first): who we are.
+  welcomed = true;
+  ui.body.classList.toggle("is-account", sync.account);
+  ui.body.classList.toggle("is-admin", sync.admin);
+  ui.body.classList.toggle("is-guest", !sync.account);
+  ui.meGuest.hidden = sync.account;
+  ui.logoutForm.action = sync.account ? "/signout" : "/logout";
+  // Names become buttons for accounts: draw the room again.
+  renderRooms();
+  renderRoom();
 });
 
 conn.addEventListener("fatal", ({ detail: { reason } }) => {
-  if (reason === "logged_out") {
+  if (reason === "logged_out" || reason === "signed_out") {
     window.location.assign("/"); // back to the sign-in form
     return;
   }
   ui.bannerText.textContent =
     reason === "name_taken"
       ? "Someone else is using your name now, so this page was disconnected."
-      : "Your sign-in is no longer valid.";
+      : reason === "account_disabled"
+        ? "This account was disabled by an administrator."
+        : "Your sign-in is no longer valid.";
   ui.banner.hidden = false;
 });
 
@@ -399,7 +467,7 @@ ui.joinInput.addEventListener("input", () => {
   ui.joinHint.textContent = "";
 });
 
-for (const list of [ui.joinedRooms, ui.otherRooms]) {
+for (const list of [ui.joinedRooms, ui.dmRooms, ui.otherRooms]) {
   list.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-room]");
     if (button === null) return;
@@ -407,6 +475,121 @@ for (const list of [ui.joinedRooms, ui.otherRooms]) {
     else select(button.dataset.room);
   });
 }
+
+// -- people, rooms of one's own, moderation -----------------------------------
+
+/** The actions the person sheet offers on `name` in the current room. */
+function personActions(name) {
+  const r = room();
+  if (r === undefined) return [];
+  const target = r.roster.get(name);
+  const facts = {
+    account: sync.account,
+    myRole: r.info.role,
+    kind: r.info.kind,
+    visibility: r.info.visibility,
+    target,
+    targetGuest: r.guests.has(name),
+    self: name === sync.me,
+  };
+  return ["dm", "moderator", "member", "remove", "ban", "unban"].filter((action) => allowed(action, facts));
+}
+
+function renderPerson() {
+  const r = room();
+  if (personOpen === null || r === undefined || r.name !== personOpen.room) return;
+  const { name } = personOpen;
+  const role = r.roster.get(name);
+  ui.personName.textContent = name;
+  ui.personNote.textContent = r.guests.has(name)
+    ? "A guest: not signed in to an account."
+    : role === "banned"
+      ? `Banned from ${label(r)}.`
+      : role
+        ? `${role[0].toUpperCase()}${role.slice(1)} of ${label(r)}.`
+        : "";
+  view.renderPersonActions(ui.personActions, personActions(name));
+}
+
+function openPerson(name) {
+  if (current === null) return;
+  personOpen = { name, room: current };
+  renderPerson();
+  ui.person.showModal();
+}
+
+ui.person.addEventListener("close", () => {
+  personOpen = null;
+});
+
+for (const list of [ui.messages, ui.memberList, ui.bannedList]) {
+  list.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-person]");
+    if (button !== null) openPerson(button.dataset.person);
+  });
+}
+
+ui.personActions.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-action]");
+  if (button === null || personOpen === null) return;
+  const { name, room: roomId } = personOpen;
+  const action = button.dataset.action;
+  button.disabled = true;
+  try {
+    if (action === "dm") {
+      const r = await sync.dm([name]);
+      ui.person.close();
+      select(r.name);
+      return;
+    }
+    await sync.moderate(action, roomId, name);
+    const done = { remove: "removed from", ban: "banned from", unban: "unbanned in", moderator: "a moderator of", member: "a member of" };
+    const r = sync.rooms.get(roomId);
+    toast(`${name} is now ${done[action]} ${r ? label(r) : "the room"}.`, "done", true);
+    ui.person.close();
+  } catch (err) {
+    refused(err);
+    button.disabled = false;
+  }
+});
+
+ui.inviteForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const name = ui.inviteInput.value.trim();
+  if (!name || current === null) return;
+  const roomId = current;
+  ui.inviteHint.textContent = "";
+  try {
+    await sync.moderate("invite", roomId, name);
+    ui.inviteInput.value = "";
+    const r = sync.rooms.get(roomId);
+    toast(`${name} was added to ${r ? label(r) : "the room"}.`, "done", true);
+  } catch (err) {
+    ui.inviteHint.textContent = friendly(err.code, err.message);
+  }
+});
+
+ui.newRoom.addEventListener("click", () => {
+  ui.newRoomHint.textContent = "";
+  ui.newRoomDialog.showModal();
+  ui.newRoomName.focus();
+});
+
+ui.newRoomCancel.addEventListener("click", () => ui.newRoomDialog.close());
+
+ui.newRoomForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const visibility = new FormData(ui.newRoomForm).get("visibility") === "private" ? "private" : "public";
+  ui.newRoomHint.textContent = "";
+  try {
+    const r = await sync.create(ui.newRoomName.value, visibility);
+    ui.newRoomDialog.close();
+    ui.newRoomForm.reset();
+    select(r.name);
+  } catch (err) {
+    ui.newRoomHint.textContent = err instanceof RangeError ? err.message : friendly(err.code, err.message);
+  }
+});
 
 ui.leaveRoom.addEventListener("click", () => {
   if (current !== null) sync.leave(current);
@@ -443,6 +626,15 @@ document.addEventListener("visibilitychange", () => {
 
 async function logout(event) {
   event?.preventDefault();
+  if (!welcomed) {
+    // Never online, so we cannot tell an account from a guest: end the
+    // account's session too (the form's _xsrf goes along), then the guest's.
+    try {
+      await fetch("/signout", { method: "POST", body: new FormData(ui.logoutForm), redirect: "manual" });
+    } catch {
+      // The server is away; the guest sign-out below still clears what it can.
+    }
+  }
   // Close the socket first and wait for the server to see it: then it can
   // free the name at once, instead of holding it for the reconnect window.
   await conn.stop();
