@@ -97,8 +97,6 @@ let typingTimer = 0;
 let countdownTimer = 0;
 // Why the screen shows no room, when it is because we were just removed from it.
 let goneText = "";
-// `welcome` seen at least once: sync.account says what we are.
-let welcomed = false;
 // The person whose sheet is open, and in which room.
 let personOpen = null; // {name, room}
 
@@ -408,8 +406,8 @@ conn.addEventListener("state", () => {
 
 conn.addEventListener("welcome", ({ detail }) => {
   if (typeof detail.name === "string") ui.meName.textContent = detail.name;
-  // sync.js has read the welcome first (it listened first): who we are.
-  welcomed = true;
+  // sync.js has read the welcome first (it listened first): who we are. The
+  // server's template said so already; the welcome is the word of the socket.
   ui.body.classList.toggle("is-account", sync.account);
   ui.body.classList.toggle("is-admin", sync.admin);
   ui.body.classList.toggle("is-guest", !sync.account);
@@ -626,15 +624,6 @@ document.addEventListener("visibilitychange", () => {
 
 async function logout(event) {
   event?.preventDefault();
-  if (!welcomed) {
-    // Never online, so we cannot tell an account from a guest: end the
-    // account's session too (the form's _xsrf goes along), then the guest's.
-    try {
-      await fetch("/signout", { method: "POST", body: new FormData(ui.logoutForm), redirect: "manual" });
-    } catch {
-      // The server is away; the guest sign-out below still clears what it can.
-    }
-  }
   // Close the socket first and wait for the server to see it: then it can
   // free the name at once, instead of holding it for the reconnect window.
   await conn.stop();
