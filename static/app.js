@@ -8,6 +8,7 @@
 
 import { Connection, State, socketUrl } from "./connection.js";
 import { PendingStore } from "./pending.js";
+import { wirePeople } from "./people.js";
 import { allowed, friendly, mayLeave, memberRows, roomLabel, sidebarLists } from "./rooms.js";
 import { ChatSync } from "./sync.js";
 import * as view from "./view.js";
@@ -97,8 +98,6 @@ let typingTimer = 0;
 let countdownTimer = 0;
 // Why the screen shows no room, when it is because we were just removed from it.
 let goneText = "";
-// The person whose sheet is open, and in which room.
-let personOpen = null; // {name, room}
 
 // -- remembered between visits: the rooms joined, the room on screen ----------
 
@@ -187,7 +186,7 @@ function renderMembers(r) {
   ui.bannedHeading.hidden = rows.banned.length === 0;
   // "N here": the people online now; the list also shows members who are away.
   ui.memberCount.textContent = String(r?.members.size ?? 0);
-  if (personOpen !== null) renderPerson();
+  people.refresh();
 }
 
 /** The room header's controls and the invite box follow my role in the room. */
@@ -265,11 +264,6 @@ function toast(text, code, ok = false) {
   node.addEventListener("click", () => node.remove());
   ui.toasts.append(node);
   setTimeout(() => node.remove(), TOAST_MS);
-}
-
-/** A refused request, told to the person. */
-function refused(err) {
-  toast(friendly(err.code, err.message), err.code);
 }
 
 // -- switching rooms and panels ---------------------------------------------
@@ -364,7 +358,7 @@ sync.addEventListener("roster", ({ detail: { room: r } }) => {
 // device): it just goes.
 sync.addEventListener("removed", ({ detail: { room: r, reason } }) => {
   unread.delete(r.name);
-  if (personOpen?.room === r.name) ui.person.close();
+  people.roomGone(r.name);
   if (reason === "left") return;
   const text = `You were ${reason === "banned" ? "banned" : "removed"} from ${label(r)}.`;
   toast(text, reason);
@@ -434,6 +428,8 @@ conn.addEventListener("fatal", ({ detail: { reason } }) => {
 
 // -- what the user does -----------------------------------------------------------
 
+const people = wirePeople({ ui, sync, current: () => current, select, toast, label });
+
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.input.value.trim();
@@ -473,121 +469,6 @@ for (const list of [ui.joinedRooms, ui.dmRooms, ui.otherRooms]) {
     else select(button.dataset.room);
   });
 }
-
-// -- people, rooms of one's own, moderation -----------------------------------
-
-/** The actions the person sheet offers on `name` in the current room. */
-function personActions(name) {
-  const r = room();
-  if (r === undefined) return [];
-  const target = r.roster.get(name);
-  const facts = {
-    account: sync.account,
-    myRole: r.info.role,
-    kind: r.info.kind,
-    visibility: r.info.visibility,
-    target,
-    targetGuest: r.guests.has(name),
-    self: name === sync.me,
-  };
-  return ["dm", "moderator", "member", "remove", "ban", "unban"].filter((action) => allowed(action, facts));
-}
-
-function renderPerson() {
-  const r = room();
-  if (personOpen === null || r === undefined || r.name !== personOpen.room) return;
-  const { name } = personOpen;
-  const role = r.roster.get(name);
-  ui.personName.textContent = name;
-  ui.personNote.textContent = r.guests.has(name)
-    ? "A guest: not signed in to an account."
-    : role === "banned"
-      ? `Banned from ${label(r)}.`
-      : role
-        ? `${role[0].toUpperCase()}${role.slice(1)} of ${label(r)}.`
-        : "";
-  view.renderPersonActions(ui.personActions, personActions(name));
-}
-
-function openPerson(name) {
-  if (current === null) return;
-  personOpen = { name, room: current };
-  renderPerson();
-  ui.person.showModal();
-}
-
-ui.person.addEventListener("close", () => {
-  personOpen = null;
-});
-
-for (const list of [ui.messages, ui.memberList, ui.bannedList]) {
-  list.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-person]");
-    if (button !== null) openPerson(button.dataset.person);
-  });
-}
-
-ui.personActions.addEventListener("click", async (event) => {
-  const button = event.target.closest("button[data-action]");
-  if (button === null || personOpen === null) return;
-  const { name, room: roomId } = personOpen;
-  const action = button.dataset.action;
-  button.disabled = true;
-  try {
-    if (action === "dm") {
-      const r = await sync.dm([name]);
-      ui.person.close();
-      select(r.name);
-      return;
-    }
-    await sync.moderate(action, roomId, name);
-    const done = { remove: "removed from", ban: "banned from", unban: "unbanned in", moderator: "a moderator of", member: "a member of" };
-    const r = sync.rooms.get(roomId);
-    toast(`${name} is now ${done[action]} ${r ? label(r) : "the room"}.`, "done", true);
-    ui.person.close();
-  } catch (err) {
-    refused(err);
-    button.disabled = false;
-  }
-});
-
-ui.inviteForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const name = ui.inviteInput.value.trim();
-  if (!name || current === null) return;
-  const roomId = current;
-  ui.inviteHint.textContent = "";
-  try {
-    await sync.moderate("invite", roomId, name);
-    ui.inviteInput.value = "";
-    const r = sync.rooms.get(roomId);
-    toast(`${name} was added to ${r ? label(r) : "the room"}.`, "done", true);
-  } catch (err) {
-    ui.inviteHint.textContent = friendly(err.code, err.message);
-  }
-});
-
-ui.newRoom.addEventListener("click", () => {
-  ui.newRoomHint.textContent = "";
-  ui.newRoomDialog.showModal();
-  ui.newRoomName.focus();
-});
-
-ui.newRoomCancel.addEventListener("click", () => ui.newRoomDialog.close());
-
-ui.newRoomForm.addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const visibility = new FormData(ui.newRoomForm).get("visibility") === "private" ? "private" : "public";
-  ui.newRoomHint.textContent = "";
-  try {
-    const r = await sync.create(ui.newRoomName.value, visibility);
-    ui.newRoomDialog.close();
-    ui.newRoomForm.reset();
-    select(r.name);
-  } catch (err) {
-    ui.newRoomHint.textContent = err instanceof RangeError ? err.message : friendly(err.code, err.message);
-  }
-});
 
 ui.leaveRoom.addEventListener("click", () => {
   if (current !== null) sync.leave(current);
