@@ -166,7 +166,9 @@ function renderPlaceholder(r) {
   let text = "";
   if (r === undefined) text = goneText || "You are not in any room. Join or create one to start chatting.";
   else if (!r.synced) text = "Loading…";
-  else if (r.messages.length === 0 && r.outbox.length === 0) text = `No messages in ${label(r)} yet. Say hello!`;
+  else if (r.messages.length === 0 && r.outbox.length === 0) {
+    text = r.info.kind === "dm" ? `This is the start of your conversation with ${label(r)}.` : `No messages in ${label(r)} yet. Say hello!`;
+  }
   ui.placeholder.textContent = text;
   ui.placeholder.hidden = text === "";
 }
@@ -309,7 +311,7 @@ function closePanels() {
 
 sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
   const inView = r.name === current && !document.hidden;
-  if (!inView && mode !== "initial" && mode !== "older") {
+  if (!inView && mode !== "older" && (mode !== "initial" || r.fresh)) {
     const news = added.filter((m) => m.name !== sync.me).length;
     if (news) {
       unread.set(r.name, (unread.get(r.name) ?? 0) + news);

@@ -116,6 +116,9 @@ export class Room {
     this.loadingOlder = false;
     this.filling = false;
     this.lastTypingSent = 0;
+    // Added by someone else while we are here (`invited`): its first
+    // messages count as unread.
+    this.fresh = false;
   }
 
   get firstSeq() {
@@ -436,7 +439,11 @@ export class ChatSync extends EventTarget {
   /** We were added to a room (invited, a DM, a room we created): it joins the list, live. */
   #invited(wire) {
     if (wire === null || typeof wire !== "object" || typeof wire.room !== "string" || !isRoomId(wire.room)) return;
-    this.join(wire.room, wire);
+    const known = this.rooms.has(wire.room);
+    const room = this.join(wire.room, wire);
+    // Someone brought us in (a DM, an invitation): what is already there is
+    // news to us, unlike the history of a room we open ourselves.
+    if (!known) room.fresh = true;
   }
 
   /**

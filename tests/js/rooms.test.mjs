@@ -59,6 +59,10 @@ test("invited: the room appears and is joined at once", async (t) => {
   assert.equal(roomLabel(sync.rooms.get(DM).info, "me"), "ann");
   assert.deepEqual(conn.pending("join").map((f) => f.room), [DM]);
   assert.ok(changes > 0);
+  // Brought in by someone else: its first messages are news (unread), unlike a room we open.
+  assert.equal(sync.rooms.get(DM).fresh, true);
+  sync.join("lobby");
+  assert.equal(sync.rooms.get("lobby").fresh, false);
 });
 
 test("removed: the room empties and leaves the list at once, and is never rejoined", async (t) => {
