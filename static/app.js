@@ -428,6 +428,22 @@ conn.addEventListener("fatal", ({ detail: { reason } }) => {
   ui.banner.hidden = false;
 });
 
+// The socket's handshake failed. A session that ended while the page was away
+// (signed out elsewhere, a password changed, the account disabled) is refused
+// with HTTP 401, which a page cannot see on a WebSocket: /api/me tells. A
+// server that is away fails the fetch too, and the page keeps retrying.
+conn.addEventListener("refused", async () => {
+  try {
+    const response = await fetch("/api/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401) {
+      conn.stop();
+      window.location.assign("/"); // the sign-in page
+    }
+  } catch {
+    // Offline or the server is down: the reconnect goes on.
+  }
+});
+
 // -- what the user does -----------------------------------------------------------
 
 const people = wirePeople({ ui, sync, current: () => current, select, toast, label });

@@ -11,6 +11,9 @@
  *   welcome  the welcome frame: the server accepted us; (re)join rooms now
  *   down     {}                a link that was online is gone; requests failed
  *   frame    a server frame that is not the answer to a request
+ *   refused  {}                a socket closed before it opened: the server may
+ *                              have refused the handshake (HTTP 401: a session
+ *                              that ended), or be away; the page can ask which
  *   fatal    {reason}          the server refused us for good (bad_name, name_taken,
  *                              unauthorized, account_disabled) or ended our
  *                              session (logged_out, signed_out)
@@ -203,6 +206,9 @@ export class Connection extends EventTarget {
       return;
     }
     this.#socket = socket;
+    socket.onopen = () => {
+      socket.opened = true;
+    };
     this.#welcomeTimer = setTimeout(() => this.#drop(socket, "no welcome"), WELCOME_TIMEOUT_MS);
     socket.onmessage = (event) => this.#receive(socket, event.data);
     socket.onclose = (event) => this.#closed(socket, event);
@@ -253,6 +259,9 @@ export class Connection extends EventTarget {
     this.#socket = null;
     this.#teardown();
     if (this.#state === State.CLOSED) return;
+    // A browser does not tell a script why a handshake failed (a 401 and a
+    // server that is down both look like 1006): whoever can ask, may.
+    if (!socket.opened) this.#emit("refused", {});
     // 1000 "logged_out": this session logged out (maybe in another tab).
     if ((event.code === 1008 && FATAL_REASONS.has(event.reason)) ||
         (event.code === 1000 && ENDED_REASONS.has(event.reason))) {
