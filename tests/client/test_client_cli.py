@@ -27,9 +27,11 @@ def url(http_server: object, http_port: int) -> str:
 
 @pytest.fixture(autouse=True)
 def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The children keep their session files here, never in the real ~/.config."""
+    """The children keep their session files here, never in the real ~/.config, and run as guests."""
     home = tmp_path / "config"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    # A token in the developer's shell would make every guest run here an account's.
+    monkeypatch.delenv("CHAT_TOKEN", raising=False)
     return home
 
 
@@ -176,7 +178,7 @@ async def test_interactive_reports_a_refused_line_and_goes_on(app, url):
 async def test_help_describes_the_modes():
     code, out, _ = await run("--help")
     assert code == 0
-    for option in ("--name", "--room", "--send", "--tail", "--session"):
+    for option in ("--name", "--token", "--room", "--send", "--tail", "--session"):
         assert option in out
 
 
