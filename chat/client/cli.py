@@ -129,11 +129,25 @@ async def _send_once(client: ChatClient, room: str, text: str) -> None:
     _print(json.dumps(message, ensure_ascii=False), sys.stdout)
 
 
+# What a ``removed`` frame's reason says to the user.
+REMOVALS = {"removed": "you were removed from", "banned": "you were banned from", "left": "you left"}
+
+
+def removal(event: Frame, room: str) -> ChatError | None:
+    """The error that ends a run in ``room`` (the joined room's id) when ``event`` takes us out of it."""
+    if event.get("type") != "removed" or event.get("room") != room:
+        return None
+    reason = str(event.get("reason") or "removed")
+    return ChatError(reason, f"{REMOVALS.get(reason, 'you are no longer in')} {room}")
+
+
 async def _tail(client: ChatClient, room: str, since: int | None) -> None:
-    await client.join(room, since=since)
+    joined = await client.join(room, since=since)
     async for event in client:
         if event.get("type") == "message":
             _print(json.dumps(event, ensure_ascii=False), sys.stdout)
+        elif (error := removal(event, joined["room"])) is not None:
+            raise error  # nothing more will come from the room
 
 
 def _read_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
@@ -167,12 +181,26 @@ async def _interactive(client: ChatClient, room: str) -> None:
                     _print("* reconnected", sys.stderr)
             elif kind == "error":
                 _print(f"error: {event.get('code')}: {event.get('message')}", sys.stderr)
+            elif kind == "invited":
+                invited = event.get("room") or {}
+                _print(f"* you were added to {invited.get('title') or invited.get('room')}", sys.stderr)
+            elif (error := removal(event, joined["room"])) is not None:
+                raise error
 
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
     printer = asyncio.create_task(show())
     try:
-        while (line := await lines.get()) is not None:
+        while True:
+            # The printer ends the run too (refused, removed from the room), not only the end of input.
+            reading = asyncio.ensure_future(lines.get())
+            await asyncio.wait({reading, printer}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                break
+            line = reading.result()
+            if line is None:
+                break
             if not line.strip():
                 continue
             try:

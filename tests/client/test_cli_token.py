@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from chat.client.cli import EXIT_OK, EXIT_REFUSED, build_parser, check_args, par
 from tests.client.fake_server import FakeChat, fake_app
 
 TOKEN = "chat_scripter-token"
+TIMEOUT_S = 10.0
 
 
 @pytest.fixture
@@ -99,3 +101,17 @@ async def test_a_refused_token_exits_two_and_says_unauthorized(chat, url, capsys
     assert "error: unauthorized" in capsys.readouterr().err
     assert len(chat.dials) == 1
     assert not any(f["type"] == "say" for f in chat.received)
+
+
+@pytest.mark.gen_test
+async def test_tail_ends_with_exit_two_when_the_account_is_banned_from_the_room(chat, url, capsys):
+    tail = asyncio.ensure_future(run_cli(settle([url, "--token", TOKEN, "--room", "ops", "--tail"])))
+    await asyncio.wait_for(chat.wait_for(lambda: any(f["type"] == "join" for f in chat.received)), TIMEOUT_S)
+    socket = chat.socket_of("scripter")
+    socket.send(type="removed", room="elsewhere", reason="removed")  # another room: the tail goes on
+    socket.send(type="message", room="ops", seq=1, name="bob", text="still here", ts=0)
+    socket.send(type="removed", room="ops", reason="banned")
+    assert await asyncio.wait_for(tail, TIMEOUT_S) == EXIT_REFUSED
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["still here"]
+    assert "error: banned: you were banned from ops" in err
