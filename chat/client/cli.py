@@ -165,7 +165,8 @@ async def _interactive(client: ChatClient, room: str) -> None:
     joined = await client.join(room)
     for message in joined.get("history", []):
         _print(format_message(message), sys.stdout)
-    _print(f"* {client.name} in {joined['room']} with {', '.join(joined.get('members', []))}", sys.stderr)
+    where = joined.get("title") or joined["room"]
+    _print(f"* {client.name} in {where} with {', '.join(joined.get('members', []))}", sys.stderr)
 
     async def show() -> None:
         welcomes = 0
