@@ -184,7 +184,8 @@ class ChatClient(AccountCalls):
 
     @property
     def session(self) -> str | None:
-        """The session token: pass it as ``session=`` to resume this identity later."""
+        """A guest's session token: pass it as ``session=`` to resume this identity later
+        (None with a token: the token is the identity)."""
         return self._transport.session
 
     @property
