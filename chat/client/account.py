@@ -79,13 +79,13 @@ class AccountCalls:
         return await self._request({"type": "create", "room": room, "visibility": visibility}, once=True)
 
     async def dm(self, names: list[str] | tuple[str, ...]) -> Frame:
-        """The direct-message room with ``names`` (we are added if not listed;
-        2 to 8 accounts in all): the ``created`` frame, the same room every time
-        for the same people. :meth:`join` it to read and write."""
-        people = list(names)
-        if self.name and name_key(self.name) not in {name_key(n) for n in people}:
-            people.insert(0, self.name)
-        return await self._request({"type": "dm", "to": people})
+        """The direct-message room with the accounts ``names`` (1 to 7 people
+        besides us): the ``created`` frame (its ``people`` include us), the same
+        room every time for the same people. :meth:`join` it to read and write."""
+        # The server counts "to" as the others (it adds us): our own name would
+        # take one of the 7 places.
+        me = name_key(self.name)
+        return await self._request({"type": "dm", "to": [n for n in names if name_key(n) != me]})
 
     async def invite(self, room: str, name: str) -> Frame:
         """Make the account ``name`` a member of ``room`` (owners and moderators);

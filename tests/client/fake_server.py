@@ -141,14 +141,18 @@ class FakeSocket(tornado.websocket.WebSocketHandler):
             self.send(type="invited", room=self.chat.room_wire(room_id, self.name))
             return {"type": "created", **self.chat.room_wire(room_id, self.name)}
         if kind == "dm":
+            # "to" names the others, 1 to 7 of them: the server adds the caller.
+            if not 1 <= len(frame["to"]) <= 7:
+                return self.error("bad_request")
+            people = [self.name, *frame["to"]]
             room_id = "~dm" + "b" * 17
             self.chat.rooms[room_id] = {
                 "title": "",
                 "visibility": "private",
                 "kind": "dm",
-                "members": {n: "member" for n in frame["to"]},
+                "members": dict.fromkeys(people, "member"),
             }
-            return {"type": "created", **self.chat.room_wire(room_id, self.name), "people": frame["to"]}
+            return {"type": "created", **self.chat.room_wire(room_id, self.name), "people": people}
         if kind == "join":
             if room not in self.chat.rooms:
                 if room.startswith("~"):
