@@ -74,6 +74,14 @@ def close_error(code: int | None, reason: str | None) -> ChatRefused | None:
     return ChatRefused(reason or f"closed_{code}", f"the server closed the connection: {code} {reason}", code)
 
 
+def refusal_message(exc: tornado.httpclient.HTTPClientError) -> str:
+    """The ``message`` of the server's JSON error body, if it sent one."""
+    body = exc.response.body if exc.response is not None else b""
+    value = decode(body) if body else None
+    message = value.get("message") if value is not None else None
+    return message if isinstance(message, str) else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Link:
     """What the transport tells the client, and asks of it."""
@@ -176,9 +184,8 @@ class Transport:
             if exc.code == 401:
                 # A wrong or revoked token, or a disabled account: the same
                 # credentials will be refused the same way on every retry.
-                raise ChatRefused(
-                    "unauthorized", "the server refused the credentials (HTTP 401): a wrong or revoked token?"
-                ) from exc
+                said = refusal_message(exc) or "a wrong or revoked token?"
+                raise ChatRefused("unauthorized", f"the server refused the credentials (HTTP 401): {said}") from exc
             # 599 is Tornado's own timeout/connection failure; 5xx, 408 and 429
             # are a server or proxy that may be back soon. Other 4xx won't change.
             if exc.code >= 500 or exc.code in (408, 429):

@@ -85,7 +85,10 @@ class FakeSocket(tornado.websocket.WebSocketHandler):
         if auth is not None:
             token = auth.removeprefix("Bearer ")
             if not auth.startswith("Bearer ") or token not in self.chat.tokens:
-                raise tornado.web.HTTPError(401)
+                # As the server does: a JSON body, before any upgrade.
+                self.set_status(401)
+                self.finish(json.dumps({"code": "unauthorized", "message": "this token is not valid"}))
+                return
             self.name, self.account = self.chat.tokens[token], True
         else:
             self.name = query.get("name", "")

@@ -107,6 +107,7 @@ async def test_a_refused_token_is_unauthorized_at_once(chat, url):
     with pytest.raises(ChatRefused) as info:
         await client.connect()
     assert info.value.code == "unauthorized"
+    assert "this token is not valid" in info.value.message  # the server's own words
     assert isinstance(info.value, ChatError)
     assert len(chat.dials) == 1
 
