@@ -89,12 +89,14 @@ class AccountCalls:
 
     async def invite(self, room: str, name: str) -> Frame:
         """Make the account ``name`` a member of ``room`` (owners and moderators);
-        returns the ``done`` frame. Sent at most once, like :meth:`create`."""
-        return await self._manage("invite", room, name, once=True)
+        returns the ``done`` frame (also when it was a member already, so a
+        resend across a reconnect is harmless)."""
+        return await self._manage("invite", room, name)
 
     async def remove(self, room: str, name: str) -> Frame:
         """Take ``name`` out of ``room`` (owners and moderators; our own name:
-        leave it for good). Sent at most once, like :meth:`create`."""
+        leave it for good). Sent at most once, like :meth:`create`: sent again,
+        it would be answered ``not_found`` (no longer a member)."""
         return await self._manage("remove", room, name, once=True)
 
     async def ban(self, room: str, name: str) -> Frame:
@@ -102,8 +104,9 @@ class AccountCalls:
         return await self._manage("ban", room, name)
 
     async def unban(self, room: str, name: str) -> Frame:
-        """Lift a ban: ``name`` may be invited (or join a public room) again."""
-        return await self._manage("unban", room, name)
+        """Lift a ban: ``name`` may be invited (or join a public room) again.
+        Sent at most once, like :meth:`remove` (again: ``not_found``, not banned)."""
+        return await self._manage("unban", room, name, once=True)
 
     async def set_role(self, room: str, name: str, role: str) -> Frame:
         """Make a member ``"moderator"`` or ``"member"`` again (owners only)."""

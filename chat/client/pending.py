@@ -60,8 +60,8 @@ class Request:
     resend: bool = True
     # At most once: kept while the socket is down, but once written, not sent
     # again after a drop (the caller gets Disconnected): a ``create`` resent
-    # would make a second private room, a ``remove`` resent would be refused
-    # for a member already gone.
+    # would make a second private room, a ``remove`` or ``unban`` resent would
+    # be refused (not_found) for what was done.
     once: bool = False
     sent: bool = False
     on_reply: Callable[[Frame], None] | None = None

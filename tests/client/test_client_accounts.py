@@ -269,14 +269,40 @@ async def test_invited_and_role_events_are_yielded_and_keep_my_rooms_current(cha
         assert [(r["room"], r["role"]) for r in client.my_rooms] == [("~" + "d" * 20, "moderator")]
 
 
+# Sent again, these would do something twice (a second private room) or be
+# refused for what was done (not_found): at most once, the caller is told.
+AT_MOST_ONCE = {
+    "create": lambda client: client.create("Team", visibility="private"),
+    "remove": lambda client: client.remove("~" + "e" * 20, "bob"),
+    "unban": lambda client: client.unban("~" + "e" * 20, "bob"),
+}
+
+
 @pytest.mark.gen_test
-async def test_a_create_unanswered_when_the_socket_drops_is_not_sent_again(chat, url):
-    chat.unanswered.add("create")
+@pytest.mark.parametrize("kind", sorted(AT_MOST_ONCE))
+async def test_a_request_unanswered_when_the_socket_drops_is_not_sent_again(chat, url, kind):
+    chat.unanswered.add(kind)
     async with ChatClient(url, token=TOKEN, **FAST) as client:
-        creating = asyncio.ensure_future(client.create("Team", visibility="private"))
-        await asyncio.wait_for(chat.wait_for(lambda: any(f["type"] == "create" for f in chat.received)), TIMEOUT_S)
+        calling = asyncio.ensure_future(AT_MOST_ONCE[kind](client))
+        await asyncio.wait_for(chat.wait_for(lambda: any(f["type"] == kind for f in chat.received)), TIMEOUT_S)
         drop(chat, "alice")
         with pytest.raises(Disconnected):
-            await asyncio.wait_for(creating, TIMEOUT_S)
+            await asyncio.wait_for(calling, TIMEOUT_S)
         await client.ping()  # on the next connection: anything still pending went out before it
-    assert [f["type"] for f in chat.received].count("create") == 1
+    assert [f["type"] for f in chat.received].count(kind) == 1
+
+
+@pytest.mark.gen_test
+async def test_an_invite_unanswered_when_the_socket_drops_is_sent_again(chat, url):
+    # Inviting a member again is answered done: safe to resend.
+    chat.rooms["~" + "e" * 20] = {"title": "T", "visibility": "private", "kind": "room", "members": {"alice": "owner"}}
+    chat.unanswered.add("invite")
+    async with ChatClient(url, token=TOKEN, **FAST) as client:
+        inviting = asyncio.ensure_future(client.invite("~" + "e" * 20, "bob"))
+        await asyncio.wait_for(chat.wait_for(lambda: any(f["type"] == "invite" for f in chat.received)), TIMEOUT_S)
+        chat.unanswered.clear()
+        drop(chat, "alice")
+        assert (await asyncio.wait_for(inviting, TIMEOUT_S))["action"] == "invite"
+    invites = [f for f in chat.received if f["type"] == "invite"]
+    assert len(invites) == 2
+    assert invites[0]["ref"] == invites[1]["ref"]
