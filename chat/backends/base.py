@@ -84,6 +84,10 @@ def append_future(closed: bool) -> asyncio.Future[Message]:
 
 
 class HistoryStore(Protocol):
+    def directory(self) -> Directory:
+        """The accounts, rooms and memberships kept in the same database."""
+        ...
+
     def listen(self, on_commit: Callable[[list[Message]], None] | None) -> None:
         """Call ``on_commit`` with each committed batch (its new messages, in seq
         order per room), synchronously, before any of its senders hears back:
@@ -91,9 +95,9 @@ class HistoryStore(Protocol):
         ...
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
-        """Store a message under the room's next seq.
+        """Store a message under the room's next seq (``guest``: not sent by an account, see Message.guest).
 
         The future resolves with the message once it is committed, or fails
         with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
@@ -160,6 +164,9 @@ OnMessages = Callable[[list[Message]], None]
 OnEvent = Callable[[str, str, dict[str, Any]], None]
 # A session logged out: close its sockets in this process.
 OnLogout = Callable[[str], None]
+# An access-control event for every process (chat.core.control): sessions
+# ended, an account disabled, a member removed, invited or given a role.
+OnControl = Callable[[dict[str, Any]], None]
 
 
 def presence_frame(room: str, event: str, name: str) -> dict[str, Any]:
@@ -230,6 +237,15 @@ class Broker(Protocol):
 
     def logout(self, name: str, session: str) -> None:
         """Free ``name`` now and close ``session``'s sockets in every process."""
+        ...
+
+    def listen_control(self, on_control: OnControl) -> None:
+        """Where :meth:`control` events go, in every process."""
+        ...
+
+    def control(self, event: dict[str, Any]) -> None:
+        """Hand ``event`` (JSON-serialisable) to ``on_control`` in every process: in
+        this one at once, in the others as soon as the backplane carries it."""
         ...
 
 
@@ -312,10 +328,10 @@ class Directory(Protocol):
         """Store a new room with its first members (its owner; a DM's participants).
 
         A public room whose name exists: :class:`Conflict`. A DM whose set of
-        participants already has one: that DM, unchanged (so starting a DM
-        twice opens the same room). A room that has history but no row (rooms of
-        the release before accounts; they were all public) is the public room
-        that exists already."""
+        participants already has one: that DM, with any of them who had left it
+        a member again (so starting a DM twice opens the same room, history and
+        all). A room that has history but no row (rooms of the release before
+        accounts; they were all public) is the public room that exists already."""
         ...
 
     async def ensure_public(self, room: str, now: int) -> RoomInfo:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat.backends.base import OnEvent, OnLogout, OnMessages, presence_frame
+from chat.backends.base import OnControl, OnEvent, OnLogout, OnMessages, presence_frame
 from chat.core.model import Message
 
 
@@ -18,6 +18,7 @@ class LocalBroker:
     def __init__(self) -> None:
         self._on_messages: OnMessages | None = None
         self._on_event: OnEvent | None = None
+        self._on_control: OnControl | None = None
         self._present: dict[str, set[str]] = {}  # room -> names
 
     def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
@@ -85,3 +86,10 @@ class LocalBroker:
 
     def logout(self, name: str, session: str) -> None:
         pass
+
+    def listen_control(self, on_control: OnControl) -> None:
+        self._on_control = on_control
+
+    def control(self, event: dict[str, Any]) -> None:
+        if self._on_control is not None:
+            self._on_control(event)

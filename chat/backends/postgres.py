@@ -3,6 +3,9 @@
 :class:`PostgresHistory` implements :class:`chat.backends.base.HistoryStore`
 like :class:`chat.backends.sqlite.SQLiteHistory`, on the same schema
 (:mod:`chat.backends.schema`), which it migrates forward when it first connects.
+:meth:`PostgresHistory.directory` gives the accounts, rooms and memberships
+kept in the same database, over the same pool
+(:class:`chat.backends.directory_postgres.PostgresDirectory`).
 
 Seq comes from the database: one batch is one call of the ``chat_append``
 function, one statement in its own transaction and one round trip. It claims
@@ -50,14 +53,20 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from chat.backends.base import Pending, StoreUnavailable, append_future, settle
+from chat.backends.directory_postgres import PostgresDirectory
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import POSTGRES_STEPS, POSTGRES_VERSION_TABLE, VERSION, too_new
 from chat.core.model import Message
 
 log = logging.getLogger(__name__)
 
-APPEND_SQL = "SELECT pos, room, seq, name, text, ts, session, ref, fresh FROM chat_append($1, $2, $3, $4, $5, $6)"
-_COLUMNS = "room, seq, name, text, ts, session, ref"
+APPEND_SQL = (
+    "SELECT pos, room, seq, name, text, ts, session, ref, guest, fresh FROM chat_append($1, $2, $3, $4, $5, $6, $7)"
+)
+_COLUMNS = "room, seq, name, text, ts, session, ref, guest"
+# Rooms with history: a room made without a message yet (a private room,
+# a DM) has a row in ``rooms`` and no seq.
+_ROOMS = "SELECT room, last_seq FROM rooms WHERE last_seq > 0"
 # A statement that runs longer is cancelled: a stuck database answers
 # ``unavailable`` instead of holding a batch (and every say behind it) forever.
 STATEMENT_TIMEOUT_S = 5.0
@@ -97,7 +106,9 @@ async def keep_session(conn: asyncpg.Connection) -> None:
 
 
 def _message(row: Any) -> Message:
-    return Message(row["room"], row["seq"], row["name"], row["text"], row["ts"], row["session"], row["ref"])
+    return Message(
+        row["room"], row["seq"], row["name"], row["text"], row["ts"], row["session"], row["ref"], row["guest"]
+    )
 
 
 class PostgresHistory:
@@ -182,7 +193,7 @@ class PostgresHistory:
             if found != VERSION:
                 log.info("migrated the history schema from version %d to %d", found, VERSION)
             if self._sole_writer:
-                self._last = {r["room"]: r["last_seq"] for r in await pool.fetch("SELECT room, last_seq FROM rooms")}
+                self._last = {r["room"]: r["last_seq"] for r in await pool.fetch(_ROOMS)}
         except BaseException as exc:
             await pool.close()
             if isinstance(exc, _ERRORS):
@@ -214,8 +225,12 @@ class PostgresHistory:
 
     # -- appending ---------------------------------------------------------
 
+    def directory(self) -> PostgresDirectory:
+        """Accounts, rooms and memberships in this database, over this store's pool."""
+        return PostgresDirectory(self._ready)
+
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
         future = append_future(self._closed)
         if self._closed:
@@ -223,7 +238,7 @@ class PostgresHistory:
         if not self._batch and self._inflight is None:
             asyncio.get_running_loop().call_soon(self._flush)
         # seq 0 until the database hands one out.
-        self._batch.append((Message(room, 0, name, text, ts, session, ref), future))
+        self._batch.append((Message(room, 0, name, text, ts, session, ref, guest), future))
         return future
 
     def _flush(self) -> None:
@@ -253,9 +268,10 @@ class PostgresHistory:
 
     async def _store(self, batch: list[Pending]) -> None:
         pool = await self._ready()
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
+        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
         for m, _ in batch:
-            for column, value in zip(columns, (m.room, m.name, m.text, m.ts, m.session, m.ref), strict=True):
+            values = (m.room, m.name, m.text, m.ts, m.session, m.ref, m.guest)
+            for column, value in zip(columns, values, strict=True):
                 column.append(value)
         try:
             rows = await pool.fetch(APPEND_SQL, *columns)
@@ -361,7 +377,7 @@ class PostgresHistory:
         if self._sole_writer:
             await self._ready()
             return dict(self._last)
-        return {r["room"]: r["last_seq"] for r in await self._fetch("SELECT room, last_seq FROM rooms")}
+        return {r["room"]: r["last_seq"] for r in await self._fetch(_ROOMS)}
 
     async def recent_refs(self, since_ts: int) -> list[Message]:
         # The service calls this once as it starts: connect (and migrate) now,

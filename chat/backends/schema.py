@@ -19,6 +19,19 @@ refuses a database newer than :data:`VERSION` with :class:`SchemaTooNew`.
     than the idempotency window later, and those messages must stay as they are.
   - ``messages_ts`` replaces ``messages_refs``: retention deletes by age, and
     ``recent_refs`` filters the same index.
+- Version 3: accounts and access control (:class:`chat.backends.base.Directory`,
+  :mod:`chat.backends.directory_sql`):
+  - ``accounts``: ``name`` as typed, ``name_key`` (:func:`chat.core.validation.name_key`)
+    unique, so no two accounts differ only by case; the Argon2 hash; ``admin``, ``disabled``.
+  - ``auth_sessions`` (the page's sign-ins), ``tokens`` (for scripts) and ``invites``
+    (single-use sign-up codes) keep SHA-256 hashes of their secrets, never the secrets.
+  - ``memberships(room, account_id) -> standing``: owner, moderator, member or banned.
+  - ``rooms`` gains ``visibility``, ``kind``, ``title``, ``created`` and ``dm_key``
+    (a DM's sorted account ids, unique: the same people get the same DM). Every
+    room of version 2 was public and titled by its name, and so it stays.
+  - ``messages.guest``: not sent by an account. Every message of version 2 was
+    sent under a nickname, so they all migrate as guest messages.
+  Retention deletes messages and refs only: rooms and memberships are kept.
 
 Where the version is kept: SQLite's ``PRAGMA user_version``; PostgreSQL's
 ``schema_version`` table (one row).
@@ -30,7 +43,7 @@ import sqlite3
 
 from chat.backends.base import SchemaTooNew
 
-VERSION = 2
+VERSION = 3
 
 SQLITE_STEPS: dict[int, str] = {
     1: """
@@ -63,6 +76,62 @@ INSERT OR IGNORE INTO refs (session, ref, room, seq, ts)
 CREATE INDEX refs_ts ON refs (ts);
 CREATE INDEX messages_ts ON messages (ts);
 DROP INDEX messages_refs;
+""",
+    3: """
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    admin BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created INTEGER NOT NULL
+);
+CREATE TABLE auth_sessions (
+    hash TEXT PRIMARY KEY,
+    account_id INTEGER NOT NULL REFERENCES accounts (id),
+    created INTEGER NOT NULL,
+    last_used INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX auth_sessions_account ON auth_sessions (account_id);
+CREATE TABLE tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    account_id INTEGER NOT NULL REFERENCES accounts (id),
+    label TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER,
+    revoked INTEGER
+);
+CREATE INDEX tokens_account ON tokens (account_id);
+CREATE TABLE invites (
+    hash TEXT PRIMARY KEY,
+    created_by INTEGER NOT NULL REFERENCES accounts (id),
+    created INTEGER NOT NULL,
+    used_by INTEGER REFERENCES accounts (id),
+    used_at INTEGER
+) WITHOUT ROWID;
+ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public', 'private'));
+ALTER TABLE rooms ADD COLUMN kind TEXT NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'dm'));
+ALTER TABLE rooms ADD COLUMN title TEXT NOT NULL DEFAULT '';
+ALTER TABLE rooms ADD COLUMN created INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE rooms ADD COLUMN dm_key TEXT;
+-- A public room is titled by its name; created: its first message, if retention kept it.
+UPDATE rooms SET title = room,
+    created = coalesce((SELECT ts FROM messages m WHERE m.room = rooms.room AND m.seq = 1), 0);
+CREATE UNIQUE INDEX rooms_dm ON rooms (dm_key) WHERE dm_key IS NOT NULL;
+CREATE TABLE memberships (
+    room TEXT NOT NULL REFERENCES rooms (room),
+    account_id INTEGER NOT NULL REFERENCES accounts (id),
+    standing TEXT NOT NULL CHECK (standing IN ('owner', 'moderator', 'member', 'banned')),
+    since INTEGER NOT NULL,
+    PRIMARY KEY (room, account_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_account ON memberships (account_id);
+-- Every message so far was sent under a nickname. A default rather than a
+-- rebuilt table: adding the column is instant however long the history; every
+-- insert from now on says what it is.
+ALTER TABLE messages ADD COLUMN guest BOOLEAN NOT NULL DEFAULT TRUE;
 """,
 }
 
@@ -163,6 +232,138 @@ BEGIN
     LEFT JOIN messages m ON m.room = r.room AND m.seq = r.seq
     WHERE t.ref IS NOT NULL AND NOT (t.pos = ANY (claimed));
 END
+$$;
+""",
+    3: """
+CREATE TABLE accounts (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    admin BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created BIGINT NOT NULL
+);
+CREATE TABLE auth_sessions (
+    hash TEXT PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts (id),
+    created BIGINT NOT NULL,
+    last_used BIGINT NOT NULL
+);
+CREATE INDEX auth_sessions_account ON auth_sessions (account_id);
+CREATE TABLE tokens (
+    id BIGSERIAL PRIMARY KEY,
+    account_id BIGINT NOT NULL REFERENCES accounts (id),
+    label TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created BIGINT NOT NULL,
+    last_used BIGINT,
+    revoked BIGINT
+);
+CREATE INDEX tokens_account ON tokens (account_id);
+CREATE TABLE invites (
+    hash TEXT PRIMARY KEY,
+    created_by BIGINT NOT NULL REFERENCES accounts (id),
+    created BIGINT NOT NULL,
+    used_by BIGINT REFERENCES accounts (id),
+    used_at BIGINT
+);
+ALTER TABLE rooms
+    ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public' CHECK (visibility IN ('public', 'private')),
+    ADD COLUMN kind TEXT NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'dm')),
+    ADD COLUMN title TEXT NOT NULL DEFAULT '',
+    ADD COLUMN created BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN dm_key TEXT;
+UPDATE rooms SET title = room,
+    created = coalesce((SELECT ts FROM messages m WHERE m.room = rooms.room AND m.seq = 1), 0);
+CREATE UNIQUE INDEX rooms_dm ON rooms (dm_key) WHERE dm_key IS NOT NULL;
+CREATE TABLE memberships (
+    room TEXT NOT NULL REFERENCES rooms (room),
+    account_id BIGINT NOT NULL REFERENCES accounts (id),
+    standing TEXT NOT NULL CHECK (standing IN ('owner', 'moderator', 'member', 'banned')),
+    since BIGINT NOT NULL,
+    PRIMARY KEY (room, account_id)
+);
+CREATE INDEX memberships_account ON memberships (account_id);
+-- Instant however long the history (a constant default is not written into old rows).
+ALTER TABLE messages ADD COLUMN guest BOOLEAN NOT NULL DEFAULT TRUE;
+
+-- chat_append as in version 2, with each message's guest flag (and a room's
+-- new row titled by its name): the arguments change, so it is a new function.
+DROP FUNCTION chat_append(TEXT[], TEXT[], TEXT[], BIGINT[], TEXT[], TEXT[]);
+CREATE FUNCTION chat_append(
+    p_room TEXT[], p_name TEXT[], p_text TEXT[], p_ts BIGINT[], p_session TEXT[], p_ref TEXT[], p_guest BOOLEAN[]
+) RETURNS TABLE (
+    pos BIGINT, room TEXT, seq BIGINT, name TEXT, text TEXT, ts BIGINT, session TEXT, ref TEXT, guest BOOLEAN,
+    fresh BOOLEAN
+) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    claimed BIGINT[];
+BEGIN
+    -- Refs first, in one order: two batches claiming the same refs cannot
+    -- deadlock, and a ref another transaction is storing waits for its commit.
+    WITH wanted AS (
+        SELECT t.session, t.ref, min(t.pos) AS pos
+        FROM unnest(p_session, p_ref) WITH ORDINALITY AS t(session, ref, pos)
+        WHERE t.ref IS NOT NULL
+        GROUP BY t.session, t.ref
+    ), won AS (
+        INSERT INTO refs AS r (session, ref, room, seq, ts)
+        SELECT w.session, w.ref, '', 0, 0 FROM wanted w ORDER BY w.session, w.ref
+        ON CONFLICT DO NOTHING
+        RETURNING r.session, r.ref
+    )
+    SELECT coalesce(array_agg(w.pos), '{}') INTO claimed
+    FROM wanted w JOIN won ON won.session = w.session AND won.ref = w.ref;
+
+    RETURN QUERY
+    WITH input AS (
+        SELECT t.*
+        FROM unnest(p_room, p_name, p_text, p_ts, p_session, p_ref, p_guest)
+            WITH ORDINALITY AS t(room, name, text, ts, session, ref, guest, pos)
+        WHERE t.ref IS NULL OR t.pos = ANY (claimed)
+    ), counts AS (
+        SELECT i.room, count(*) AS n, min(i.ts) AS ts FROM input i GROUP BY i.room
+    ), bumped AS (
+        -- The row lock on each room's counter orders its writers; rooms are
+        -- locked in one order, so batches of many rooms cannot deadlock.
+        INSERT INTO rooms AS r (room, last_seq, title, created)
+        SELECT c.room, c.n, c.room, c.ts FROM counts c ORDER BY c.room
+        ON CONFLICT (room) DO UPDATE SET last_seq = r.last_seq + excluded.last_seq
+        RETURNING r.room, r.last_seq
+    ), numbered AS (
+        SELECT i.*, b.last_seq - c.n + row_number() OVER (PARTITION BY i.room ORDER BY i.pos) AS seq
+        FROM input i JOIN counts c ON c.room = i.room JOIN bumped b ON b.room = i.room
+    ), stored AS (
+        INSERT INTO messages (room, seq, name, text, ts, session, ref, guest)
+        SELECT n.room, n.seq, n.name, n.text, n.ts, n.session, n.ref, n.guest FROM numbered n
+    ), noted AS (
+        UPDATE refs SET room = n.room, seq = n.seq, ts = n.ts
+        FROM numbered n
+        WHERE n.ref IS NOT NULL AND refs.session = n.session AND refs.ref = n.ref
+    )
+    SELECT n.pos, n.room, n.seq, n.name, n.text, n.ts, n.session, n.ref, n.guest, true FROM numbered n;
+
+    RETURN QUERY
+    SELECT t.pos, m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref, m.guest, false
+    FROM unnest(p_session, p_ref) WITH ORDINALITY AS t(session, ref, pos)
+    JOIN refs r ON r.session = t.session AND r.ref = t.ref
+    LEFT JOIN messages m ON m.room = r.room AND m.seq = r.seq
+    WHERE t.ref IS NOT NULL AND NOT (t.pos = ANY (claimed));
+END
+$$;
+
+-- A server of version 2 still running while another migrated (a rolling
+-- upgrade) calls the function it knows: its messages, all under nicknames,
+-- are stored as guest messages until it is replaced.
+CREATE FUNCTION chat_append(
+    p_room TEXT[], p_name TEXT[], p_text TEXT[], p_ts BIGINT[], p_session TEXT[], p_ref TEXT[]
+) RETURNS TABLE (
+    pos BIGINT, room TEXT, seq BIGINT, name TEXT, text TEXT, ts BIGINT, session TEXT, ref TEXT, fresh BOOLEAN
+) LANGUAGE sql AS $$
+    SELECT a.pos, a.room, a.seq, a.name, a.text, a.ts, a.session, a.ref, a.fresh
+    FROM chat_append(p_room, p_name, p_text, p_ts, p_session, p_ref, array_fill(true, ARRAY[cardinality(p_room)])) a
 $$;
 """,
 }

@@ -3,7 +3,9 @@
 :class:`SQLiteHistory` implements :class:`chat.backends.base.HistoryStore`. The
 future :meth:`HistoryStore.append` returns resolves once the
 message is committed, so whatever the service broadcasts afterwards survives a
-crash of the process.
+crash of the process. :meth:`SQLiteHistory.directory` gives the accounts,
+rooms and memberships kept in the same file
+(:class:`chat.backends.directory_sqlite.SQLiteDirectory`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chat.backends.base import Pending, StoreUnavailable, append_future, settle
+from chat.backends.directory_sqlite import SQLiteDirectory
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import migrate_sqlite
 from chat.core.model import Message
@@ -24,9 +27,13 @@ from chat.core.model import Message
 log = logging.getLogger(__name__)
 
 
-_COLUMNS = "room, seq, name, text, ts, session, ref"
-_INSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-_BUMP = "INSERT INTO rooms (room, last_seq) VALUES (?, ?) ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq"
+_COLUMNS = "room, seq, name, text, ts, session, ref, guest"
+_INSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+# A room's first message makes its row, if nothing did before (a public room titled by its name).
+_BUMP = (
+    "INSERT INTO rooms (room, last_seq, title, created) VALUES (?1, ?2, ?1, ?3)"
+    " ON CONFLICT (room) DO UPDATE SET last_seq = excluded.last_seq"
+)
 _REF = "INSERT INTO refs (session, ref, room, seq, ts) VALUES (?, ?, ?, ?, ?)"
 _ORIGINAL = (
     f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM refs r"
@@ -34,8 +41,8 @@ _ORIGINAL = (
 )
 
 
-def _row(row: tuple[str, int, str, str, int, str, str | None]) -> Message:
-    return Message(*row)
+def _row(row: tuple[str, int, str, str, int, str, str | None, int]) -> Message:
+    return Message(*row[:7], guest=bool(row[7]))
 
 
 class SQLiteHistory:
@@ -76,9 +83,13 @@ class SQLiteHistory:
         self._db.execute("PRAGMA busy_timeout = 10000")
         migrate_sqlite(self._db, path)
         self._db.execute("PRAGMA busy_timeout = 100")
+        # The directory's references (memberships to accounts and rooms...) hold.
+        self._db.execute("PRAGMA foreign_keys = ON")
         # The newest committed seq per room: the counters, not MAX(seq), which
-        # retention may have lowered.
-        self._last: dict[str, int] = dict(self._db.execute("SELECT room, last_seq FROM rooms").fetchall())
+        # retention may have lowered. A room made without a message yet has none.
+        self._last: dict[str, int] = dict(
+            self._db.execute("SELECT room, last_seq FROM rooms WHERE last_seq > 0").fetchall()
+        )
         self._batch: list[Pending] = []
         self._closed = False
         self._on_commit: Callable[[list[Message]], None] | None = None
@@ -94,8 +105,12 @@ class SQLiteHistory:
         """
         self._on_commit = on_commit
 
+    def directory(self) -> SQLiteDirectory:
+        """Accounts, rooms and memberships, in this file, on this connection."""
+        return SQLiteDirectory(self._db)
+
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
         future = append_future(self._closed)
         if self._closed:
@@ -103,7 +118,7 @@ class SQLiteHistory:
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._commit)
         # seq 0 until the commit hands one out.
-        self._batch.append((Message(room, 0, name, text, ts, session, ref), future))
+        self._batch.append((Message(room, 0, name, text, ts, session, ref, guest), future))
         return future
 
     def _commit(self) -> None:
@@ -134,6 +149,7 @@ class SQLiteHistory:
     def _store(self, batch: list[Pending]) -> tuple[list[Pending], list[Pending]]:
         """Write ``batch`` inside the open transaction: (stored, duplicates with their original)."""
         last: dict[str, int] = {}
+        first_ts: dict[str, int] = {}
         stored: list[Pending] = []
         duplicates: list[Pending] = []
         claimed: dict[tuple[str, str], Message] = {}
@@ -149,13 +165,14 @@ class SQLiteHistory:
                     continue
             seq = last.get(m.room, self._last.get(m.room, 0)) + 1
             last[m.room] = seq
-            message = Message(m.room, seq, m.name, m.text, m.ts, m.session, m.ref)
+            first_ts.setdefault(m.room, m.ts)
+            message = Message(m.room, seq, m.name, m.text, m.ts, m.session, m.ref, m.guest)
             if m.ref is not None:
                 claimed[(m.session, m.ref)] = message
             stored.append((message, future))
-        rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref) for m, _ in stored]
+        rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref, m.guest) for m, _ in stored]
         self._db.executemany(_INSERT, rows)
-        self._db.executemany(_BUMP, list(last.items()))
+        self._db.executemany(_BUMP, [(room, seq, first_ts[room]) for room, seq in last.items()])
         self._db.executemany(_REF, [(m.session, m.ref, m.room, m.seq, m.ts) for m in claimed.values()])
         return stored, duplicates
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from chat.backends.base import Broker, StoreUnavailable
+from chat.backends.base import Broker, Directory, StoreUnavailable
 from chat.core.errors import ErrorCode, Refused
 from chat.core.names import NameRegistry
 from chat.core.sessions import SessionSigner
@@ -33,10 +33,12 @@ class Identities:
                 return session_id, token
         return self.signer.new()
 
-    async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
-        """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
+    async def login(self, raw_name: str, token: str | None, directory: Directory | None = None) -> tuple[str, str, str]:
+        """Reserve a name for a guest's browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
         name = valid_name(raw_name)
         session_id, token = self.resolve_session(token)
+        if directory is not None:
+            await self.refuse_account_name(name, directory)
         if not self.names.reserve(name, session_id, self.clock()):
             raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         refusal = await self._claim(name, session_id)
@@ -47,13 +49,18 @@ class Identities:
         self.broker.release(name, session_id)  # held by the reservation, not by a connection
         return name, session_id, token
 
-    async def admit(self, raw_name: str | None, token: str | None) -> tuple[str, str, str]:
-        """A new socket's ``(name, session_id, token)``, its name now held by it.
+    async def admit(
+        self, raw_name: str | None, token: str | None, directory: Directory | None = None
+    ) -> tuple[str, str, str]:
+        """A new guest socket's ``(name, session_id, token)``, its name now held by it.
 
-        Raises :class:`Refused` with ``bad_name``, ``name_taken`` or
-        ``unavailable`` (the broker cannot tell whether the name is free)."""
+        Raises :class:`Refused` with ``bad_name``, ``name_taken`` (held by
+        another session, or an account's name in ``directory``) or
+        ``unavailable`` (the broker or the directory cannot tell whether the name is free)."""
         name = valid_name(raw_name)
         session_id, token = self.resolve_session(token)
+        if directory is not None:
+            await self.refuse_account_name(name, directory)
         if not self.names.acquire(name, session_id, self.clock()):
             raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} is in use")
         refusal = await self._claim(name, session_id)
@@ -61,6 +68,16 @@ class Identities:
             self.names.release(name, session_id, self.clock())
             raise Refused(refusal, f"the name {name!r} is not available")
         return name, session_id, token
+
+    @staticmethod
+    async def refuse_account_name(name: str, directory: Directory) -> None:
+        """A guest may not use an account's name, whatever its case. Raises :class:`Refused`."""
+        try:
+            taken = await directory.account_by_name(name) is not None
+        except StoreUnavailable:
+            raise Refused(ErrorCode.UNAVAILABLE, "the chat is unavailable; try again in a moment") from None
+        if taken:
+            raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} belongs to an account: sign in to use it")
 
     def release(self, name: str, session_id: str) -> None:
         """A socket that :meth:`admit` admitted closed."""

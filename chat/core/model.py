@@ -48,9 +48,19 @@ class RoomSummary:
     room: str
     members: int
     last_seq: int
+    title: str = ""  # empty: the room's name (a public room)
+    visibility: str = "public"
+    kind: str = "room"
 
     def to_wire(self) -> dict[str, Any]:
-        return {"room": self.room, "members": self.members, "last_seq": self.last_seq}
+        return {
+            "room": self.room,
+            "title": self.title or self.room,
+            "visibility": self.visibility,
+            "kind": self.kind,
+            "members": self.members,
+            "last_seq": self.last_seq,
+        }
 
 
 class Standing(StrEnum):

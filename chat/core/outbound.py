@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.core.errors import ErrorCode
-from chat.core.model import Message, RoomSummary
+from chat.core.model import Member, Message, MyRoom, RoomInfo, RoomKind, RoomSummary, Standing, Visibility
 
 Wire = dict[str, Any]
 
@@ -28,10 +28,21 @@ def _ref(frame: Wire, ref: str | None) -> Wire:
 @dataclass(frozen=True, slots=True)
 class Welcome:
     name: str
-    session: str  # the session token, to resume with ``?session=``
+    session: str  # a guest's session token, to resume with ``?session=``; empty for accounts
+    account: bool = False
+    admin: bool = False
+    rooms: tuple[MyRoom, ...] = ()  # an account's durable memberships
 
     def to_wire(self) -> Wire:
-        return {"type": "welcome", "name": self.name, "session": self.session}
+        return {
+            "type": "welcome",
+            "name": self.name,
+            "session": self.session,
+            "account": self.account,
+            "admin": self.admin,
+            "guest": not self.account,
+            "rooms": [r.to_wire() for r in self.rooms],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +63,25 @@ class Joined:
     history: list[Message]
     truncated: bool = False  # a resume missed more than fits: fetch the rest with ``history``
     ref: str | None = None
+    info: RoomInfo | None = None  # None: a public room of that name
+    role: Standing | None = None  # the joiner's standing; None for guests
+    people: tuple[str, ...] = ()  # a DM's participants
 
     def to_wire(self) -> Wire:
+        info = self.info
         frame: Wire = {
             "type": "joined",
             "room": self.room,
             "members": self.members,
             "last_seq": self.last_seq,
             "history": [m.to_public() for m in self.history],
+            "title": info.title if info is not None else self.room,
+            "visibility": info.visibility if info is not None else Visibility.PUBLIC,
+            "kind": info.kind if info is not None else RoomKind.ROOM,
+            "role": self.role,
         }
+        if self.people:
+            frame["people"] = list(self.people)
         if self.truncated:
             frame["truncated"] = True
         return _ref(frame, self.ref)
@@ -145,7 +166,91 @@ class Gap:
         return {"type": "gap", "room": self.room, "from_seq": self.from_seq, "to_seq": self.to_seq}
 
 
-ServerFrame = Welcome | Error | Joined | Left | MessageFrame | History | Rooms | Pong | Presence | Typing | Gap
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The answer to ``create`` and ``dm``: the room, with the creator's standing."""
+
+    room: MyRoom
+    ref: str | None = None
+
+    def to_wire(self) -> Wire:
+        return _ref({"type": "created", **self.room.to_wire()}, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The answer to ``invite``, ``remove``, ``ban``, ``unban`` and ``role``."""
+
+    action: str
+    room: str
+    name: str
+    ref: str | None = None
+
+    def to_wire(self) -> Wire:
+        return _ref({"type": "done", "action": self.action, "room": self.room, "name": self.name}, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    room: str
+    members: list[Member]
+    ref: str | None = None
+
+    def to_wire(self) -> Wire:
+        members = [{"name": m.name, "role": m.standing} for m in self.members]
+        return _ref({"type": "members", "room": self.room, "members": members}, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    """This connection is out of ``room``: nothing more from it follows."""
+
+    room: str
+    reason: str  # "removed", "banned" or "left"
+
+    def to_wire(self) -> Wire:
+        return {"type": "removed", "room": self.room, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    """The account was added to a room (invited, a DM started, a room created): its lists update."""
+
+    room: MyRoom
+
+    def to_wire(self) -> Wire:
+        return {"type": "invited", "room": self.room.to_wire()}
+
+
+@dataclass(frozen=True, slots=True)
+class RoleChanged:
+    room: str
+    name: str
+    role: Standing
+
+    def to_wire(self) -> Wire:
+        return {"type": "role", "room": self.room, "name": self.name, "role": self.role}
+
+
+ServerFrame = (
+    Welcome
+    | Error
+    | Joined
+    | Left
+    | MessageFrame
+    | History
+    | Rooms
+    | Pong
+    | Presence
+    | Typing
+    | Gap
+    | Created
+    | Done
+    | Members
+    | Removed
+    | Invited
+    | RoleChanged
+)
 
 
 def encode(frame: ServerFrame | Wire) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from chat.core.frames import CONTROL, OutFrame
 from chat.core.outbound import ServerFrame, encode
 from chat.core.outbox import Outbox, Transport
+from chat.core.policy import Actor
 from chat.core.ratelimit import FrameLimiter
 
 
@@ -21,6 +22,13 @@ class Peer:
     limiter: FrameLimiter
     rooms: set[str] = field(default_factory=set)
     open: bool = True
+    account: int | None = None  # None: a guest
+    admin: bool = False
+
+    @property
+    def actor(self) -> Actor:
+        """Who this connection is, as chat.core.policy asks."""
+        return Actor(self.name, self.account, self.admin)
 
     def send(self, frame: ServerFrame, kind: int = CONTROL) -> None:
         self.outbox.push(OutFrame.of(encode(frame), kind))

@@ -114,14 +114,14 @@ def decide(
     membership to take away: removing one closes its view of the room, and it
     may join again under any free name), and ``role`` is the role asked for (``SET_ROLE``).
     """
-    if action is Action.CREATE_PUBLIC:
-        return NEEDS_ACCOUNT if actor.anonymous else ALLOWED
-    if action in (Action.CREATE_PRIVATE, Action.DM):
+    if action in (Action.CREATE_PUBLIC, Action.CREATE_PRIVATE, Action.DM):
+        # Guests still make a public room by joining a new name; a room made with
+        # ``create`` has an owner, and only an account can be one.
         return NEEDS_ACCOUNT if actor.guest else ALLOWED
     if room is None:
         # Joining a new public name creates that room; a server-made id is never created by a join.
-        if action is Action.JOIN and not is_private_id(room_id) and not actor.anonymous:
-            return ALLOWED
+        if action is Action.JOIN and not is_private_id(room_id):
+            return NEEDS_ACCOUNT if actor.anonymous else ALLOWED
         return NOT_FOUND
     if not visible(room, standing):
         return NOT_FOUND

@@ -17,8 +17,10 @@ from chat.core.errors import ErrorCode as ErrorCode
 from chat.core.errors import Invalid
 from chat.core.errors import ProtocolError as ProtocolError
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
+from chat.core.model import Standing, Visibility
 from chat.core.outbound import encode as encode  # the server's frames: chat/core/outbound.py
-from chat.core.validation import normalize_room, normalize_text
+from chat.core.policy import Action
+from chat.core.validation import normalize_name, normalize_room, normalize_text, normalize_title
 
 REF_MAX_CHARS = 64
 # seqs are SQLite integers (64-bit): anything larger is not a seq.
@@ -76,7 +78,47 @@ class Ping:
     ref: str | None = None
 
 
-ClientFrame = Join | Leave | Say | Typing | History | Rooms | Ping
+@dataclass(frozen=True, slots=True)
+class Create:
+    room: str  # a public room's name, or a private room's title
+    visibility: Visibility
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Dm:
+    to: tuple[str, ...]  # the other people, by name
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Moderate:
+    """``invite``, ``remove``, ``ban``, ``unban`` or ``role``: one account (or guest) in one room."""
+
+    action: Action
+    room: str
+    name: str
+    role: Standing | None = None  # for ``role``
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Members:
+    room: str
+    ref: str | None = None
+
+
+ClientFrame = Join | Leave | Say | Typing | History | Rooms | Ping | Create | Dm | Moderate | Members
+
+# A DM holds 2 to 8 people, the caller included.
+DM_MAX_PEOPLE = 8
+_MODERATION = {
+    "invite": Action.INVITE,
+    "remove": Action.REMOVE,
+    "ban": Action.BAN,
+    "unban": Action.UNBAN,
+    "role": Action.SET_ROLE,
+}
 
 
 class _HugeNumber:
@@ -117,6 +159,49 @@ def _room(obj: dict[str, Any], ref: str | None) -> str:
         return normalize_room(raw)
     except Invalid as exc:
         raise ProtocolError(exc.code, exc.message, ref) from None
+
+
+def _name(value: Any, key: str, ref: str | None) -> str:
+    if not isinstance(value, str):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field '{key}' must be a string", ref)
+    try:
+        return normalize_name(value)
+    except Invalid as exc:
+        raise ProtocolError(exc.code, exc.message, ref) from None
+
+
+def _create(obj: dict[str, Any], ref: str | None) -> Create:
+    raw = _field(obj, "room", str, ref)
+    visibility = obj.get("visibility", "public")
+    if visibility not in ("public", "private"):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'visibility' must be 'public' or 'private'", ref)
+    try:
+        if visibility == "public":
+            return Create(normalize_room(raw), Visibility.PUBLIC, ref)
+        return Create(normalize_title(raw), Visibility.PRIVATE, ref)
+    except Invalid as exc:
+        raise ProtocolError(exc.code, exc.message, ref) from None
+
+
+def _dm(obj: dict[str, Any], ref: str | None) -> Dm:
+    to = obj.get("to")
+    if not isinstance(to, list) or not to or len(to) > DM_MAX_PEOPLE - 1:
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST, f"field 'to' must list 1 to {DM_MAX_PEOPLE - 1} names besides yours", ref
+        )
+    return Dm(tuple(_name(n, "to", ref) for n in to), ref)
+
+
+def _moderate(kind: str, obj: dict[str, Any], ref: str | None) -> Moderate:
+    room = _room(obj, ref)
+    name = _name(obj.get("name"), "name", ref)
+    role: Standing | None = None
+    if kind == "role":
+        raw = obj.get("role")
+        if raw not in ("moderator", "member"):
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'role' must be 'moderator' or 'member'", ref)
+        role = Standing(raw)
+    return Moderate(_MODERATION[kind], room, name, role, ref)
 
 
 def _non_negative(obj: dict[str, Any], key: str, ref: str | None) -> int | None:
@@ -178,4 +263,12 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
         return Rooms(ref=ref)
     if kind == "ping":
         return Ping(ref=ref)
+    if kind == "create":
+        return _create(obj, ref)
+    if kind == "dm":
+        return _dm(obj, ref)
+    if kind in _MODERATION:
+        return _moderate(kind, obj, ref)
+    if kind == "members":
+        return Members(room=_room(obj, ref), ref=ref)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)

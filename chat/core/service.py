@@ -17,10 +17,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from chat.backends.base import Broker, Duplicate, HistoryStore, StoreUnavailable
+from chat.backends.base import Broker, Directory, Duplicate, HistoryStore, StoreUnavailable
 from chat.core import outbound as out
 from chat.core import protocol as p
+from chat.core.access import RoomAccess
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
+from chat.core.control import Controls
 from chat.core.errors import CloseReason, Refused
 from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
@@ -28,10 +30,11 @@ from chat.core.idempotency import WINDOW_S
 from chat.core.identity import Identities
 from chat.core.limits import Limits
 from chat.core.meters import NullMeters, ServiceMeters
-from chat.core.model import Message, RoomSummary
+from chat.core.model import Account, Message, RoomSummary
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.peer import Peer
+from chat.core.policy import Actor
 from chat.core.protocol import CloseCode, ErrorCode, encode
 from chat.core.ratelimit import FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
@@ -59,12 +62,16 @@ class ChatService:
         wall: Callable[[], float] = time.time,
         metrics: ServiceMeters | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        directory: Directory | None = None,
+        guests: bool = True,
     ) -> None:
         """``store`` and ``broker`` come as a pair from
         :func:`chat.backends.factory.open_backends`: the broker must deliver
         the store's commits. ``clock`` and ``sleep`` go together: a frame over
         the rate waits ``sleep(s)`` for ``clock`` to move on by ``s``. Tests
-        pass a fake pair."""
+        pass a fake pair. ``directory``: the accounts and rooms, by default the
+        store's own (:meth:`HistoryStore.directory`). ``guests``: whether sockets
+        without an account may chat (``--guests``)."""
         self.store = store
         self.broker: Broker = broker
         self.signer = signer
@@ -78,6 +85,11 @@ class ChatService:
         self.peers: set[Peer] = set()
         self._says: SayLedger[Peer] = SayLedger()
         broker.listen(self._committed, self._event, self._logged_out)
+        self.directory: Directory = directory if directory is not None else store.directory()
+        self.guests = guests
+        self.access = RoomAccess(self.directory, broker, wall)
+        self.controls = Controls(self.peers, self.rooms, self._leave, self.disconnect)
+        broker.listen_control(self.controls.apply)
         self._idle = asyncio.Event()
         self._idle.set()
         self.flusher = Flusher()
@@ -116,7 +128,9 @@ class ChatService:
 
     async def login(self, raw_name: str, token: str | None) -> tuple[str, str, str]:
         """Reserve a name for a browser login: ``(name, session_id, token)``. Raises :class:`Refused`."""
-        return await self.identities.login(raw_name, token)
+        if not self.guests:
+            raise Refused(ErrorCode.UNAUTHORIZED, "guests are not allowed here: sign in or sign up")
+        return await self.identities.login(raw_name, token, self.directory)
 
     def logout(self, name: str, session_id: str) -> None:
         """End the session everywhere: close its sockets, in every process, and free the name at once."""
@@ -130,22 +144,50 @@ class ChatService:
 
     # -- connection lifecycle ----------------------------------------------
 
-    async def open(self, conn: Transport, raw_name: str | None, token: str | None) -> Peer | None:
-        """Admit a new socket, or close it with 1008 ``bad_name``/``name_taken``
-        (1013 when the broker cannot tell whether the name is free)."""
+    async def open(
+        self,
+        conn: Transport,
+        raw_name: str | None,
+        token: str | None,
+        *,
+        account: Account | None = None,
+        session_key: str = "",
+    ) -> Peer | None:
+        """Admit a new socket: an ``account`` the adapter authenticated (its
+        ``session_key`` names the page session or token, see docs/security.md),
+        or a guest picking ``raw_name``. Closes it with 1008
+        ``bad_name``/``name_taken``/``unauthorized`` (1013 when the broker or
+        the store cannot tell whether the name is free)."""
+        if account is not None:
+            try:
+                rooms = await self.directory.account_rooms(account.id)
+            except StoreUnavailable:
+                conn.close(CloseCode.TRY_AGAIN_LATER, ErrorCode.UNAVAILABLE)
+                return None
+            peer = self._admitted(conn, account.name, session_key)
+            peer.account, peer.admin = account.id, account.admin
+            peer.send(out.Welcome(account.name, "", account=True, admin=account.admin, rooms=tuple(rooms)))
+            return peer
+        if not self.guests:
+            conn.close(CloseCode.POLICY_VIOLATION, ErrorCode.UNAUTHORIZED)
+            return None
         try:
-            name, session_id, token = await self.identities.admit(raw_name, token)
+            name, session_id, token = await self.identities.admit(raw_name, token, self.directory)
         except Refused as exc:
             unavailable = exc.reason is ErrorCode.UNAVAILABLE
             conn.close(CloseCode.TRY_AGAIN_LATER if unavailable else CloseCode.POLICY_VIOLATION, exc.reason)
             return None
+        peer = self._admitted(conn, name, session_id)
+        peer.send(out.Welcome(name, token))
+        return peer
+
+    def _admitted(self, conn: Transport, name: str, session: str) -> Peer:
         outbox = Outbox(conn, self.flusher, self.limits.max_backlog_bytes, self.clock, self.metrics.gaps.inc)
         limiter = FrameLimiter(self.limits.rate, self.limits.burst, self.limits.flood_window)
-        peer = Peer(conn, outbox, name, session_id, limiter)
+        peer = Peer(conn, outbox, name, session, limiter)
         self.peers.add(peer)
         self.metrics.connections.set(len(self.peers))
         self._idle.clear()
-        peer.send(out.Welcome(name, token))
         return peer
 
     def disconnect(self, peer: Peer) -> None:
@@ -160,7 +202,8 @@ class ChatService:
             self._idle.set()
         for room in list(peer.rooms):
             self._leave(peer, room)
-        self.identities.release(peer.name, peer.session)
+        if peer.account is None:
+            self.identities.release(peer.name, peer.session)
 
     def handle_binary(self, peer: Peer) -> None:
         peer.conn.close(CloseCode.UNSUPPORTED_DATA, CloseReason.BINARY)
@@ -211,22 +254,41 @@ class ChatService:
             case p.Join():
                 return self._guard(peer, frame.ref, self._join(peer, frame))
             case p.History():
-                if self._member(peer, frame.room, frame.ref):
-                    return self._guard(peer, frame.ref, self._history(peer, frame))
+                if frame.room not in peer.rooms:
+                    return self._not_in(peer, frame.room, frame.ref)
+                return self._guard(peer, frame.ref, self._history(peer, frame))
             case p.Leave():
                 if frame.room in peer.rooms:
                     self._leave(peer, frame.room)
                 # Leaving twice is harmless, so a retried leave succeeds.
                 peer.send(out.Left(frame.room, frame.ref))
             case p.Typing():
-                if self._member(peer, frame.room, frame.ref):
-                    typing = out.Typing(frame.room, peer.name)
-                    self.broker.announce(frame.room, peer.name, typing.to_wire())
+                if frame.room not in peer.rooms:
+                    return self._not_in(peer, frame.room, frame.ref)
+                typing = out.Typing(frame.room, peer.name)
+                self.broker.announce(frame.room, peer.name, typing.to_wire())
             case p.Rooms():
                 return self._guard(peer, frame.ref, self._rooms(peer, frame))
             case p.Ping():
                 peer.send(out.Pong(frame.ref))
+            case p.Create():
+                return self._guard(peer, frame.ref, self.access.create(peer, frame))
+            case p.Dm():
+                return self._guard(peer, frame.ref, self.access.dm(peer, frame))
+            case p.Moderate():
+                return self._guard(peer, frame.ref, self.access.moderate(peer, frame, self._present))
+            case p.Members():
+                return self._guard(peer, frame.ref, self.access.members(peer, frame))
         return None
+
+    def _not_in(self, peer: Peer, room: str, ref: str | None) -> Awaitable[None]:
+        """A frame for a room ``peer`` has not joined (see RoomAccess.not_in)."""
+        return self._guard(peer, ref, self.access.not_in(peer, room, ref))
+
+    def _present(self, room: str, name: str) -> bool:
+        """Whether a guest called ``name`` is in ``room`` on this process (a moderator may remove it)."""
+        r = self.rooms.room(room)
+        return r is not None and any(m.account is None and m.name == name for m in r.live)
 
     async def _guard(self, peer: Peer, ref: str | None, work: Awaitable[None]) -> None:
         """Run ``work``; a store failure is answered with ``unavailable``."""
@@ -242,7 +304,7 @@ class ChatService:
         self._outage.refused(exc)
 
     async def _rooms(self, peer: Peer, frame: p.Rooms) -> None:
-        peer.send(out.Rooms(await self.room_summaries(), frame.ref))
+        peer.send(out.Rooms(await self.room_summaries(peer.actor), frame.ref))
 
     async def _history(self, peer: Peer, frame: p.History) -> None:
         if frame.after is not None:
@@ -250,12 +312,6 @@ class ChatService:
         else:
             msgs = await self.store.before(frame.room, frame.before, frame.limit)
         peer.send(out.History(frame.room, msgs, frame.ref))
-
-    def _member(self, peer: Peer, room: str, ref: str | None) -> bool:
-        if room in peer.rooms:
-            return True
-        peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
-        return False
 
     # -- rooms ------------------------------------------------------------
 
@@ -271,6 +327,14 @@ class ChatService:
                 )
             )
             return
+        decision, info, standing = await self.access.admit(peer, room)
+        if decision.code is not None:
+            peer.send(out.Error(decision.code, decision.message, frame.ref))
+            return
+        people = await self.access.people(info) if info is not None else ()
+        if not peer.open:
+            return  # closed while access was checked
+        rejoin = room in peer.rooms  # a removal meanwhile took it out: joined afresh
         first = False
         if not rejoin:
             first = self.rooms.join(room, peer, peer.name)
@@ -290,7 +354,10 @@ class ChatService:
         if not peer.open or room not in peer.rooms:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
-        peer.send(out.Joined(room, view.members, view.last_seq, view.history, view.truncated, frame.ref))
+        joined = out.Joined(
+            room, view.members, view.last_seq, view.history, view.truncated, frame.ref, info, standing, people
+        )
+        peer.send(joined)
         for m in buffered:
             if m.seq > view.last_seq:
                 peer.outbox.push(OutFrame.message(encode(out.MessageFrame(m)), room, m.seq))
@@ -324,8 +391,8 @@ class ChatService:
         # was stored, even if the sender has left the room since.
         if frame.ref is not None and self._says.seen(peer.session, frame.ref, self.wall()):
             return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
-        if not self._member(peer, frame.room, frame.ref):
-            return None
+        if frame.room not in peer.rooms:
+            return self._not_in(peer, frame.room, frame.ref)
         future = self.store.append(frame.room, peer.name, frame.text, int(self.wall() * 1000), peer.session, frame.ref)
         if frame.ref is not None:
             self._says.storing(peer.session, frame.ref, future, peer)
@@ -418,12 +485,33 @@ class ChatService:
 
     # -- views for HTTP -------------------------------------------------------
 
-    async def room_summaries(self) -> list[RoomSummary]:
-        """Every room with history or members, across processes. Raises StoreUnavailable."""
+    async def room_summaries(self, actor: Actor) -> list[RoomSummary]:
+        """The rooms ``actor`` may see: every public room, and its own. Raises StoreUnavailable."""
+        infos = {info.room: info for info in await self.directory.public_rooms()}
+        if actor.account is not None:
+            for mine in await self.directory.account_rooms(actor.account):
+                infos[mine.info.room] = mine.info
         last = await self.store.rooms()
         counts = await self.broker.member_counts()
-        names = set(last) | set(counts)
-        return [RoomSummary(n, counts.get(n, 0), last.get(n, 0)) for n in sorted(names)]
+        return [
+            RoomSummary(room, counts.get(room, 0), last.get(room, 0), info.title, info.visibility, info.kind)
+            for room, info in sorted(infos.items())
+        ]
+
+    # -- access control across processes (chat.core.control) -----------------
+
+    def end_sessions(self, keys: list[str]) -> None:
+        """These sessions ended (signed out, password changed, token revoked): close their sockets everywhere."""
+        if keys:
+            self.broker.control({"t": "end", "sessions": keys})
+
+    def account_disabled(self, account_id: int) -> None:
+        """An admin disabled the account: close its sockets everywhere."""
+        self.broker.control({"t": "disable", "account": account_id})
+
+    def account_created(self, name: str) -> None:
+        """``name`` is an account's now: guests using it are closed everywhere."""
+        self.broker.control({"t": "name", "name": name})
 
     def health(self) -> dict[str, Any]:
         """``degraded`` while the store or the broker fails: sockets stay open, says get ``unavailable``."""

@@ -10,12 +10,15 @@ from pathlib import Path
 import tornado.web
 from tornado.log import access_log
 
-from chat.backends.base import Broker, HistoryStore
+from chat.backends.base import Broker, Directory, HistoryStore
 from chat.backends.factory import open_backends
+from chat.core.accounts import Accounts, Registration
 from chat.core.admission import Admission
+from chat.core.passwords import Passwords
 from chat.core.service import ChatService, Limits
 from chat.core.sessions import SessionSigner
-from chat.server import web
+from chat.core.throttle import Throttle
+from chat.server import api, web
 from chat.server.metrics import Cluster, Metrics
 from chat.server.options import Settings, cookie_secret
 from chat.server.ws import ChatSocket
@@ -28,6 +31,7 @@ ROOT = _PACKAGE if (_PACKAGE / "static").is_dir() else _PACKAGE.parent
 
 class ChatApplication(tornado.web.Application):
     chat: ChatService
+    accounts: Accounts
 
     def log_request(self, handler: tornado.web.RequestHandler) -> None:
         # A WebSocket upgrade (101) is logged at DEBUG, not INFO: it is every
@@ -48,6 +52,8 @@ def make_app(
     clock: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
     cluster: Cluster | None = None,
+    directory: Directory | None = None,
+    passwords: Passwords | None = None,
 ) -> ChatApplication:
     """The application; ``await app.chat.start()`` before serving.
 
@@ -55,6 +61,8 @@ def make_app(
     ask for (see :func:`chat.backends.factory.open_backends`).
     ``cluster``: this is one worker of ``server.py --workers``, and /metrics
     reports every worker (see :mod:`chat.server.metrics`).
+    ``directory``: the accounts' and rooms' rows (default: the store's own,
+    ``store.directory()``); ``passwords``: the hasher (tests pass a cheap one).
     """
     secret = cookie_secret(settings)
     if store is None and broker is None:
@@ -77,15 +85,38 @@ def make_app(
         clock=clock,
         wall=wall,
         metrics=metrics,
+        directory=directory,
+        guests=settings.guests,
     )
-    deps = {"service": service}
+    accounts = Accounts(
+        service.directory,
+        passwords if passwords is not None else Passwords(),
+        Throttle(clock),
+        service,
+        wall=wall,
+        registration=Registration(settings.registration),
+        guests=settings.guests,
+    )
+    deps = {"service": service, "accounts": accounts}
     app = ChatApplication(
         [
             (r"/", web.PageHandler, deps),
+            (r"/signup", web.SignUpHandler, deps),
+            (r"/signin", web.SignInHandler, deps),
+            (r"/signout", web.SignOutHandler, deps),
             (r"/login", web.LoginHandler, deps),
             (r"/logout", web.LogoutHandler, deps),
-            (r"/api/rooms", web.RoomsApi, deps),
-            (r"/api/rooms/([^/]+)/messages", web.MessagesApi, deps),
+            (r"/tokens", web.AccountPage, {**deps, "template": "tokens.html"}),
+            (r"/admin", web.AccountPage, {**deps, "template": "admin.html", "admin": True}),
+            (r"/api/me", api.MeApi, deps),
+            (r"/api/rooms", api.RoomsApi, deps),
+            (r"/api/rooms/([^/]+)/messages", api.MessagesApi, deps),
+            (r"/api/tokens", api.TokensApi, deps),
+            (r"/api/tokens/([^/]+)", api.TokenApi, deps),
+            (r"/api/password", api.PasswordApi, deps),
+            (r"/api/admin/accounts", api.AdminAccountsApi, deps),
+            (r"/api/admin/accounts/([^/]+)", api.AdminAccountApi, deps),
+            (r"/api/invites", api.InvitesApi, deps),
             (r"/healthz", web.HealthHandler, deps),
             (r"/metrics", web.MetricsHandler, {"metrics": metrics}),
             (
@@ -93,6 +124,7 @@ def make_app(
                 ChatSocket,
                 {
                     "service": service,
+                    "accounts": accounts,
                     "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
                     "allowed_origins": frozenset(settings.allow_origin),
                     "compress": settings.compress,
@@ -110,4 +142,5 @@ def make_app(
         websocket_ping_interval=settings.ping_interval or None,
     )
     app.chat = service
+    app.accounts = accounts
     return app

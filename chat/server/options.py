@@ -54,6 +54,12 @@ class Settings:
         return bool(self.certfile)
 
     log_level: str = "info"
+    # Who may make an account: open (anyone), invite (an admin's single-use
+    # link; the first account needs none) or closed (`server.py users add` only).
+    registration: str = "open"
+    # Guests: chat under a nickname without an account (and read public rooms
+    # over HTTP without credentials). --no-guests leaves accounts only.
+    guests: bool = True
 
     @property
     def burst(self) -> float:
@@ -89,7 +95,10 @@ _OPTIONS: list[tuple[str, type, str]] = [
     ("presence_ttl", float, "with --redis: seconds without a heartbeat before a process's members leave"),
     ("retention_days", float, "delete messages older than this many days, in the background (default: keep all)"),
     ("log_level", str, "debug, info, warning or error"),
+    ("registration", str, "who may sign up: open, invite (an admin's single-use link) or closed (server.py users add)"),
 ]
+REGISTRATION_MODES = ("open", "invite", "closed")
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -118,8 +127,15 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
     parser.add_argument(
         "--compress",
         action="store_true",
-        default=env.get("CHAT_COMPRESS", "").lower() in {"1", "true", "yes", "on"},
+        default=env.get("CHAT_COMPRESS", "").lower() in _TRUE,
         help="offer permessage-deflate (costs memory and CPU per socket) [CHAT_COMPRESS; default off]",
+    )
+    parser.add_argument(
+        "--guests",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("CHAT_GUESTS", "on").lower() in _TRUE,
+        help="let people chat under a nickname without an account, and read public rooms over HTTP"
+        " without credentials; --no-guests: accounts only [CHAT_GUESTS; default on]",
     )
     args = parser.parse_args(argv)
     values = {
@@ -130,6 +146,7 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         **values,  # type: ignore[arg-type]
         allow_origin=tuple(o.strip().rstrip("/").lower() for o in origins),
         compress=args.compress,
+        guests=args.guests,
     )
     for name in (
         "port",
@@ -172,6 +189,8 @@ def parse_settings(argv: Sequence[str] | None = None, environ: Mapping[str, str]
         )
     if settings.retention_days is not None and settings.retention_days <= 0:
         parser.error("--retention-days must be positive (leave it out to keep everything)")
+    if settings.registration not in REGISTRATION_MODES:
+        parser.error("--registration is open, invite or closed")
     if settings.presence_ttl <= 0:
         parser.error("--presence-ttl must be positive")
     return settings

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable
 
 import tornado.iostream
 import tornado.websocket
 
+from chat.backends.base import StoreUnavailable
+from chat.core.accounts import Accounts
 from chat.core.admission import Admission
 from chat.core.frames import OutFrame
+from chat.core.model import Account
 from chat.core.service import ChatService, Peer
-from chat.server.web import raw_argument, read_login_cookie
+from chat.server.web import SESSION_COOKIE, raw_argument, read_login_cookie
 
 log = logging.getLogger(__name__)
 
@@ -60,16 +64,25 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
     """
 
     service: ChatService
+    accounts: Accounts
     admission: Admission
     allowed_origins: frozenset[str]
     compress: bool
     peer: Peer | None = None
     _admitted: str | None = None  # the client address counted by admission
+    _account: Account | None = None  # who the handshake's credentials name
+    _session_key: str = ""
 
     def initialize(
-        self, service: ChatService, admission: Admission, allowed_origins: frozenset[str], compress: bool = False
+        self,
+        service: ChatService,
+        accounts: Accounts,
+        admission: Admission,
+        allowed_origins: frozenset[str],
+        compress: bool = False,
     ) -> None:
         self.service = service
+        self.accounts = accounts
         self.admission = admission
         self.allowed_origins = allowed_origins
         self.compress = compress
@@ -84,9 +97,43 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
             self.finish(refused)
             return
         self._admitted = ip
+        try:
+            bad = await self._authenticate()
+        except StoreUnavailable:
+            bad = (503, "unavailable", "the chat is unavailable; try again in a moment")
+        if bad is not None:
+            # Refused before the upgrade: a script sees the status, never a socket.
+            status, code, message = bad
+            self._release()
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            if status == 401:
+                self.set_header("WWW-Authenticate", 'Bearer realm="chat"')
+            self.finish(json.dumps({"code": code, "error": code, "message": message}))
+            return
         await super().get(*args, **kwargs)
         if self.ws_connection is None:  # the handshake was refused (403, 400...)
             self._release()
+
+    async def _authenticate(self) -> tuple[int, str, str] | None:
+        """Who the handshake says it is: a token (``Authorization: Bearer``), the
+        page's session cookie, or neither (a guest, decided in :meth:`open`).
+        Returns the refusal for credentials that do not hold."""
+        header = self.request.headers.get("Authorization")
+        if header is not None:
+            scheme, _, token = header.partition(" ")
+            found = await self.accounts.from_token(token.strip()) if scheme.lower() == "bearer" else None
+            if found is None or found[0].disabled:
+                return 401, "unauthorized", "this token is not valid (revoked, or its account disabled)"
+            self._account, self._session_key = found[0], self.accounts.token_key(found[1])
+            return None
+        secret = self.get_signed_cookie(SESSION_COOKIE)
+        if secret is not None:
+            account = await self.accounts.from_session(secret.decode())
+            if account is None:
+                return 401, "unauthorized", "this session has ended: sign in again"
+            self._account, self._session_key = account, self.accounts.session_key(secret.decode())
+        return None
 
     def _release(self) -> None:
         if self._admitted is not None:
@@ -109,6 +156,11 @@ class ChatSocket(tornado.websocket.WebSocketHandler):
         # We coalesce frames ourselves; Nagle's algorithm would only hold a
         # reply back for the peer's delayed ACK (about 40 ms).
         self.set_nodelay(True)
+        if self._account is not None:
+            self.peer = await self.service.open(self, None, None, account=self._account, session_key=self._session_key)
+            if self.peer is not None and not self.compress:
+                self._offer_direct(self.peer)
+            return
         name = self._query("name")
         token = self._query("session", strict=True)
         if name is None:

@@ -168,3 +168,22 @@ async def test_the_redis_broker_is_healthy_only_while_redis_answers(redis_url):
         assert up.broker.healthy
     finally:
         await up.close()
+
+
+@pytest.mark.gen_test
+async def test_every_read_says_whether_a_guest_sent_the_message(backend):
+    store = backend.store
+    by_guest = await store.append("lobby", "nick", "hi", 1000, "s1", "r1", guest=True)
+    by_account = await store.append("lobby", "alice", "hello", 1001, "s2", "r2")
+    assert (by_guest.guest, by_account.guest) == (True, False)
+    both = [by_guest, by_account]
+    assert await store.before("lobby", None, 10) == both
+    assert await store.after("lobby", 0, 10) == both
+    assert await store.get("lobby", 1) == by_guest
+    assert await store.room_view("lobby", None, 10) == (2, both)
+    assert await store.room_view("lobby", 0, 10) == (2, both)
+    for m in await store.recent_refs(0):  # PostgreSQL needs none (its refs table dedupes): []
+        assert m == both[m.seq - 1]
+    with pytest.raises(Duplicate) as raised:
+        await store.append("lobby", "nick", "again", 1002, "s1", "r1", guest=True)
+    assert raised.value.message == by_guest

@@ -17,7 +17,7 @@ from chat.backends.postgres import PostgresHistory
 from chat.backends.redis import keys
 from chat.backends.redis.export import CHUNK, Conflict, Summary, export, main
 from chat.backends.sqlite import SQLiteHistory
-from chat.core.model import Message
+from chat.core.model import Message, RoomInfo
 
 # lobby: more than a chunk, its head trimmed away (seqs 1-3 gone). dev: the
 # counter past its last kept message. Every third message has a ref.
@@ -28,7 +28,9 @@ COUNTERS = {"lobby": LOBBY[-1], "dev": 5}
 
 def message(room: str, seq: int) -> Message:
     ref = f"r{seq}" if seq % 3 == 0 else None
-    return Message(room, seq, f"user{seq % 7}", f"{room} message {seq} ✓", 1_700_000_000_000 + seq, f"s{seq % 5}", ref)
+    # Sent under a nickname, before accounts: stored as a guest's (messages.guest's default).
+    text = f"{room} message {seq} ✓"
+    return Message(room, seq, f"user{seq % 7}", text, 1_700_000_000_000 + seq, f"s{seq % 5}", ref, guest=True)
 
 
 EXPECTED = {"lobby": [message("lobby", s) for s in LOBBY], "dev": [message("dev", s) for s in DEV]}
@@ -92,6 +94,16 @@ def test_every_message_seq_and_ref_is_copied_and_a_second_run_changes_nothing(re
 
     assert asyncio.run(export(redis_url, db)) == Summary(rooms=2, copied=0, present=total, refs=0)
     assert asyncio.run(with_store(db, everything)) == before
+    # The rooms of that time were all public, titled by their names.
+    assert [(r.room, r.visibility, r.title) for r in asyncio.run(with_store(db, public_rooms))] == [
+        ("dev", "public", "dev"),
+        ("lobby", "public", "lobby"),
+    ]
+
+
+async def public_rooms(store: HistoryStore) -> list[RoomInfo]:
+    assert isinstance(store, SQLiteHistory | PostgresHistory)
+    return await store.directory().public_rooms()
 
 
 def test_after_the_import_retried_refs_are_duplicates_and_seqs_continue(redis_url: str, db: str) -> None:

@@ -30,6 +30,7 @@ async def test_a_database_of_the_released_schema_migrates_with_every_message_int
         stored = await store.after(room, 0, 10_000)
         assert [m.seq for m in stored] == list(range(1, len(rows) + 1))
         assert [(m.name, m.text, m.ts, m.session, m.ref) for m in stored] == rows
+        assert all(m.guest for m in stored)  # sent under nicknames, before accounts (version 3)
     # New messages continue each room's seq, and an old ref is still a duplicate (of its first message).
     assert (await store.append("busy", "bob", "next", 2_000_000_000_000, "s9", None)).seq == 301
     assert (await store.append("日本語", "bob", "次", 2_000_000_000_000, "s9", None)).seq == 2

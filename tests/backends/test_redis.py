@@ -221,6 +221,19 @@ async def test_names_are_held_across_processes_and_logout_reaches_every_process(
 
 
 @pytest.mark.gen_test
+async def test_a_control_event_reaches_every_process_once(processes):
+    a, b, c = await processes(), await processes(), await processes()
+    event = {"t": "removed", "room": "~abcdefghijklmnopqrst", "account": 7, "name": "bob", "reason": "banned"}
+    a.broker.control(event)
+    assert a.controls.get_nowait() == event  # this process at once, before Redis carries it
+    for other in (b, c):
+        assert await asyncio.wait_for(other.controls.get(), RECV_TIMEOUT_S) == event
+    b.broker.control({"t": "end", "sessions": ["k"]})  # published after the first, so it follows it everywhere
+    assert await asyncio.wait_for(a.controls.get(), RECV_TIMEOUT_S) == {"t": "end", "sessions": ["k"]}
+    assert a.controls.empty()  # its own event did not come back a second time
+
+
+@pytest.mark.gen_test
 async def test_presence_goes_on_after_redis_forgets_its_scripts(processes, redis_url):
     a = await processes()
     await a.broker.enter("lobby", "ann")

@@ -275,13 +275,15 @@ def refuse_first_tries(app: ChatApplication, texts_refused: set[str]) -> list[st
     append = store.append
     refused: list[str] = []
 
-    def failing_append(room: str, name: str, text: str, ts: int, session: str, ref: str | None) -> Any:
+    def failing_append(
+        room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
+    ) -> Any:
         if text in texts_refused and text not in refused:
             refused.append(text)
             future = asyncio.get_running_loop().create_future()
             future.set_exception(StoreUnavailable("refused by the test"))
             return future
-        return append(room, name, text, ts, session, ref)
+        return append(room, name, text, ts, session, ref, guest=guest)
 
     store.append = failing_append  # type: ignore[method-assign]
     return refused

@@ -181,7 +181,12 @@ async def test_api_rooms_and_messages(http_client, base_url, connect):
         await sock.send(type="say", room="lobby", text=f"m{i + 1}")
         await sock.recv_until("message")
     rooms = json.loads((await fetch(http_client, base_url, "/api/rooms")).body)
-    assert rooms == {"rooms": [{"room": "lobby", "members": 1, "last_seq": 5}]}
+    # Rooms gained a title, visibility and kind with accounts (issue 12).
+    assert rooms == {
+        "rooms": [
+            {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 1, "last_seq": 5}
+        ]
+    }
     page = json.loads((await fetch(http_client, base_url, "/api/rooms/lobby/messages?before=5&limit=2")).body)
     assert [m["text"] for m in page["messages"]] == ["m3", "m4"]
     assert set(page["messages"][0]) == {"type", "room", "seq", "name", "text", "ts"}

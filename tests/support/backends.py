@@ -24,6 +24,7 @@ class Backend:
     messages: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
     events: asyncio.Queue[tuple[str, str, dict[str, Any]]] = field(default_factory=asyncio.Queue)
     logouts: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    controls: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
 
     def __post_init__(self) -> None:
         self.broker.listen(
@@ -31,6 +32,7 @@ class Backend:
             lambda room, name, frame: self.events.put_nowait((room, name, frame)),
             self.logouts.put_nowait,
         )
+        self.broker.listen_control(self.controls.put_nowait)
 
     def _delivered(self, batch: list[Message]) -> None:
         for m in batch:

@@ -40,14 +40,14 @@ class LogStore:
         self._on_commit = on_commit
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None
+        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
     ) -> asyncio.Future[Message]:
         future = append_future(self._closed)
         if self._closed:
             return future
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._commit)
-        self._batch.append((Message(room, 0, name, text, ts, session, ref), future))
+        self._batch.append((Message(room, 0, name, text, ts, session, ref, guest), future))
         return future
 
     def _commit(self) -> None:
@@ -64,7 +64,7 @@ class LogStore:
                 duplicates.append((original, future))
                 continue
             messages = self._log.rooms.setdefault(m.room, [])
-            message = Message(m.room, len(messages) + 1, m.name, m.text, m.ts, m.session, m.ref)
+            message = Message(m.room, len(messages) + 1, m.name, m.text, m.ts, m.session, m.ref, m.guest)
             messages.append(message)
             if m.ref is not None:
                 self._log.refs[(m.session, m.ref)] = message

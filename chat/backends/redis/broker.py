@@ -33,7 +33,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from chat.backends.base import HistoryStore, OnEvent, OnLogout, OnMessages
+from chat.backends.base import HistoryStore, OnControl, OnEvent, OnLogout, OnMessages
 from chat.backends.redis.claims import Claims
 from chat.backends.redis.health import Health
 from chat.backends.redis.pipeline import RAISES, Batch
@@ -172,6 +172,12 @@ class RedisBroker:
 
     def logout(self, name: str, session: str) -> None:
         self._claims.logout(name, session)
+
+    def listen_control(self, on_control: OnControl) -> None:
+        self._subscription.listen_control(on_control)
+
+    def control(self, event: dict[str, Any]) -> None:
+        self._subscription.control(event)
 
     # -- heartbeat and housekeeping --------------------------------------------
 

@@ -112,7 +112,8 @@ class SQLiteTarget:
 
     async def raise_last_seq(self, room: str, seq: int) -> None:
         self._db.execute(
-            "INSERT INTO rooms (room, last_seq) VALUES (?, ?)"
+            # A new row is a public room titled by its name (schema version 3).
+            "INSERT INTO rooms (room, last_seq, title) VALUES (?1, ?2, ?1)"
             " ON CONFLICT (room) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
             (room, seq),
         )
@@ -152,7 +153,7 @@ class PostgresTarget:
 
     async def raise_last_seq(self, room: str, seq: int) -> None:
         await self._conn.execute(
-            "INSERT INTO rooms AS r (room, last_seq) VALUES ($1, $2)"
+            "INSERT INTO rooms AS r (room, last_seq, title) VALUES ($1, $2, $1)"
             " ON CONFLICT (room) DO UPDATE SET last_seq = greatest(r.last_seq, excluded.last_seq)",
             room,
             seq,

@@ -29,12 +29,21 @@ import functools
 import json
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio.client import PubSub
 
-from chat.backends.base import HistoryStore, OnEvent, OnLogout, OnMessages, StoreUnavailable, presence_frame
+from chat.backends.base import (
+    HistoryStore,
+    OnControl,
+    OnEvent,
+    OnLogout,
+    OnMessages,
+    StoreUnavailable,
+    presence_frame,
+)
 from chat.backends.redis import keys
 from chat.backends.redis.health import Health
 from chat.backends.redis.pipeline import RAISES, Batch, ignore
@@ -42,6 +51,9 @@ from chat.backends.redis.publish import by_room, decode
 from chat.core.model import Message
 from chat.core.outbound import Typing
 from chat.core.sequencer import Sequencer
+
+# Access-control events on the ctl channel (Broker.control), beside 'logout '.
+CONTROL_PREFIX = "ctl "
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +99,9 @@ class Subscription:
         self._on_messages: OnMessages | None = None
         self._on_event: OnEvent | None = None
         self._on_logout: OnLogout | None = None
+        self._on_control: OnControl | None = None
+        # Control events this process published: handled at once, so skipped when they come back.
+        self.origin = uuid.uuid4().hex
         self._ps: PubSub | None = None
         self._confirm: dict[str, asyncio.Future[None]] = {}
         self._to_subscribe: list[str] = []  # channels for the next SUBSCRIBE, sent once per loop tick
@@ -100,6 +115,17 @@ class Subscription:
 
     def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
         self._on_messages, self._on_event, self._on_logout = on_messages, on_event, on_logout
+
+    def listen_control(self, on_control: OnControl) -> None:
+        self._on_control = on_control
+
+    def control(self, event: dict[str, Any]) -> None:
+        """Handle ``event`` here now, and publish it for the other processes (lost if Redis is down)."""
+        if self._on_control is not None:
+            self._on_control(event)
+        data = CONTROL_PREFIX + json.dumps({"origin": self.origin, "event": event}, separators=(",", ":"))
+        sent = self._batch.command(lambda pipe: pipe.publish(keys.CTL, data))
+        sent.add_done_callback(ignore)
 
     @property
     def connected(self) -> bool:
@@ -379,6 +405,10 @@ class Subscription:
         if channel == keys.CTL:
             if data.startswith("logout ") and self._on_logout is not None:
                 self._on_logout(data[7:])
+            elif data.startswith(CONTROL_PREFIX) and self._on_control is not None:
+                wrapped = json.loads(data[len(CONTROL_PREFIX) :])
+                if wrapped["origin"] != self.origin:
+                    self._on_control(wrapped["event"])
             return
         room = keys.channel_room(channel)
         kind, body = data[:1], data[1:]
