@@ -260,7 +260,8 @@ class ChatClient(AccountCalls):
         return messages
 
     async def rooms(self) -> list[Frame]:
-        """Every room: ``[{"room": R, "members": n, "last_seq": N}]``."""
+        """The rooms we may see (public rooms, and an account's own):
+        ``[{"room": R, "title": T, "visibility": V, "kind": K, "members": n, "last_seq": N}]``."""
         reply = await self._request({"type": "rooms"})
         rooms: list[Frame] = reply.get("rooms", [])
         return rooms

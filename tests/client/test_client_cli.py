@@ -236,6 +236,34 @@ async def test_a_loop_of_sends_with_one_name_all_succeed_as_one_session(app, url
     assert len({m.session for m in messages}) == 1
 
 
+@pytest.mark.gen_test(timeout=240)
+async def test_a_loop_of_sends_with_a_token_all_succeed_as_the_account(app, url, config_home, monkeypatch):
+    account = await app.accounts.add_user("scripter", "correct horse battery")
+    token, info = await app.accounts.create_token(account, "ci")
+    monkeypatch.setenv("CHAT_TOKEN", token)  # as the README does: export CHAT_TOKEN=...
+    for i in range(20):
+        code, out, err = await run(url, "--room", "ops", "--send", f"deploy {i}")
+        assert code == 0, f"run {i}: {err}"
+        assert json.loads(out)["text"] == f"deploy {i}"
+    messages = await app.chat.store.after("ops", 0, 100)
+    assert [(m.seq, m.name, m.text, m.guest) for m in messages] == [
+        (i + 1, "scripter", f"deploy {i}", False) for i in range(20)
+    ]
+    assert {m.session for m in messages} == {f"token:{info.id}"}  # the server's key for the token
+    assert kept_files(config_home) == []  # a token needs no session file
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_revoked_token_exits_two_with_unauthorized(app, url):
+    account = await app.accounts.add_user("scripter", "correct horse battery")
+    token, info = await app.accounts.create_token(account, "ci")
+    await app.accounts.revoke_token(account, info.id)
+    code, out, err = await run(url, "--token", token, "--room", "ops", "--send", "hi")
+    assert (code, out) == (2, "")
+    assert "error: unauthorized" in err
+    assert await stored(app, "ops") == []
+
+
 @pytest.mark.gen_test(timeout=60)
 async def test_the_session_file_is_private_from_creation(app, url, config_home):
     # Run with umask 0: were the file created with the default mode and
