@@ -8,6 +8,8 @@
 
 import { Connection, State, socketUrl } from "./connection.js";
 import { PendingStore } from "./pending.js";
+import { wirePeople } from "./people.js";
+import { allowed, friendly, mayLeave, memberRows, roomLabel, sidebarLists } from "./rooms.js";
 import { ChatSync } from "./sync.js";
 import * as view from "./view.js";
 
@@ -18,6 +20,7 @@ const ui = {
   connLabel: $("conn-label"),
   retryNow: $("retry-now"),
   meName: $("me-name"),
+  meGuest: $("me-guest"),
   logoutForm: $("logout-form"),
   banner: $("banner"),
   bannerText: $("banner-text"),
@@ -29,6 +32,23 @@ const ui = {
   joinInput: $("join-input"),
   joinHint: $("join-hint"),
   joinedRooms: $("joined-rooms"),
+  dmRooms: $("dm-rooms"),
+  dmEmpty: $("dm-empty"),
+  newRoom: $("new-room"),
+  newRoomDialog: $("new-room-dialog"),
+  newRoomForm: $("new-room-form"),
+  newRoomName: $("new-room-name"),
+  newRoomHint: $("new-room-hint"),
+  newRoomCancel: $("new-room-cancel"),
+  person: $("person"),
+  personName: $("person-name"),
+  personNote: $("person-note"),
+  personActions: $("person-actions"),
+  inviteForm: $("invite-form"),
+  inviteInput: $("invite-input"),
+  inviteHint: $("invite-hint"),
+  bannedList: $("banned-list"),
+  bannedHeading: $("banned-heading"),
   otherRooms: $("other-rooms"),
   otherHeading: $("other-heading"),
   roomTitle: $("room-title"),
@@ -76,6 +96,8 @@ let current = null; // the room on screen
 let atBottom = true;
 let typingTimer = 0;
 let countdownTimer = 0;
+// Why the screen shows no room, when it is because we were just removed from it.
+let goneText = "";
 
 // -- remembered between visits: the rooms joined, the room on screen ----------
 
@@ -114,22 +136,26 @@ function scrollToBottom() {
   ui.jump.hidden = true;
 }
 
+/** How a room is called on screen: "# general", a private room's title, a DM's people. */
+const label = (r) => roomLabel(r.info, sync.me);
+
 /** Re-render the message list without moving what the user is looking at. */
 function rerenderMessages(r) {
   const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
-  view.renderMessages(ui.messages, r.messages, sync.me);
+  view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
   if (atBottom) scrollToBottom();
   else ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
 }
 
 function renderRooms() {
-  const others = view.renderRoomList(ui.joinedRooms, ui.otherRooms, {
-    joined: [...sync.rooms.keys()],
-    current,
-    unread,
-    directory: sync.directory,
-  });
-  ui.otherHeading.hidden = others === 0;
+  const lists = sidebarLists([...sync.rooms.values()].map((r) => r.info), sync.directory);
+  view.renderRoomList(
+    { joined: ui.joinedRooms, dms: ui.dmRooms, others: ui.otherRooms },
+    lists,
+    { current, unread, me: sync.me, label: roomLabel },
+  );
+  ui.otherHeading.hidden = lists.others.length === 0;
+  ui.dmEmpty.hidden = lists.dms.length > 0;
   const total = [...unread.values()].reduce((a, b) => a + b, 0);
   document.title = total ? `(${total}) Chat` : "Chat";
   // The burger shows a dot when a room the user cannot see has news.
@@ -138,9 +164,11 @@ function renderRooms() {
 
 function renderPlaceholder(r) {
   let text = "";
-  if (r === undefined) text = "You are not in any room. Join or create one to start chatting.";
+  if (r === undefined) text = goneText || "You are not in any room. Join or create one to start chatting.";
   else if (!r.synced) text = "Loading…";
-  else if (r.messages.length === 0 && r.outbox.length === 0) text = `No messages in #${r.name} yet. Say hello!`;
+  else if (r.messages.length === 0 && r.outbox.length === 0) {
+    text = r.info.kind === "dm" ? `This is the start of your conversation with ${label(r)}.` : `No messages in ${label(r)} yet. Say hello!`;
+  }
   ui.placeholder.textContent = text;
   ui.placeholder.hidden = text === "";
 }
@@ -152,8 +180,24 @@ function renderOlderButton(r) {
 }
 
 function renderMembers(r) {
-  view.renderMembers(ui.memberList, r?.members ?? [], sync.me);
+  const rows = r
+    ? memberRows({ roster: r.roster, online: r.members, guests: r.guests, me: sync.me })
+    : { members: [], banned: [] };
+  view.renderMembers(ui.memberList, rows.members, sync.me, sync.account);
+  view.renderMembers(ui.bannedList, rows.banned, sync.me, sync.account);
+  ui.bannedHeading.hidden = rows.banned.length === 0;
+  // "N here": the people online now; the list also shows members who are away.
   ui.memberCount.textContent = String(r?.members.size ?? 0);
+  people.refresh();
+}
+
+/** The room header's controls and the invite box follow my role in the room. */
+function renderRoomControls(r) {
+  ui.roomTitle.textContent = r ? label(r) : "No room";
+  ui.input.placeholder = r ? `Message ${label(r)}` : "Join a room first";
+  ui.leaveRoom.hidden = r === undefined || !mayLeave(r.info);
+  const invite = r !== undefined && allowed("invite", { account: sync.account, myRole: r.info.role, kind: r.info.kind, visibility: r.info.visibility });
+  ui.inviteForm.hidden = !invite;
 }
 
 function renderOutbox(r) {
@@ -178,11 +222,9 @@ function renderTyping() {
 function renderRoom() {
   const r = room();
   ui.body.classList.toggle("no-room", r === undefined);
-  ui.roomTitle.textContent = r ? `# ${r.name}` : "No room";
-  ui.input.placeholder = r ? `Message #${r.name}` : "Join a room first";
+  renderRoomControls(r);
   ui.input.disabled = r === undefined;
-  ui.leaveRoom.hidden = r === undefined;
-  view.renderMessages(ui.messages, r?.messages ?? [], sync.me);
+  view.renderMessages(ui.messages, r?.messages ?? [], sync.me, sync.account);
   renderOutbox(r);
   renderMembers(r);
   renderTyping();
@@ -218,31 +260,19 @@ function renderConnection() {
   ui.retryNow.hidden = !waiting || state === State.CLOSED;
 }
 
-function toast(text, code) {
+function toast(text, code, ok = false) {
   while (ui.toasts.children.length >= MAX_TOASTS) ui.toasts.firstElementChild.remove();
-  const node = view.toastNode(text, code);
+  const node = view.toastNode(text, code, ok);
   node.addEventListener("click", () => node.remove());
   ui.toasts.append(node);
   setTimeout(() => node.remove(), TOAST_MS);
 }
 
-// What the server's error codes mean to a person; the server's own message
-// (which names the limit, the field...) follows.
-const FRIENDLY = {
-  rate_limited: "Slow down a little:",
-  too_long: "That message is too long:",
-  empty: "Nothing to send:",
-  bad_room: "That room name does not work:",
-  too_many_rooms: "You are in too many rooms:",
-  unavailable: "The server could not store that; try again.",
-  not_member: "You are not in that room:",
-  timeout: "The server is slow to answer:",
-};
-
 // -- switching rooms and panels ---------------------------------------------
 
 function select(name) {
   current = name;
+  goneText = "";
   sync.focus = name;
   if (name !== null) unread.delete(name);
   closePanels();
@@ -281,7 +311,7 @@ function closePanels() {
 
 sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
   const inView = r.name === current && !document.hidden;
-  if (!inView && mode !== "initial" && mode !== "older") {
+  if (!inView && mode !== "older" && (mode !== "initial" || r.fresh)) {
     const news = added.filter((m) => m.name !== sync.me).length;
     if (news) {
       unread.set(r.name, (unread.get(r.name) ?? 0) + news);
@@ -292,7 +322,7 @@ sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
   renderPlaceholder(r);
   renderOlderButton(r);
   if (mode === "initial") {
-    view.renderMessages(ui.messages, r.messages, sync.me);
+    view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
     scrollToBottom();
     fillScreen();
     return;
@@ -303,7 +333,7 @@ sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
     return;
   }
   const wasAtBottom = atBottom || isAtBottom();
-  if (!view.appendMessages(ui.messages, added, sync.me)) rerenderMessages(r);
+  if (!view.appendMessages(ui.messages, added, sync.me, sync.account)) rerenderMessages(r);
   const mine = mode === "live" && added.some((m) => m.name === sync.me);
   if (wasAtBottom || mine) scrollToBottom();
   else ui.jump.hidden = false;
@@ -321,6 +351,27 @@ sync.addEventListener("members", ({ detail: { room: r } }) => {
   if (r.name === current) renderMembers(r);
 });
 
+sync.addEventListener("roster", ({ detail: { room: r } }) => {
+  if (r.name === current) renderMembers(r);
+});
+
+// Removed or banned: the room's view empties at once and says why; the
+// room leaves the list (the "rooms" event that follows). Left (from another
+// device): it just goes.
+sync.addEventListener("removed", ({ detail: { room: r, reason } }) => {
+  unread.delete(r.name);
+  people.roomGone(r.name);
+  if (reason === "left") return;
+  const text = `You were ${reason === "banned" ? "banned" : "removed"} from ${label(r)}.`;
+  toast(text, reason);
+  if (r.name !== current) return;
+  current = null;
+  sync.focus = null;
+  goneText = text;
+  save();
+  renderRoom();
+});
+
 sync.addEventListener("typing", ({ detail: { room: r } }) => {
   if (r.name === current) renderTyping();
 });
@@ -335,15 +386,14 @@ sync.addEventListener("rooms", () => {
   else {
     save();
     renderRooms();
+    // A title, my role or a DM's people may have changed.
+    renderRoomControls(room());
   }
 });
 
 sync.addEventListener("directory", renderRooms);
 
-sync.addEventListener("notice", ({ detail: { code, message } }) => {
-  const lead = FRIENDLY[code];
-  toast(lead ? `${lead} ${message}` : message, code);
-});
+sync.addEventListener("notice", ({ detail: { code, message } }) => toast(friendly(code, message), code));
 
 conn.addEventListener("state", () => {
   renderConnection();
@@ -352,21 +402,51 @@ conn.addEventListener("state", () => {
 
 conn.addEventListener("welcome", ({ detail }) => {
   if (typeof detail.name === "string") ui.meName.textContent = detail.name;
+  // sync.js has read the welcome first (it listened first): who we are. The
+  // server's template said so already; the welcome is the word of the socket.
+  ui.body.classList.toggle("is-account", sync.account);
+  ui.body.classList.toggle("is-admin", sync.admin);
+  ui.body.classList.toggle("is-guest", !sync.account);
+  ui.meGuest.hidden = sync.account;
+  ui.logoutForm.action = sync.account ? "/signout" : "/logout";
+  // Names become buttons for accounts: draw the room again.
+  renderRooms();
+  renderRoom();
 });
 
 conn.addEventListener("fatal", ({ detail: { reason } }) => {
-  if (reason === "logged_out") {
+  if (reason === "logged_out" || reason === "signed_out") {
     window.location.assign("/"); // back to the sign-in form
     return;
   }
   ui.bannerText.textContent =
     reason === "name_taken"
       ? "Someone else is using your name now, so this page was disconnected."
-      : "Your sign-in is no longer valid.";
+      : reason === "account_disabled"
+        ? "This account was disabled by an administrator."
+        : "Your sign-in is no longer valid.";
   ui.banner.hidden = false;
 });
 
+// The socket's handshake failed. A session that ended while the page was away
+// (signed out elsewhere, a password changed, the account disabled) is refused
+// with HTTP 401, which a page cannot see on a WebSocket: /api/me tells. A
+// server that is away fails the fetch too, and the page keeps retrying.
+conn.addEventListener("refused", async () => {
+  try {
+    const response = await fetch("/api/me", { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 401) {
+      conn.stop();
+      window.location.assign("/"); // the sign-in page
+    }
+  } catch {
+    // Offline or the server is down: the reconnect goes on.
+  }
+});
+
 // -- what the user does -----------------------------------------------------------
+
+const people = wirePeople({ ui, sync, current: () => current, select, toast, label });
 
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
@@ -399,7 +479,7 @@ ui.joinInput.addEventListener("input", () => {
   ui.joinHint.textContent = "";
 });
 
-for (const list of [ui.joinedRooms, ui.otherRooms]) {
+for (const list of [ui.joinedRooms, ui.dmRooms, ui.otherRooms]) {
   list.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-room]");
     if (button === null) return;

@@ -11,7 +11,12 @@
  *   welcome  the welcome frame: the server accepted us; (re)join rooms now
  *   down     {}                a link that was online is gone; requests failed
  *   frame    a server frame that is not the answer to a request
- *   fatal    {reason}          the server refused us for good (bad_name, name_taken)
+ *   refused  {}                a socket closed before it opened: the server may
+ *                              have refused the handshake (HTTP 401: a session
+ *                              that ended), or be away; the page can ask which
+ *   fatal    {reason}          the server refused us for good (bad_name, name_taken,
+ *                              unauthorized, account_disabled) or ended our
+ *                              session (logged_out, signed_out)
  */
 
 export const State = Object.freeze({
@@ -37,7 +42,11 @@ const WELCOME_TIMEOUT_MS = 10_000;
 // A reply later than this is treated as lost; the caller decides what to do.
 const REQUEST_TIMEOUT_MS = 20_000;
 // Close reasons after which retrying cannot help: the page needs a new login.
-const FATAL_REASONS = new Set(["bad_name", "name_taken"]);
+// (1008 unauthorized: guests are not allowed; account_disabled: an admin's doing.)
+const FATAL_REASONS = new Set(["bad_name", "name_taken", "unauthorized", "account_disabled"]);
+// Closed with 1000 and one of these: this session ended (signed out, maybe in
+// another tab; a password change elsewhere): back to the sign-in page.
+const ENDED_REASONS = new Set(["logged_out", "signed_out"]);
 
 /** A request the server answered with an `error` frame. */
 export class RequestError extends Error {
@@ -197,6 +206,9 @@ export class Connection extends EventTarget {
       return;
     }
     this.#socket = socket;
+    socket.onopen = () => {
+      socket.opened = true;
+    };
     this.#welcomeTimer = setTimeout(() => this.#drop(socket, "no welcome"), WELCOME_TIMEOUT_MS);
     socket.onmessage = (event) => this.#receive(socket, event.data);
     socket.onclose = (event) => this.#closed(socket, event);
@@ -247,9 +259,12 @@ export class Connection extends EventTarget {
     this.#socket = null;
     this.#teardown();
     if (this.#state === State.CLOSED) return;
+    // A browser does not tell a script why a handshake failed (a 401 and a
+    // server that is down both look like 1006): whoever can ask, may.
+    if (!socket.opened) this.#emit("refused", {});
     // 1000 "logged_out": this session logged out (maybe in another tab).
     if ((event.code === 1008 && FATAL_REASONS.has(event.reason)) ||
-        (event.code === 1000 && event.reason === "logged_out")) {
+        (event.code === 1000 && ENDED_REASONS.has(event.reason))) {
       this.#setState(State.CLOSED);
       this.#emit("fatal", { reason: event.reason });
       return;

@@ -28,19 +28,25 @@
  *   typing    {room}               someone started or stopped typing
  *   outbox    {room}               a pending message was added, acked or failed
  *   older     {room}               loading older messages started or ended
- *   rooms     {}                   the set of joined rooms changed
+ *   rooms     {}                   the set of joined rooms changed, or a room's
+ *                                  title, role or people
  *   directory {}                   the list of all rooms arrived
+ *   removed   {room, reason}       we were removed from a room ("removed",
+ *                                  "banned") or left it ("left"): it is gone
+ *   roster    {room}               the room's members and their roles changed
  *   notice    {code, message}      an error worth telling the user
+ *
+ * A room is known by its id: a public room's name, or a server-made id
+ * ("~" and 20 letters) for private rooms and DMs. `room.info` holds what the
+ * server said about it (title, visibility, kind, my role, a DM's people).
+ * Accounts have durable memberships: `welcome` lists them, and the page
+ * joins every one, so that each device shows the same rooms.
  */
 
 import { Disconnected, RequestError, TimedOut, newRef } from "./connection.js";
+import { ROOM_RE, TITLE_MAX_CHARS, isRoomId, normalizeRoom, roomInfo } from "./rooms.js";
 
-export const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,63}$/;
-
-/** What the user typed, as the server will name the room: "#Lobby " -> "lobby". */
-export function normalizeRoom(raw) {
-  return raw.trim().replace(/^#/, "").toLowerCase();
-}
+export { ROOM_RE, normalizeRoom };
 
 // One scroll-up fetches the server's default page: a screen or two of text.
 const OLDER_PAGE = 50;
@@ -84,8 +90,13 @@ function maxSeq(messages) {
 
 /** One joined room: its messages, members, typers and outbox. */
 export class Room {
-  constructor(name) {
-    this.name = name;
+  constructor(name, info = undefined) {
+    this.name = name; // the room's id
+    this.info = info ?? roomInfo(name);
+    this.roster = new Map(); // account name -> role, from the server's `members`
+    this.guests = new Set(); // names seen as guests here (their messages say so)
+    this.rosterLoading = false;
+    this.rosterAgain = false;
     this.messages = []; // ascending by seq, no duplicates
     this.seqs = new Set();
     this.members = new Set();
@@ -105,6 +116,9 @@ export class Room {
     this.loadingOlder = false;
     this.filling = false;
     this.lastTypingSent = 0;
+    // Added by someone else while we are here (`invited`): its first
+    // messages count as unread.
+    this.fresh = false;
   }
 
   get firstSeq() {
@@ -121,7 +135,8 @@ export class Room {
     const added = [];
     for (const m of messages) {
       if (!isMessage(m) || this.seqs.has(m.seq)) continue;
-      const msg = { seq: m.seq, name: m.name, text: m.text, ts: m.ts };
+      const msg = { seq: m.seq, name: m.name, text: m.text, ts: m.ts, guest: m.guest === true };
+      if (msg.guest) this.guests.add(msg.name);
       this.seqs.add(msg.seq);
       added.push(msg);
       if (!this.messages.length || msg.seq > this.messages[this.messages.length - 1].seq) {
@@ -157,6 +172,11 @@ export class ChatSync extends EventTarget {
     this.directory = []; // [{room, members, last_seq}] from the server
     this.focus = null; // the room on screen: rejoined first after a reconnect
     this.directoryTimer = 0;
+    // Who we are, from `welcome`: an account (durable rooms, DMs, moderation),
+    // a site admin, or a guest. Before the first welcome: none of them.
+    this.account = false;
+    this.admin = false;
+    this.guest = false;
 
     conn.addEventListener("welcome", (e) => this.#online(e.detail));
     conn.addEventListener("down", () => this.#offline());
@@ -166,14 +186,18 @@ export class ChatSync extends EventTarget {
   // -- what the page asks for ---------------------------------------------
 
   /** Join (or create) a room. Returns the Room; throws RangeError for a bad name. */
-  join(rawName) {
+  join(rawName, info = undefined) {
     const name = normalizeRoom(rawName);
-    if (!ROOM_RE.test(name)) {
+    if (!isRoomId(name)) {
       throw new RangeError("Room names use a-z, 0-9, - and _, start with a letter or digit, 64 at most.");
     }
     let room = this.rooms.get(name);
+    if (room !== undefined && info !== undefined) {
+      room.info = roomInfo(name, info, room.info);
+      this.#emit("rooms", {});
+    }
     if (room === undefined) {
-      room = new Room(name);
+      room = new Room(name, info === undefined ? undefined : roomInfo(name, info));
       this.rooms.set(name, room);
       this.#emit("rooms", {});
       if (this.conn.online) this.#sendJoin(room);
@@ -184,13 +208,13 @@ export class ChatSync extends EventTarget {
   leave(name) {
     const room = this.rooms.get(name);
     if (room === undefined) return;
-    this.rooms.delete(name);
-    room.live = false;
-    // Leaving is the user's choice: what they had not sent there goes too.
-    clearTimeout(room.retryTimer);
-    for (const entry of room.outbox) this.pending?.remove(entry.ref);
+    this.#forget(room);
+    // A member leaves for good (every device): removing oneself. A guest, or
+    // an account in a room it has no standing in, only stops listening.
+    const durable = this.account && room.info.role !== null && room.info.role !== "owner";
+    const frame = durable ? { type: "remove", room: name, name: this.me } : { type: "leave", room: name };
     this.conn
-      .request({ type: "leave", room: name })
+      .request(frame)
       .then(() => this.refreshDirectory())
       .catch(() => {
         // Offline: the server dropped us from every room with the socket already.
@@ -320,10 +344,157 @@ export class ChatSync extends EventTarget {
       });
   }
 
+  // -- rooms of one's own, and who may do what in them -----------------------
+
+  /**
+   * Create a room: a public one named `raw`, or a private one titled `raw`.
+   * Resolves with the joined Room (the creator is its owner); rejects with
+   * RangeError (a name that cannot work) or the server's refusal
+   * (room_exists, unauthorized...).
+   */
+  async create(raw, visibility) {
+    let title = raw.trim();
+    if (visibility === "public") {
+      title = normalizeRoom(raw);
+      if (!ROOM_RE.test(title)) throw new RangeError("Room names use a-z, 0-9, - and _, start with a letter or digit, 64 at most.");
+    } else if (!title || [...title].length > TITLE_MAX_CHARS) {
+      throw new RangeError(`A room's title has 1 to ${TITLE_MAX_CHARS} characters.`);
+    }
+    const reply = await this.conn.request({ type: "create", room: title, visibility });
+    // The creator is not joined by `create`: the join comes next.
+    return this.join(reply.room, reply);
+  }
+
+  /** Start (or find again: the same people make the same DM) a direct message with `names`; resolves with its Room. */
+  async dm(names) {
+    const reply = await this.conn.request({ type: "dm", to: names });
+    return this.join(reply.room, reply);
+  }
+
+  /**
+   * A moderation frame: "invite", "remove", "ban", "unban", or the roles
+   * "moderator" / "member". Resolves with the server's `done`; the member
+   * list is fetched again, since it changed.
+   */
+  async moderate(action, roomId, name) {
+    const frame =
+      action === "moderator" || action === "member"
+        ? { type: "role", room: roomId, name, role: action }
+        : { type: action, room: roomId, name };
+    const reply = await this.conn.request(frame);
+    this.loadRoster(roomId);
+    return reply;
+  }
+
+  /** Ask the server for the room's members and their roles (one request at a time per room). */
+  loadRoster(roomId) {
+    const room = this.rooms.get(roomId);
+    if (room === undefined || !room.live) return;
+    if (room.rosterLoading) {
+      room.rosterAgain = true; // asked again while asking: once more afterwards
+      return;
+    }
+    room.rosterLoading = true;
+    this.conn
+      .request({ type: "members", room: roomId })
+      .then((reply) => {
+        if (this.rooms.get(roomId) !== room || !Array.isArray(reply.members)) return;
+        room.roster = new Map(
+          reply.members
+            .filter((m) => m !== null && typeof m === "object" && typeof m.name === "string")
+            .map((m) => [m.name, typeof m.role === "string" ? m.role : "member"]),
+        );
+        this.#emit("roster", { room });
+      })
+      .catch(() => {
+        // A guest, or a server without `members`: the list shows who is here.
+      })
+      .finally(() => {
+        room.rosterLoading = false;
+        if (room.rosterAgain) {
+          room.rosterAgain = false;
+          this.loadRoster(roomId);
+        }
+      });
+  }
+
+  /** The account's durable rooms, from `welcome`: every one is joined. */
+  #memberships(list) {
+    const ids = new Set();
+    for (const wire of list) {
+      if (wire === null || typeof wire !== "object" || typeof wire.room !== "string" || !isRoomId(wire.room)) continue;
+      ids.add(wire.room);
+      const room = this.rooms.get(wire.room);
+      if (room !== undefined) room.info = roomInfo(wire.room, wire, room.info);
+      else this.rooms.set(wire.room, new Room(wire.room, roomInfo(wire.room, wire)));
+    }
+    // A private room this page remembered that the server no longer lists:
+    // we were removed while away. Joining it would only be refused.
+    for (const room of [...this.rooms.values()]) {
+      if (!ids.has(room.name) && room.info.visibility === "private") this.#forget(room);
+    }
+    this.#emit("rooms", {});
+  }
+
+  /** We were added to a room (invited, a DM, a room we created): it joins the list, live. */
+  #invited(wire) {
+    if (wire === null || typeof wire !== "object" || typeof wire.room !== "string" || !isRoomId(wire.room)) return;
+    const known = this.rooms.has(wire.room);
+    const room = this.join(wire.room, wire);
+    // Someone brought us in (a DM, an invitation): what is already there is
+    // news to us, unlike the history of a room we open ourselves.
+    if (!known) room.fresh = true;
+  }
+
+  /**
+   * Removed, banned, or left (from another device): the room goes at once,
+   * with everything we held of it, and is never rejoined. What was waiting
+   * to be said there can no longer be.
+   */
+  #removed(frame) {
+    const room = this.rooms.get(frame.room);
+    if (room === undefined) return; // left from this page: already gone
+    this.#forget(room);
+    room.messages = [];
+    room.seqs.clear();
+    room.members.clear();
+    room.roster.clear();
+    room.outbox = [];
+    const reason = typeof frame.reason === "string" ? frame.reason : "removed";
+    // "removed" first: the page shows what happened before it moves on.
+    this.#emit("removed", { room, reason });
+    this.#emit("rooms", {});
+  }
+
+  #role(frame) {
+    const room = this.rooms.get(frame.room);
+    if (room === undefined || typeof frame.name !== "string" || typeof frame.role !== "string") return;
+    room.roster.set(frame.name, frame.role);
+    if (frame.name === this.me) {
+      room.info = { ...room.info, role: frame.role };
+      this.#emit("rooms", {});
+    }
+    this.#emit("roster", { room });
+  }
+
+  /** Stop everything about a room here: no rejoin, no resend. */
+  #forget(room) {
+    if (this.rooms.get(room.name) === room) this.rooms.delete(room.name);
+    room.live = false;
+    clearTimeout(room.retryTimer);
+    room.retryTimer = 0;
+    room.typing.clear();
+    for (const entry of room.outbox) this.pending?.remove(entry.ref);
+  }
+
   // -- the link --------------------------------------------------------------
 
   #online(welcome) {
     if (typeof welcome.name === "string") this.me = welcome.name;
+    this.account = welcome.account === true;
+    this.admin = welcome.admin === true;
+    this.guest = welcome.guest === true || !this.account;
+    if (this.account && Array.isArray(welcome.rooms)) this.#memberships(welcome.rooms);
     // The room on screen first: it is the one the user is waiting for.
     const rooms = [...this.rooms.values()].sort((a, b) => (b.name === this.focus) - (a.name === this.focus));
     for (const room of rooms) this.#sendJoin(room);
@@ -367,11 +538,10 @@ export class ChatSync extends EventTarget {
           this.#emit("notice", { code: err.code, message: `Joining #${room.name} is taking long; retrying after reconnect.` });
           return;
         }
-        // bad_room, too_many_rooms...: this room cannot be joined, so what
-        // was waiting to be said there cannot be sent either.
-        this.rooms.delete(room.name);
-        clearTimeout(room.retryTimer);
-        for (const entry of room.outbox) this.pending?.remove(entry.ref);
+        // bad_room, too_many_rooms, not_found, forbidden (banned)...: this
+        // room cannot be joined, so what was waiting to be said there cannot
+        // be sent either.
+        this.#forget(room);
         this.#emit("rooms", {});
         this.#emit("notice", { code: err.code, message: err.message });
       });
@@ -380,7 +550,12 @@ export class ChatSync extends EventTarget {
   #joined(room, reply, since) {
     if (this.rooms.get(room.name) !== room) return; // left while joining
     room.live = true;
-    room.members = new Set(Array.isArray(reply.members) ? reply.members : []);
+    const before = JSON.stringify(room.info);
+    room.info = roomInfo(room.name, reply, room.info);
+    if (JSON.stringify(room.info) !== before) this.#emit("rooms", {});
+    this.loadRoster(room.name);
+    const names = Array.isArray(reply.members) ? reply.members.map((m) => (typeof m === "string" ? m : m?.name)) : [];
+    room.members = new Set(names.filter((n) => typeof n === "string"));
     const history = (Array.isArray(reply.history) ? reply.history : []).filter(isMessage);
     const lastSeq = Number.isInteger(reply.last_seq) ? reply.last_seq : 0;
 
@@ -527,6 +702,15 @@ export class ChatSync extends EventTarget {
         this.#fillHoles(room);
         break;
       }
+      case "removed":
+        this.#removed(frame);
+        break;
+      case "invited":
+        this.#invited(frame.room);
+        break;
+      case "role":
+        this.#role(frame);
+        break;
       case "error":
         // Typing is best effort; its errors (rate_limited...) would only be noise.
         if (frame.ref === "typing") return;
@@ -575,8 +759,12 @@ export class ChatSync extends EventTarget {
   #presence(frame) {
     const room = this.rooms.get(frame.room);
     if (room === undefined || typeof frame.name !== "string") return;
-    if (frame.event === "join") room.members.add(frame.name);
-    else if (frame.event === "leave") {
+    if (frame.guest === true) room.guests.add(frame.name);
+    if (frame.event === "join") {
+      room.members.add(frame.name);
+      // An account that joins a public room becomes a member of it: the list of roles changed.
+      if (this.account && !room.roster.has(frame.name) && !room.guests.has(frame.name)) this.loadRoster(room.name);
+    } else if (frame.event === "leave") {
       room.members.delete(frame.name);
       if (room.typing.delete(frame.name)) this.#emit("typing", { room });
     }

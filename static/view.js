@@ -58,24 +58,44 @@ function continues(prev, msg) {
   return (
     prev !== undefined &&
     prev.name === msg.name &&
+    !prev.guest === !msg.guest &&
     msg.ts - prev.ts < GROUP_WINDOW_MS &&
     dayKey(prev.ts) === dayKey(msg.ts)
   );
 }
 
-/** One stored message. `grouped`: under the previous message's name line. */
-export function messageNode(msg, me, grouped) {
+/** The small "guest" mark next to a guest's name, wherever it shows. */
+export function guestMark() {
+  return el("span", { class: "guest-mark", text: "guest", data: { testid: "guest-mark" }, attrs: { title: "A guest: not signed in to an account" } });
+}
+
+/**
+ * A person's name. With `people` (the viewer has an account) it is a button
+ * that opens what one can do with that person (a DM, moderation); a guest
+ * viewer, who may do neither, gets plain text.
+ */
+function nameNode(name, { people, classes, testid }) {
+  const options = { class: `${classes} ${hueClass(name)}`, text: name, data: { testid } };
+  if (!people) return el("span", options);
+  return el("button", { ...options, class: `${options.class} name-btn`, attrs: { type: "button" }, data: { testid, person: name } });
+}
+
+/** One stored message. `grouped`: under the previous message's name line. `people`: names are buttons. */
+export function messageNode(msg, me, grouped, people = false) {
   const when = new Date(msg.ts);
   const classes = ["msg"];
   if (msg.name === me) classes.push("msg--mine");
   if (grouped) classes.push("msg--cont");
   return el(
     "li",
-    { class: classes.join(" "), data: { seq: msg.seq, name: msg.name, ts: msg.ts, testid: "message" } },
+    { class: classes.join(" "), data: { seq: msg.seq, name: msg.name, ts: msg.ts, testid: "message", guest: msg.guest ? "1" : "" } },
     el(
       "div",
       { class: "msg-meta" },
-      el("span", { class: `msg-name ${hueClass(msg.name)}`, text: msg.name, data: { testid: "message-name" } }),
+      // A grouped message's name line is hidden from sight: no button there,
+      // which would be a stop for the keyboard that nobody sees.
+      nameNode(msg.name, { people: people && !grouped && msg.name !== me && !msg.guest, classes: "msg-name", testid: "message-name" }),
+      msg.guest ? guestMark() : null,
       el("time", {
         class: "msg-time",
         text: timeFormat.format(when),
@@ -88,12 +108,12 @@ export function messageNode(msg, me, grouped) {
 }
 
 /** Fill `list` with all of `messages` (ascending), day separators included. */
-export function renderMessages(list, messages, me) {
+export function renderMessages(list, messages, me, people = false) {
   const fragment = document.createDocumentFragment();
   let prev;
   for (const msg of messages) {
     if (prev === undefined || dayKey(prev.ts) !== dayKey(msg.ts)) fragment.append(daySeparator(msg.ts));
-    fragment.append(messageNode(msg, me, continues(prev, msg)));
+    fragment.append(messageNode(msg, me, continues(prev, msg), people));
     prev = msg;
   }
   list.replaceChildren(fragment);
@@ -105,14 +125,14 @@ export function renderMessages(list, messages, me) {
  * Returns false, appending nothing, when they do not all belong at the end;
  * the caller then re-renders the list.
  */
-export function appendMessages(list, messages, me) {
+export function appendMessages(list, messages, me, people = false) {
   let last = list.lastElementChild;
   while (last !== null && !last.classList.contains("msg")) last = last.previousElementSibling;
-  let prev = last ? { seq: Number(last.dataset.seq), name: last.dataset.name, ts: Number(last.dataset.ts) } : undefined;
+  let prev = last ? { seq: Number(last.dataset.seq), name: last.dataset.name, ts: Number(last.dataset.ts), guest: last.dataset.guest === "1" } : undefined;
   if (prev !== undefined && messages[0].seq <= prev.seq) return false;
   for (const msg of messages) {
     if (prev === undefined || dayKey(prev.ts) !== dayKey(msg.ts)) list.append(daySeparator(msg.ts));
-    list.append(messageNode(msg, me, continues(prev, msg)));
+    list.append(messageNode(msg, me, continues(prev, msg), people));
     prev = msg;
   }
   return true;
@@ -151,31 +171,35 @@ export function renderOutbox(list, entries, me, online) {
   );
 }
 
-/**
- * The rooms sidebar: joined rooms with unread badges, then the other rooms
- * the server knows of, with how many people are in them.
- */
-export function renderRoomList(joinedList, otherList, { joined, current, unread, directory }) {
-  joinedList.replaceChildren(
-    ...joined.map((name) => {
-      const count = unread.get(name) ?? 0;
-      const button = el(
-        "button",
-        {
-          class: `room-btn${name === current ? " room-btn--current" : ""}${count ? " room-btn--unread" : ""}`,
-          attrs: { type: "button" },
-          data: { room: name, testid: `room-${name}` },
-        },
-        el("span", { class: "room-name", text: `# ${name}` }),
-        count ? el("span", { class: "badge", text: count > 99 ? "99+" : String(count), data: { testid: `unread-${name}` }, attrs: { "aria-label": `${count} unread` } }) : null,
-      );
-      if (name === current) button.setAttribute("aria-current", "true");
-      return el("li", {}, button);
-    }),
+function roomButton(info, { current, unread, me, label }) {
+  const id = info.room;
+  const count = unread.get(id) ?? 0;
+  const kind = info.kind === "dm" ? " room-btn--dm" : info.visibility === "private" ? " room-btn--private" : "";
+  const button = el(
+    "button",
+    {
+      class: `room-btn${kind}${id === current ? " room-btn--current" : ""}${count ? " room-btn--unread" : ""}`,
+      attrs: { type: "button" },
+      data: { room: id, testid: `room-${id}` },
+    },
+    info.visibility === "private" && info.kind !== "dm" ? el("span", { class: "lock", attrs: { "aria-hidden": "true" } }) : null,
+    el("span", { class: "room-name", text: label(info, me) }),
+    info.visibility === "private" && info.kind !== "dm" ? el("span", { class: "sr-only", text: " (private)" }) : null,
+    count ? el("span", { class: "badge", text: count > 99 ? "99+" : String(count), data: { testid: `unread-${id}` }, attrs: { "aria-label": `${count} unread` } }) : null,
   );
-  const joinedSet = new Set(joined);
-  const others = directory.filter((r) => !joinedSet.has(r.room));
-  otherList.replaceChildren(
+  if (id === current) button.setAttribute("aria-current", "true");
+  return el("li", {}, button);
+}
+
+/**
+ * The rooms sidebar: my rooms and my direct messages, with unread badges,
+ * then the public rooms the server knows of that I am not in, with how many
+ * people are in them. `label(info, me)` names a room (rooms.js roomLabel).
+ */
+export function renderRoomList(lists, { rooms, dms, others }, { current, unread, me, label }) {
+  lists.joined.replaceChildren(...rooms.map((info) => roomButton(info, { current, unread, me, label })));
+  lists.dms.replaceChildren(...dms.map((info) => roomButton(info, { current, unread, me, label })));
+  lists.others.replaceChildren(
     ...others.map((r) =>
       el(
         "li",
@@ -193,21 +217,49 @@ export function renderRoomList(joinedList, otherList, { joined, current, unread,
       ),
     ),
   );
-  return others.length;
 }
 
-/** Members of the current room, me first, the rest by name. */
-export function renderMembers(list, members, me) {
-  const names = [...members].sort((a, b) => (b === me) - (a === me) || a.localeCompare(b));
+/**
+ * The people of the current room: `rows` from rooms.js memberRows (me
+ * first, then by rank). Online members have a filled dot; roles show as a
+ * word. With `people`, names open the person sheet.
+ */
+export function renderMembers(list, rows, me, people = false) {
   list.replaceChildren(
-    ...names.map((name) =>
+    ...rows.map((row) =>
       el(
         "li",
-        { class: "member", data: { name, testid: "member" } },
+        { class: `member${row.online ? "" : " member--away"}`, data: { name: row.name, testid: "member", online: row.online ? "1" : "" } },
         el("span", { class: "presence-dot", attrs: { "aria-hidden": "true" } }),
-        el("span", { class: `member-name ${hueClass(name)}`, text: name }),
-        name === me ? el("span", { class: "member-you", text: " (you)" }) : null,
+        nameNode(row.name, { people: people && row.name !== me && !row.guest, classes: "member-name", testid: "member-name" }),
+        row.name === me ? el("span", { class: "member-you", text: " (you)" }) : null,
+        row.guest ? guestMark() : null,
+        row.role && row.role !== "member" ? el("span", { class: `role-badge role-badge--${row.role}`, text: row.role, data: { testid: "member-role" } }) : null,
+        row.online ? null : el("span", { class: "sr-only", text: " (away)" }),
       ),
+    ),
+  );
+}
+
+const ACTION_LABELS = {
+  dm: "Message privately",
+  moderator: "Make moderator",
+  member: "Make member",
+  remove: "Remove from room",
+  ban: "Ban",
+  unban: "Unban",
+};
+
+/** The buttons of the person sheet, for the actions offered (in this order). */
+export function renderPersonActions(container, actions) {
+  container.replaceChildren(
+    ...actions.map((action) =>
+      el("button", {
+        class: `btn${action === "dm" ? " btn--primary" : ""}${action === "remove" || action === "ban" ? " btn--danger" : ""}`,
+        text: ACTION_LABELS[action],
+        attrs: { type: "button" },
+        data: { action, testid: `person-${action}` },
+      }),
     ),
   );
 }
@@ -222,6 +274,6 @@ export function typingText(names) {
 }
 
 /** A short, dismissable notice at the corner of the screen. */
-export function toastNode(text, code) {
-  return el("div", { class: "toast", text, data: { code: code ?? "", testid: "toast" }, attrs: { role: "status" } });
+export function toastNode(text, code, ok = false) {
+  return el("div", { class: `toast${ok ? " toast--ok" : ""}`, text, data: { code: code ?? "", testid: "toast" }, attrs: { role: "status" } });
 }

@@ -1,12 +1,14 @@
 """The async Python client (:class:`ChatClient`) and its command line (``python -m chat.client``).
 
 - ``client``: :class:`ChatClient`, the facade: the calls, iteration, and the wiring below.
+- ``account``: what an account does besides chatting (create, dm, moderation, members)
+  and what the welcome says of it.
 - ``transport``: the socket: dial, welcome, reconnect with backoff.
 - ``pending``: request correlation: pending requests by ref, retries, each room's order, pacing.
 - ``rooms``: the joined rooms: a cursor each, and the history fetches that fill their holes.
 - ``cursor``: where a reader stands in one room (pure: accept, hold, fill a gap).
 - ``errors``: what it raises.
-- ``cli`` and ``sessions``: the command line and its kept session tokens.
+- ``cli`` and ``sessions``: the command line and its kept guest session tokens.
 """
 
 from chat.client.client import ChatClient

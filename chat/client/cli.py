@@ -1,8 +1,10 @@
 """The command line: ``python -m chat.client`` (the ``chat-client`` command).
 
 Interactive by default; ``--send`` sends one message and exits once it is
-stored, ``--tail`` prints every new message as a JSON line. The session token
-is kept between runs (see :mod:`chat.client.sessions`).
+stored, ``--tail`` prints every new message as a JSON line. With ``--token``
+(or ``$CHAT_TOKEN``) it signs in as the token's account; without, ``--name``
+chats as a guest, whose session token is kept between runs (see
+:mod:`chat.client.sessions`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from chat.client.client import ChatClient, Frame
@@ -39,11 +41,17 @@ def build_parser() -> argparse.ArgumentParser:
         "server (its error is printed on stderr), 130 interrupted.",
     )
     parser.add_argument("url", help="the server, e.g. ws://127.0.0.1:8888/ws (http://host:port works too)")
-    parser.add_argument("--name", required=True, help="your name in the chat")
+    parser.add_argument("--name", help="your name in the chat, as a guest (not needed with a token)")
+    parser.add_argument(
+        "--token",
+        help="an account's token for scripts (python server.py tokens create NAME --label L, or the page's "
+        "'Tokens for scripts'): the account's name is used. Default: $CHAT_TOKEN, which is safer (a command "
+        "line can be read by other users of the machine); --token '' ignores it",
+    )
     parser.add_argument("--room", required=True, help="the room to join")
     parser.add_argument(
         "--session",
-        help="a session token to resume (keeps your name reserved); by default the token of the last run "
+        help="a guest's session token to resume (keeps your name reserved); by default the token of the last run "
         "with this name and server, kept under $XDG_CONFIG_HOME/chat/sessions/ (~/.config/chat/sessions/)",
     )
     mode = parser.add_mutually_exclusive_group()
@@ -89,6 +97,23 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None = Non
     return parser.parse_args(glued)
 
 
+def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Settle who we are: ``args.token`` becomes the token to use (the flag wins
+    over ``$CHAT_TOKEN``; empty means none), or None for a guest. Exits 2 (usage)
+    when neither a token nor a name is given."""
+    if args.since is not None and not args.tail:
+        parser.error("--since goes with --tail")
+    try:
+        ws_url(args.url)
+    except ValueError as exc:
+        parser.error(str(exc))
+    args.token = (args.token if args.token is not None else environ.get("CHAT_TOKEN", "")) or None
+    if args.token is None and not args.name:
+        parser.error("--name is needed to chat as a guest; an account signs in with --token or $CHAT_TOKEN")
+    if args.token is not None and args.session is not None:
+        parser.error("--session resumes a guest; with a token the account is the identity")
+
+
 def format_message(message: Frame) -> str:
     stamp = time.strftime("%H:%M", time.localtime(message.get("ts", 0) / 1000))
     return f"[{stamp}] {message.get('name')}: {message.get('text')}"
@@ -104,11 +129,25 @@ async def _send_once(client: ChatClient, room: str, text: str) -> None:
     _print(json.dumps(message, ensure_ascii=False), sys.stdout)
 
 
+# What a ``removed`` frame's reason says to the user.
+REMOVALS = {"removed": "you were removed from", "banned": "you were banned from", "left": "you left"}
+
+
+def removal(event: Frame, room: str) -> ChatError | None:
+    """The error that ends a run in ``room`` (the joined room's id) when ``event`` takes us out of it."""
+    if event.get("type") != "removed" or event.get("room") != room:
+        return None
+    reason = str(event.get("reason") or "removed")
+    return ChatError(reason, f"{REMOVALS.get(reason, 'you are no longer in')} {room}")
+
+
 async def _tail(client: ChatClient, room: str, since: int | None) -> None:
-    await client.join(room, since=since)
+    joined = await client.join(room, since=since)
     async for event in client:
         if event.get("type") == "message":
             _print(json.dumps(event, ensure_ascii=False), sys.stdout)
+        elif (error := removal(event, joined["room"])) is not None:
+            raise error  # nothing more will come from the room
 
 
 def _read_lines(loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
@@ -126,7 +165,8 @@ async def _interactive(client: ChatClient, room: str) -> None:
     joined = await client.join(room)
     for message in joined.get("history", []):
         _print(format_message(message), sys.stdout)
-    _print(f"* {client.name} in {joined['room']} with {', '.join(joined.get('members', []))}", sys.stderr)
+    where = joined.get("title") or joined["room"]
+    _print(f"* {client.name} in {where} with {', '.join(joined.get('members', []))}", sys.stderr)
 
     async def show() -> None:
         welcomes = 0
@@ -142,12 +182,26 @@ async def _interactive(client: ChatClient, room: str) -> None:
                     _print("* reconnected", sys.stderr)
             elif kind == "error":
                 _print(f"error: {event.get('code')}: {event.get('message')}", sys.stderr)
+            elif kind == "invited":
+                invited = event.get("room") or {}
+                _print(f"* you were added to {invited.get('title') or invited.get('room')}", sys.stderr)
+            elif (error := removal(event, joined["room"])) is not None:
+                raise error
 
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     threading.Thread(target=_read_lines, args=(asyncio.get_running_loop(), lines), daemon=True).start()
     printer = asyncio.create_task(show())
     try:
-        while (line := await lines.get()) is not None:
+        while True:
+            # The printer ends the run too (refused, removed from the room), not only the end of input.
+            reading = asyncio.ensure_future(lines.get())
+            await asyncio.wait({reading, printer}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
+                break
+            line = reading.result()
+            if line is None:
+                break
             if not line.strip():
                 continue
             try:
@@ -167,10 +221,16 @@ async def _interactive(client: ChatClient, room: str) -> None:
 
 
 async def run_cli(args: argparse.Namespace) -> int:
-    path = session_file(args.url, args.name)
+    """Run the command ``args`` asks for (as settled by :func:`check_args`); the exit status."""
+    # A guest keeps its session between runs, or the next run finds its own name
+    # held; an account needs no such thing (its token is its identity).
+    path = session_file(args.url, args.name) if args.token is None else None
     kept = load_session(path) if path is not None else None
-    # An explicit --session wins over the file (and replaces it once welcomed).
-    client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
+    if args.token is not None:
+        client = ChatClient(args.url, token=args.token, cafile=args.cafile)
+    else:
+        # An explicit --session wins over the file (and replaces it once welcomed).
+        client = ChatClient(args.url, args.name, session=args.session or kept, cafile=args.cafile)
     try:
         async with client:
             # Kept as soon as we are welcomed: a send the server then refuses
@@ -198,12 +258,7 @@ async def run_cli(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parse_args(parser, argv)
-    if args.since is not None and not args.tail:
-        parser.error("--since goes with --tail")
-    try:
-        ws_url(args.url)
-    except ValueError as exc:
-        parser.error(str(exc))
+    check_args(parser, args, os.environ)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         # asyncio.run turns Ctrl-C into a cancellation of run_cli, so the

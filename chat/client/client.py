@@ -2,14 +2,17 @@
 
 ::
 
-    async with ChatClient("ws://127.0.0.1:8888/ws", name="bot") as client:
+    async with ChatClient("ws://127.0.0.1:8888/ws", token=os.environ["CHAT_TOKEN"]) as client:
         joined = await client.join("lobby")
         message = await client.say("lobby", "hello")
         async for event in client:
             ...
 
-The client keeps one WebSocket open and reconnects by itself when it drops:
-it presents its session token again (same identity, same name), rejoins its
+With ``token=`` (an account's token for scripts) the client signs in as that
+account on every connection (``Authorization: Bearer``); with ``name=`` it is
+a guest, if the server admits guests. The client keeps one WebSocket open and
+reconnects by itself when it drops: it presents its token or guest session
+again (same identity, same name), rejoins its
 rooms from the last seq it saw and resends what was not acknowledged, with the
 original refs, so the server stores nothing twice. ``python -m chat.client
 --help`` describes the command line. The wire protocol is in docs/protocol.md.
@@ -28,6 +31,7 @@ from typing import Any, Self
 import tornado.httpclient
 import tornado.websocket
 
+from chat.client.account import AccountCalls
 from chat.client.errors import ChatClosed, ChatError, Disconnected, fresh
 from chat.client.pending import Pacer, PendingRequests, Request
 from chat.client.rooms import JoinedRooms
@@ -44,7 +48,7 @@ Frame = dict[str, Any]
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 
-class ChatClient:
+class ChatClient(AccountCalls):
     """A chat connection that survives disconnects. Use it as ``async with``.
 
     Requests (:meth:`join`, :meth:`say`, :meth:`leave`, :meth:`history`,
@@ -91,10 +95,16 @@ class ChatClient:
       as ``message`` events).
     - ``presence``, ``typing``, ``error`` frames that answer no pending request
       (e.g. a ``typing`` in a room not joined), and any frame type this client does not know.
+    - ``removed`` (``{"room": R, "reason": "removed"|"banned"|"left"}``): we are
+      out of R; nothing more from it follows and reconnects do not rejoin it.
+    - ``invited`` (``{"room": {...}}``): our account was added to a room (an
+      invite, a DM, a room we created); ``role``: someone's role in a room changed.
+      :attr:`my_rooms` follows both.
 
     Replies to requests are not yielded. Iteration ends after :meth:`close`;
     when the server refuses the client for good (close 1008 ``name_taken`` or
-    ``bad_name``, an HTTP 4xx) it raises :class:`ChatRefused` once the events
+    ``bad_name``, a session ended: ``signed_out`` or ``account_disabled``, an
+    HTTP 4xx: ``unauthorized`` for a 401) it raises :class:`ChatRefused` once the events
     before it are consumed. Up to ``max_queue`` events wait to be consumed;
     beyond that the oldest are dropped with a warning (``None``: no bound, ``0``:
     keep none, for a client that never iterates).
@@ -106,8 +116,9 @@ class ChatClient:
     def __init__(
         self,
         url: str,
-        name: str,
+        name: str | None = None,
         *,
+        token: str | None = None,
         session: str | None = None,
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
@@ -120,12 +131,19 @@ class ChatClient:
         rng: random.Random | None = None,
         cafile: str | None = None,
     ) -> None:
-        """``session`` resumes an earlier session (its name stays ours). ``rate``
+        """``token`` signs in as the account it belongs to (its name comes from the
+        server: ``name`` is not sent). Without it, ``name`` is a guest's name and
+        ``session`` resumes an earlier guest session (its name stays ours). ``rate``
         and ``burst`` pace outgoing frames (0 disables pacing): the defaults stay
         under the server's default limit of 20/s with a burst of 40.
         ``ping_interval`` (0 disables) finds a dead connection. ``cafile``
         trusts the CA certificates in that PEM file for ``wss://``, besides
         the system's."""
+        if token is None and not name:
+            raise ValueError("a name (a guest) or a token (an account) is needed")
+        if token is not None and session is not None:
+            raise ValueError("session= resumes a guest; with a token the account is the identity")
+        super().__init__()
         self._ping_interval = ping_interval
         self._max_queue = max_queue
         self._max_message_size = max_message_size
@@ -138,6 +156,7 @@ class ChatClient:
             link,
             self._dial,
             session=session,
+            token=token,
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             connect_timeout=connect_timeout,
@@ -165,7 +184,8 @@ class ChatClient:
 
     @property
     def session(self) -> str | None:
-        """The session token: pass it as ``session=`` to resume this identity later."""
+        """A guest's session token: pass it as ``session=`` to resume this identity later
+        (None with a token: the token is the identity)."""
         return self._transport.session
 
     @property
@@ -240,7 +260,8 @@ class ChatClient:
         return messages
 
     async def rooms(self) -> list[Frame]:
-        """Every room: ``[{"room": R, "members": n, "last_seq": N}]``."""
+        """The rooms we may see (public rooms, and an account's own):
+        ``[{"room": R, "title": T, "visibility": V, "kind": K, "members": n, "last_seq": N}]``."""
         reply = await self._request({"type": "rooms"})
         rooms: list[Frame] = reply.get("rooms", [])
         return rooms
@@ -281,6 +302,7 @@ class ChatClient:
 
     def _attached(self, welcome: Frame) -> None:
         """A welcomed connection: rejoin every room, then send every pending request."""
+        self._welcomed(welcome)
         self._emit(welcome)
         self._pending.reconnected(self._rooms.rejoins())
 
@@ -305,7 +327,16 @@ class ChatClient:
             self._rooms.message(frame)
         elif kind == "gap":
             self._rooms.gap(frame)
-        elif kind in ("joined", "left", "history", "rooms", "pong"):
+        elif kind == "removed":
+            # We are out of the room (removed, banned, or we left it for good):
+            # its messages stop and reconnects no longer rejoin it.
+            self._rooms.left(frame["room"])
+            self._track(frame)
+            self._emit(frame)
+        elif kind in ("invited", "role"):
+            self._track(frame)
+            self._emit(frame)
+        elif kind in ("joined", "left", "history", "rooms", "pong", "created", "done", "members"):
             # The answer to a request already answered (sent twice across a
             # reconnect) or given up: nobody waits for it.
             log.debug("dropping a stale %s reply", kind)
@@ -336,12 +367,17 @@ class ChatClient:
             raise ChatClosed()
 
     async def _request(
-        self, frame: Frame, *, resend: bool = True, on_reply: Callable[[Frame], None] | None = None
+        self,
+        frame: Frame,
+        *,
+        resend: bool = True,
+        once: bool = False,
+        on_reply: Callable[[Frame], None] | None = None,
     ) -> Frame:
         self._check_usable()
         if not resend and self._transport.conn is None:
             raise Disconnected("not connected")
-        return await self._pending.submit(frame, resend=resend, on_reply=on_reply)
+        return await self._pending.submit(frame, resend=resend, once=once, on_reply=on_reply)
 
     def _emit(self, frame: Frame) -> None:
         if self._max_queue == 0:

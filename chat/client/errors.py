@@ -14,8 +14,11 @@ class ChatError(Exception):
 
 class ChatRefused(ChatError):
     """The server refused this client for good: ``code`` is the close reason
-    (``name_taken``, ``bad_name``...) or ``http_<status>``. The client does not
-    reconnect; every pending and later call raises this, and so does the iterator.
+    (``name_taken``, ``bad_name``, ``signed_out`` when its session or token
+    ended, ``account_disabled``...), ``unauthorized`` for a handshake refused
+    with HTTP 401 (a wrong or revoked token), or ``http_<status>``. The client
+    does not reconnect; every pending and later call raises this, and so does
+    the iterator.
     """
 
     def __init__(self, code: str, message: str, close_code: int | None = None) -> None:

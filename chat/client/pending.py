@@ -58,6 +58,12 @@ class Request:
     # its ref, the others by nature). Internal requests tied to one connection
     # (rejoins, gap fetches) are not: the next connection makes its own.
     resend: bool = True
+    # At most once: kept while the socket is down, but once written, not sent
+    # again after a drop (the caller gets Disconnected): a ``create`` resent
+    # would make a second private room, a ``remove`` or ``unban`` resent would
+    # be refused (not_found) for what was done.
+    once: bool = False
+    sent: bool = False
     on_reply: Callable[[Frame], None] | None = None
     on_error: Callable[[Frame], None] | None = None
     queued: bool = False
@@ -124,12 +130,17 @@ class PendingRequests:
         return f"{self._ref_prefix}-{next(self._ref_counter)}"
 
     def submit(
-        self, frame: Frame, *, resend: bool = True, on_reply: Callable[[Frame], None] | None = None
+        self,
+        frame: Frame,
+        *,
+        resend: bool = True,
+        once: bool = False,
+        on_reply: Callable[[Frame], None] | None = None,
     ) -> asyncio.Future[Frame]:
         """Give ``frame`` a ref and send it (now, or when its turn and a connection come)."""
         frame["ref"] = ref = self.new_ref()
         future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
-        req = Request(frame, future, resend=resend, on_reply=on_reply)
+        req = Request(frame, future, resend=resend, once=once, on_reply=on_reply)
         self._requests[ref] = req
         # Cancelled or answered: never send it again.
         future.add_done_callback(lambda _: self._forget(req))
@@ -158,6 +169,7 @@ class PendingRequests:
             if req.ref is not None and self._requests.get(req.ref) is not req:
                 continue  # answered, given up or cancelled meanwhile
             await self._pacer.take()
+            req.sent = True
             return json.dumps(req.frame, ensure_ascii=False, separators=(",", ":"))
 
     def reconnected(self, first: list[Request]) -> None:
@@ -184,6 +196,12 @@ class PendingRequests:
                 del self._requests[ref]
                 if req.future is not None and not req.future.done():
                     req.future.set_exception(Disconnected("the connection dropped"))
+            elif req.once and req.sent:
+                del self._requests[ref]
+                if req.future is not None and not req.future.done():
+                    req.future.set_exception(
+                        Disconnected(f"the connection dropped before the {req.frame.get('type')} was answered")
+                    )
 
     def fail_all(self, error: ChatError) -> None:
         """The client is done: every waiting call raises ``error``."""
@@ -215,6 +233,7 @@ class PendingRequests:
         message = str(frame.get("message", ""))
         if code in RETRYABLE_ERRORS and req.retries < MAX_ERROR_RETRIES:
             req.retries += 1
+            req.sent = False  # the server did not act on it: safe to send again after a drop
             delay = self._rng.uniform(ERROR_RETRY_BASE_S, ERROR_RETRY_BASE_S * 2**req.retries)
             log.info("%s refused with %s; retrying in %.2fs", req.frame.get("type"), code, delay)
             asyncio.get_running_loop().call_later(delay, self._retry, req)

@@ -35,6 +35,11 @@ Dial = Callable[[tornado.httpclient.HTTPRequest], Awaitable[Socket]]
 # taken or bad (1008), frames the server cannot take (1003, 1009) or a protocol
 # fault (1002, 1007, 1010). Reconnecting would only be refused the same way.
 FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009, 1010})
+# Close reasons that end the client whatever the close code: its session
+# ended (signed out, password changed, token revoked; sent with 1000) or its
+# account was disabled. Reconnecting would be refused (HTTP 401) or, for a
+# signed-out page session, come back as someone else.
+TERMINAL_CLOSE_REASONS = frozenset({"signed_out", "account_disabled"})
 # A connection that stayed up this long was healthy: the backoff starts over.
 # A server that accepts and drops at once (crash loop, proxy) is not hammered.
 STABLE_AFTER_S = 5.0
@@ -62,11 +67,19 @@ def decode(raw: str | bytes) -> Frame | None:
 
 
 def close_error(code: int | None, reason: str | None) -> ChatRefused | None:
-    """The refusal a close code means, or None when reconnecting may help."""
-    if code not in FATAL_CLOSE_CODES:
-        return None
+    """The refusal a close code (or reason) means, or None when reconnecting may help."""
     reason = reason or ""
+    if code not in FATAL_CLOSE_CODES and reason not in TERMINAL_CLOSE_REASONS:
+        return None
     return ChatRefused(reason or f"closed_{code}", f"the server closed the connection: {code} {reason}", code)
+
+
+def refusal_message(exc: tornado.httpclient.HTTPClientError) -> str:
+    """The ``message`` of the server's JSON error body, if it sent one."""
+    body = exc.response.body if exc.response is not None else b""
+    value = decode(body) if body else None
+    message = value.get("message") if value is not None else None
+    return message if isinstance(message, str) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +104,12 @@ class Transport:
     def __init__(
         self,
         url: str,
-        name: str,
+        name: str | None,
         link: Link,
         dial: Dial,
         *,
         session: str | None,
+        token: str | None,
         backoff_base: float,
         backoff_cap: float,
         connect_timeout: float,
@@ -104,8 +118,9 @@ class Transport:
     ) -> None:
         self._base_url = ws_url(url)
         self._requested_name = name
-        self.name = name
+        self.name = name or ""
         self.session = session
+        self._token = token
         self._link = link
         self._dial = dial
         self._backoff_base = backoff_base
@@ -143,16 +158,22 @@ class Transport:
     def _connect_url(self) -> str:
         parts = urlsplit(self._base_url)
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("name", "session")]
-        query.append(("name", self._requested_name))
-        if self.session:
-            query.append(("session", self.session))
+        # With a token the account is the identity: its name comes in the welcome.
+        if self._token is None and self._requested_name is not None:
+            query.append(("name", self._requested_name))
+            if self.session:
+                query.append(("session", self.session))
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     async def _open(self) -> tuple[Socket, Frame]:
         """Dial and read the welcome. Raises :class:`ChatRefused` for a refusal
         that retrying cannot fix, ``OSError``/:class:`Disconnected` otherwise."""
+        # Presented on every dial, reconnects included: the server keeps no
+        # state for a token between sockets.
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token is not None else None
         request = tornado.httpclient.HTTPRequest(
             self._connect_url(),
+            headers=headers,
             connect_timeout=self._connect_timeout,
             request_timeout=self._connect_timeout,
             ssl_options=self._ssl,
@@ -160,6 +181,11 @@ class Transport:
         try:
             conn = await self._dial(request)
         except tornado.httpclient.HTTPClientError as exc:
+            if exc.code == 401:
+                # A wrong or revoked token, or a disabled account: the same
+                # credentials will be refused the same way on every retry.
+                said = refusal_message(exc) or "a wrong or revoked token?"
+                raise ChatRefused("unauthorized", f"the server refused the credentials (HTTP 401): {said}") from exc
             # 599 is Tornado's own timeout/connection failure; 5xx, 408 and 429
             # are a server or proxy that may be back soon. Other 4xx won't change.
             if exc.code >= 500 or exc.code in (408, 429):
@@ -190,7 +216,8 @@ class Transport:
     def _attach(self, conn: Socket, welcome: Frame) -> None:
         self.conn = conn
         session, name = welcome.get("session"), welcome.get("name")
-        if isinstance(session, str):
+        # An account's welcome carries "" (a token or page session is not resumed by a session id).
+        if isinstance(session, str) and session:
             self.session = session
         if isinstance(name, str):
             self.name = name
@@ -214,7 +241,7 @@ class Transport:
                     return
                 fatal = close_error(code, reason)
                 if fatal is not None:
-                    log.warning("chat server refused %s: %s", self._requested_name, fatal.message)
+                    log.warning("chat server refused %s: %s", self.name, fatal.message)
                     self._link.finished(fatal)
                     return
                 log.info("connection lost (%s %s); reconnecting", code, reason or "")
@@ -226,7 +253,7 @@ class Transport:
                     try:
                         conn, welcome = await self._open()
                     except ChatRefused as exc:
-                        log.warning("chat server refused %s: %s", self._requested_name, exc.message)
+                        log.warning("chat server refused %s: %s", self.name, exc.message)
                         self._link.finished(exc)
                         return
                     except OSError as exc:  # Disconnected, refused, reset, Tornado's StreamClosedError

@@ -51,9 +51,11 @@ class RoomSummary:
     title: str = ""  # empty: the room's name (a public room)
     visibility: str = "public"
     kind: str = "room"
+    role: str | None = None  # the caller's standing, in its own rooms
+    people: tuple[str, ...] = ()  # a DM's participants
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        frame: dict[str, Any] = {
             "room": self.room,
             "title": self.title or self.room,
             "visibility": self.visibility,
@@ -61,6 +63,11 @@ class RoomSummary:
             "members": self.members,
             "last_seq": self.last_seq,
         }
+        if self.role is not None:
+            frame["role"] = self.role
+        if self.people:
+            frame["people"] = list(self.people)
+        return frame
 
 
 class Standing(StrEnum):

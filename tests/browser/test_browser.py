@@ -7,6 +7,7 @@ would. Waiting is done by Playwright's auto-waiting ``expect``, never by sleeps.
 
 Every state a test visits is also checked with axe-core (``assert_accessible``),
 in light and dark colours: a serious or critical WCAG violation fails the test.
+Chromium and the servers come from conftest.py; the shared pieces from helpers.py.
 """
 
 from __future__ import annotations
@@ -17,149 +18,32 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import pytest
-from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
 from playwright.sync_api import (
     Browser,
     BrowserContext,
     ConsoleMessage,
     Dialog,
-    Locator,
     Page,
     WebSocketRoute,
     expect,
-    sync_playwright,
 )
 from websockets.sync.client import connect as ws_connect
 
+from tests.browser.helpers import BROWSER_MARKS, TIMEOUT_MS, ChatPage, assert_accessible
 from tests.support.procs import BlockingServerProcess as ServerProcess
 
-CHROMIUM = Path("/usr/bin/chromium")
-# How Chromium starts on these machines (see ../shared/DESIGN.md): Debian's
-# build, no sandbox in the container, nothing that phones home.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-# Generous: the machines are shared and noisy. Nothing waits this long unless
-# a test is failing. A reconnect after a restart includes the page's backoff.
-TIMEOUT_MS = 20_000
 XSS = "<img src=x onerror=alert(1)>"
-# axe-core's two worst impact levels: each is a WCAG failure a user meets.
-SERIOUS_IMPACTS = {"serious", "critical"}
-# The bundled axe.min.js (axe-playwright-python ships it): no network needed.
-AXE = Axe()
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"{CHROMIUM} is missing: `make browser` installs Debian's chromium for the browser tests",
-    ),
-]
-
-expect.set_options(timeout=TIMEOUT_MS)
-
-
-def assert_accessible(page: Page, state: str) -> None:
-    """axe-core on the page as it is now, in light and in dark colours.
-
-    style.css follows ``prefers-color-scheme``, so each scheme is a page state
-    of its own (contrast differs). Reduced motion stops the toast's fade-in,
-    which axe would otherwise measure halfway.
-    """
-    try:
-        for scheme in ("light", "dark"):
-            page.emulate_media(color_scheme=scheme, reduced_motion="reduce")
-            results = AXE.run(page)
-            serious = [v for v in results.response["violations"] if v["impact"] in SERIOUS_IMPACTS]
-            assert serious == [], f"axe on {state}, {scheme}: " + results.generate_report()
-    finally:
-        page.emulate_media(color_scheme="light", reduced_motion="no-preference")
-
-
-@dataclass
-class ChatPage:
-    """A logged-in page and what it did that it should not have."""
-
-    name: str
-    page: Page
-    context: BrowserContext
-    dialogs: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-    def by_id(self, testid: str) -> Locator:
-        return self.page.get_by_test_id(testid)
-
-    @property
-    def texts(self) -> Locator:
-        """The text of every message in the room on screen, oldest first."""
-        return self.page.locator("#messages [data-testid=message-text]")
-
-    def member(self, name: str) -> Locator:
-        return self.by_id("member-list").locator(f'[data-name="{name}"]')
-
-    def expect_online(self) -> None:
-        expect(self.by_id("connection-state")).to_have_attribute("data-state", "online")
-
-    def join(self, room: str) -> None:
-        self.by_id("join-input").fill(room)
-        self.by_id("join-input").press("Enter")
-        expect(self.by_id("room-title")).to_have_text(f"# {room}")
-        # Members come with the server's `joined` reply: then the room is live.
-        expect(self.member(self.name)).to_have_count(1)
-
-    def send(self, text: str) -> None:
-        self.by_id("composer-input").fill(text)
-        self.by_id("composer-input").press("Enter")
-
-    def assert_accessible(self, state: str) -> None:
-        assert_accessible(self.page, f"{self.name}'s {state}")
+pytestmark = BROWSER_MARKS
 
 
 class OpenChat(Protocol):
     def __call__(
         self, server: ServerProcess, name: str, setup: Callable[[BrowserContext], None] | None = None
     ) -> ChatPage: ...
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
-    """Start a server with extra flags; every server started is stopped after the test."""
-    servers: list[ServerProcess] = []
-
-    def start(*args: str) -> ServerProcess:
-        server = ServerProcess(tmp_path / f"server{len(servers)}", args)
-        servers.append(server)
-        server.start()
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-@pytest.fixture
-def server(start_server: Callable[..., ServerProcess]) -> ServerProcess:
-    return start_server()
 
 
 @pytest.fixture

@@ -181,9 +181,14 @@ async def test_server_error_raises_chat_error(url):
         with pytest.raises(ChatError) as info:
             await alice.say("lobby", "x" * 4001)
         assert info.value.code == "too_long"
+        async with ChatClient(url, "bob") as bob:
+            await bob.join("elsewhere")
         with pytest.raises(ChatError) as info:
-            await alice.say("elsewhere", "hi")
+            await alice.say("elsewhere", "hi")  # a room that exists, not joined
         assert info.value.code == "not_member"
+        with pytest.raises(ChatError) as info:
+            await alice.say("~" + "a" * 20, "hi")  # a private room's id nobody made (or one alice may not see)
+        assert info.value.code == "not_found"
         # The client is still usable after an error.
         assert (await alice.say("lobby", "fine"))["seq"] == 1
 
@@ -212,7 +217,10 @@ async def test_history_rooms_and_ping(url):
             await alice.say("lobby", f"m{i}")
         assert texts(await alice.history("lobby", before=4, limit=2)) == ["m1", "m2"]
         assert texts(await alice.history("lobby")) == [f"m{i}" for i in range(5)]
-        assert await alice.rooms() == [{"room": "lobby", "members": 1, "last_seq": 5}]
+        # Issue 12: each room also says what it is (a public room's title is its name).
+        assert await alice.rooms() == [
+            {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 1, "last_seq": 5}
+        ]
         assert await alice.ping() >= 0
 
 

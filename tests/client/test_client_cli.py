@@ -27,9 +27,11 @@ def url(http_server: object, http_port: int) -> str:
 
 @pytest.fixture(autouse=True)
 def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The children keep their session files here, never in the real ~/.config."""
+    """The children keep their session files here, never in the real ~/.config, and run as guests."""
     home = tmp_path / "config"
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    # A token in the developer's shell would make every guest run here an account's.
+    monkeypatch.delenv("CHAT_TOKEN", raising=False)
     return home
 
 
@@ -176,7 +178,7 @@ async def test_interactive_reports_a_refused_line_and_goes_on(app, url):
 async def test_help_describes_the_modes():
     code, out, _ = await run("--help")
     assert code == 0
-    for option in ("--name", "--room", "--send", "--tail", "--session"):
+    for option in ("--name", "--token", "--room", "--send", "--tail", "--session"):
         assert option in out
 
 
@@ -232,6 +234,34 @@ async def test_a_loop_of_sends_with_one_name_all_succeed_as_one_session(app, url
     messages = await app.chat.store.after("ops", 0, 100)
     assert [(m.seq, m.name, m.text) for m in messages] == [(i + 1, "scripter", f"deploy {i}") for i in range(20)]
     assert len({m.session for m in messages}) == 1
+
+
+@pytest.mark.gen_test(timeout=240)
+async def test_a_loop_of_sends_with_a_token_all_succeed_as_the_account(app, url, config_home, monkeypatch):
+    account = await app.accounts.add_user("scripter", "correct horse battery")
+    token, info = await app.accounts.create_token(account, "ci")
+    monkeypatch.setenv("CHAT_TOKEN", token)  # as the README does: export CHAT_TOKEN=...
+    for i in range(20):
+        code, out, err = await run(url, "--room", "ops", "--send", f"deploy {i}")
+        assert code == 0, f"run {i}: {err}"
+        assert json.loads(out)["text"] == f"deploy {i}"
+    messages = await app.chat.store.after("ops", 0, 100)
+    assert [(m.seq, m.name, m.text, m.guest) for m in messages] == [
+        (i + 1, "scripter", f"deploy {i}", False) for i in range(20)
+    ]
+    assert {m.session for m in messages} == {f"token:{info.id}"}  # the server's key for the token
+    assert kept_files(config_home) == []  # a token needs no session file
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_revoked_token_exits_two_with_unauthorized(app, url):
+    account = await app.accounts.add_user("scripter", "correct horse battery")
+    token, info = await app.accounts.create_token(account, "ci")
+    await app.accounts.revoke_token(account, info.id)
+    code, out, err = await run(url, "--token", token, "--room", "ops", "--send", "hi")
+    assert (code, out) == (2, "")
+    assert "error: unauthorized" in err
+    assert await stored(app, "ops") == []
 
 
 @pytest.mark.gen_test(timeout=60)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ ACCOUNTS = {
 # A member who only watches, from process A: typing must reach the room's other members.
 WATCHER = "walt"
 PASSWORD = "correct horse battery"
-TARGETS = 12  # fresh accounts, one per moderation cell, so no cell changes another's room
+TARGETS = 3 * len(IDENTITIES)  # fresh accounts, one per moderation cell, so no cell changes another's room
 
 
 def documented_matrix() -> dict[tuple[str, str], str]:
@@ -157,7 +157,7 @@ async def make_accounts(db: str) -> tuple[dict[str, str], dict[str, int]]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])])
-async def chat(request: pytest.FixtureRequest, tmp_path: Path, io_loop: Any) -> AsyncIterator[Chat]:
+def chat(request: pytest.FixtureRequest, tmp_path: Path, io_loop: Any) -> Iterator[Chat]:
     if request.param == "postgres":
         db = request.getfixturevalue("postgres_dsn")
         redis_url = request.getfixturevalue("redis_url")
@@ -165,18 +165,30 @@ async def chat(request: pytest.FixtureRequest, tmp_path: Path, io_loop: Any) -> 
     else:
         db = str(tmp_path / "chat.sqlite3")
         args = ["--db", db, "--cookie-secret", "shared", "--rate", "0", "--ping-interval", "0"]
-    tokens, ids = await make_accounts(db)
-    a = await ServerProcess(*args).start()
-    b = await ServerProcess(*args).start() if request.param == "postgres" else a
-    chat = Chat(a, b, tokens, ids, targets=[f"target{i}" for i in range(TARGETS)])
-    try:
+    started: list[ServerProcess] = []
+
+    async def start() -> Chat:
+        tokens, ids = await make_accounts(db)
+        started.append(await ServerProcess(*args).start())
+        if request.param == "postgres":
+            started.append(await ServerProcess(*args).start())
+        chat = Chat(started[0], started[-1], tokens, ids, targets=[f"target{i}" for i in range(TARGETS)])
         await set_up_room(chat)
+        return chat
+
+    chat: Chat | None = None
+    try:
+        chat = io_loop.run_sync(start, timeout=120)
         yield chat
     finally:
-        for sock in chat.sockets:
-            sock.close()
-        for server in {id(a): a, id(b): b}.values():
-            await server.stop(signal.SIGKILL)
+
+        async def stop() -> None:
+            for sock in chat.sockets if chat is not None else []:
+                sock.close()
+            for server in started:
+                await server.stop(signal.SIGKILL)
+
+        io_loop.run_sync(stop)
 
 
 async def set_up_room(chat: Chat) -> None:
@@ -217,7 +229,8 @@ async def act(chat: Chat, identity: str, action: str) -> str:
         if identity == "anonymous":
             sock = await chat.socket(chat.b)
         elif identity == "guest":
-            sock = await chat.socket(chat.b, name="gus")
+            # A fresh name each time: a guest's name stays reserved for its session a while after it leaves.
+            sock = await chat.socket(chat.b, name=f"gus{len(chat.sockets)}")
         else:
             sock = await chat.socket(chat.b, token=token)
     except HTTPClientError as exc:
@@ -241,6 +254,7 @@ async def act_on_socket(chat: Chat, sock: Socket, action: str) -> str:
         if action == "remove":
             assert chat.owner is not None
             await chat.owner.send(type="invite", room=room, name=target, ref=f"pre-{target}")
+            assert (await reply(chat.owner, f"pre-{target}"))["type"] == "done"
         await sock.send(type=action, room=room, name=target, ref="m")
         return answer(await reply(sock, "m"), "done")
     await sock.send(type="join", room=room, ref="j", **({"since": 0} if action == "resume" else {}))

@@ -102,8 +102,6 @@ async def test_a_slow_handshake_is_cut_off(served, io_loop):
 @pytest.mark.gen_test
 async def test_oversized_headers_are_refused(served):
     _, port = served()
-    request = tornado.httpclient.HTTPRequest(
-        f"ws://127.0.0.1:{port}/ws?name=big", headers={"X-Padding": "p" * 20_000}
-    )
+    request = tornado.httpclient.HTTPRequest(f"ws://127.0.0.1:{port}/ws?name=big", headers={"X-Padding": "p" * 20_000})
     with pytest.raises((tornado.httpclient.HTTPClientError, tornado.iostream.StreamClosedError)):
         await Socket.connect(request)

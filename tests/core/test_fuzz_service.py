@@ -798,6 +798,32 @@ class Bench:
         await self.send(peer, json.dumps({"type": "say", "room": room, "text": text}))
 
 
+def public_joined(room: str, members: list[str], last_seq: int, history: list[Any]) -> dict[str, Any]:
+    """A guest's ``joined`` for a public room."""
+    return {
+        "type": "joined",
+        "room": room,
+        "members": members,
+        "last_seq": last_seq,
+        "history": history,
+        "title": room,
+        "visibility": "public",
+        "kind": "room",
+        "role": None,
+    }
+
+
+def public_summary(room: str, members: int, last_seq: int) -> dict[str, Any]:
+    return {
+        "room": room,
+        "title": room,
+        "visibility": "public",
+        "kind": "room",
+        "members": members,
+        "last_seq": last_seq,
+    }
+
+
 @dataclass
 class AttackModel:
     """What mallory's frames must produce, mallory being in some rooms and alice
@@ -805,6 +831,7 @@ class AttackModel:
 
     max_chars: int
     rooms: set[str] = field(default_factory=set)  # mallory's rooms
+    made: set[str] = field(default_factory=set)  # rooms ever joined: a public room keeps its row once made
     log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # stored messages, as in history
     acks: dict[str, dict[str, Any]] = field(default_factory=dict)  # mallory's refs -> acknowledged message
     max_rooms: int = 100
@@ -820,9 +847,9 @@ class AttackModel:
         stored.append(public)
 
     def room_list(self) -> list[dict[str, Any]]:
-        names = {r for r, msgs in self.log.items() if msgs} | self.rooms | {"lobby"}
+        names = {r for r, msgs in self.log.items() if msgs} | self.rooms | self.made | {"lobby"}
         members = {r: (r == "lobby") + (r in self.rooms) for r in names}
-        return [{"room": r, "members": members[r], "last_seq": len(self.log.get(r, []))} for r in sorted(names)]
+        return [public_summary(r, members[r], len(self.log.get(r, []))) for r in sorted(names)]
 
     def expect(self, text: str, mine: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> None:
         """Check what mallory (``mine``) and alice (``theirs``) received for ``text``."""
@@ -849,12 +876,13 @@ class AttackModel:
                 assert theirs == []
                 return
             self.rooms.add(room)
+            self.made.add(room)
             log = self.log.get(room, [])
             assert len(log) < 1000  # no truncated resume in these tests
             since = f["since"]
             history = log[-self.history_on_join :] if since is None else [m for m in log if m["seq"] > since]
             members = sorted({self.attacker} | ({self.observer} if room == "lobby" else set()), key=str.casefold)
-            reply = {"type": "joined", "room": room, "members": members, "last_seq": len(log), "history": history}
+            reply = public_joined(room, members, len(log), history)
             want_mine = [with_ref(reply, ref)]
             if not joined and room == "lobby":
                 want_theirs = [{"type": "presence", "room": room, "event": "join", "name": self.attacker}]
@@ -884,7 +912,7 @@ class AttackModel:
                 return
             seq = len(self.log.get(room, [])) + 1
             message = {"type": "message", "room": room, "seq": seq, "name": self.attacker, "text": f["text"]}
-            assert mine == [with_ref({**message, "ts": ANY_INT}, ref)], mine
+            assert mine == [with_ref({**message, "ts": ANY_INT, "guest": True}, ref)], mine
             self.record(mine[0])
             if ref is not None:
                 self.acks[ref] = mine[0]
@@ -1021,6 +1049,7 @@ class ChatMachine(RuleBasedStateMachine):
             clock=self.clock,
         )
         self.log: dict[str, list[dict[str, Any]]] = {room: [] for room in ROOMS}
+        self.made: set[str] = set()  # rooms ever joined: listed from then on
         self.members = {name: Member(name) for name in MEMBERS}
 
     def teardown(self) -> None:
@@ -1120,7 +1149,15 @@ class ChatMachine(RuleBasedStateMachine):
         peer = self.call(self.service.open, conn, who, m.token)
         assert peer is not None, conn.closed
         [welcome] = conn.take()
-        assert welcome == {"type": "welcome", "name": who, "session": m.token or ANY_STR}
+        assert welcome == {
+            "type": "welcome",
+            "name": who,
+            "session": m.token or ANY_STR,
+            "account": False,
+            "admin": False,
+            "guest": True,
+            "rooms": [],
+        }
         m.token, m.conn, m.peer, m.rooms = welcome["session"], conn, peer, {}
         self.expect({})
 
@@ -1155,7 +1192,8 @@ class ChatMachine(RuleBasedStateMachine):
         log = self.log[room]
         history = log[-HISTORY_ON_JOIN:] if since is None else [x for x in log if x["seq"] > since]
         members = sorted({who, *(o.name for o in others)}, key=str.casefold)
-        reply = {"type": "joined", "room": room, "members": members, "last_seq": len(log), "history": history}
+        reply = public_joined(room, members, len(log), history)
+        self.made.add(room)
         want = {who: [{**reply, "ref": "j"}]}
         if new:
             for other in others:
@@ -1196,6 +1234,7 @@ class ChatMachine(RuleBasedStateMachine):
             return
         message = {"type": "message", "room": room, "seq": len(self.log[room]) + 1, "name": who, "text": text.strip()}
         message["ts"] = ANY_INT
+        message["guest"] = True  # every member here is a guest
         want = {other.name: [message] for other in self.online(room)}
         want[who] = [with_ref(message, ref)]
         got = self.expect(want)
@@ -1261,8 +1300,8 @@ class ChatMachine(RuleBasedStateMachine):
         if m.conn is None:
             return
         self.send(m, {"type": "rooms"})
-        listed = [r for r in ROOMS if self.log[r] or self.online(r)]
-        summary = [{"room": r, "members": len(self.online(r)), "last_seq": len(self.log[r])} for r in listed]
+        listed = [r for r in ROOMS if self.log[r] or self.online(r) or r in self.made]
+        summary = [public_summary(r, len(self.online(r)), len(self.log[r])) for r in listed]
         self.expect({who: [{"type": "rooms", "rooms": summary}]})
 
     @rule(who=st.sampled_from(MEMBERS), text=bad_frames)

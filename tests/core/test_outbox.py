@@ -124,9 +124,7 @@ async def test_overflow_drops_queued_messages_for_a_gap_and_keeps_control_frames
     # Every seq of each room is either delivered or inside a gap, in order.
     for room in ("lobby", "dev"):
         delivered = [f["seq"] for f in sent if f["type"] == "message" and f["room"] == room]
-        covered = [
-            s for g in gap_frames if g["room"] == room for s in range(g["from_seq"], g["to_seq"] + 1)
-        ]
+        covered = [s for g in gap_frames if g["room"] == room for s in range(g["from_seq"], g["to_seq"] + 1)]
         assert sorted(delivered + covered) == list(range(2, 12))  # lobby's seq 1 went out first
         assert not set(delivered) & set(covered)
 

@@ -23,9 +23,7 @@ def test_a_reserved_token_is_owed_and_its_wait_is_computed_from_the_bucket():
     assert bucket.refill(0.3) == 0.0
 
 
-def read_paced(
-    limiter: FrameLimiter, arrivals: list[float], late: float = 0.0
-) -> tuple[list[float], float | None]:
+def read_paced(limiter: FrameLimiter, arrivals: list[float], late: float = 0.0) -> tuple[list[float], float | None]:
     """Feed frames that arrive at ``arrivals`` to ``limiter`` as the server
     does: a frame is read once it has arrived and the frame before it is
     handled. A wait ends ``late`` seconds late (a busy event loop). Returns

@@ -49,7 +49,15 @@ async def frame(service: ChatService, peer: Peer, **f: Any) -> None:
 async def test_welcome_carries_a_session_token_that_restores_the_identity(service):
     peer, conn = await join(service, "bob")
     token = conn.frames[0]["session"]
-    assert conn.frames[0] == {"type": "welcome", "name": "bob", "session": token}
+    assert conn.frames[0] == {
+        "type": "welcome",
+        "name": "bob",
+        "session": token,
+        "account": False,
+        "admin": False,
+        "guest": True,
+        "rooms": [],
+    }
     service.disconnect(peer)
     again, conn2 = await join(service, "bob", token)
     assert again.session == peer.session
@@ -231,7 +239,7 @@ async def test_store_failure_answers_unavailable_and_acknowledges_nothing(servic
 
     failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
     failed.set_exception(StoreUnavailable("disk full"))
-    service.store.append = lambda *args: failed  # type: ignore[method-assign]
+    service.store.append = lambda *args, **kwargs: failed  # type: ignore[method-assign]
     await frame(service, alice, type="say", room="lobby", text="x", ref="r1")
     await asyncio.gather(failed, return_exceptions=True)  # after the service's own callback
     assert a.of("error") == [
@@ -353,7 +361,17 @@ async def test_rooms_lists_rooms_with_history_and_live_rooms(service):
     await frame(service, alice, type="rooms", ref="q")
     assert a.of("rooms")[0] == {
         "type": "rooms",
-        "rooms": [{"room": "archive", "members": 0, "last_seq": 1}, {"room": "lobby", "members": 1, "last_seq": 0}],
+        "rooms": [
+            {
+                "room": "archive",
+                "title": "archive",
+                "visibility": "public",
+                "kind": "room",
+                "members": 0,
+                "last_seq": 1,
+            },
+            {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 1, "last_seq": 0},
+        ],
         "ref": "q",
     }
 
@@ -410,7 +428,7 @@ async def test_a_store_outage_is_logged_once_not_per_message(service, caplog):
     failed: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
     failed.set_exception(StoreUnavailable("disk full"))
     real_append = service.store.append
-    service.store.append = lambda *args: failed  # type: ignore[method-assign]
+    service.store.append = lambda *args, **kwargs: failed  # type: ignore[method-assign]
     for i in range(50):
         await frame(service, alice, type="say", room="lobby", text="x", ref=f"r{i}")
     await asyncio.gather(failed, return_exceptions=True)

@@ -55,10 +55,34 @@ export class FakeConnection extends EventTarget {
     return this.online;
   }
 
-  /** The welcome: the page (re)joins its rooms. */
-  up() {
+  /** The welcome: the page (re)joins its rooms. `extra`: more welcome fields (account, rooms...). */
+  up(extra = {}) {
     this.online = true;
-    this.dispatchEvent(new CustomEvent("welcome", { detail: { type: "welcome", name: "me" } }));
+    this.dispatchEvent(new CustomEvent("welcome", { detail: { type: "welcome", name: "me", ...extra } }));
+  }
+
+  /** A frame the server sends unasked (removed, invited, role, message...). */
+  push(frame) {
+    this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
+  }
+
+  /** Pending requests of one type, oldest first (their frames). */
+  pending(type) {
+    return this.requests.filter((r) => r.frame.type === type).map((r) => r.frame);
+  }
+
+  /** Answer the oldest pending request of `type` with `reply` (its ref added). */
+  answer(type, reply) {
+    const { frame, resolve } = this.#take(type);
+    resolve({ ...reply, ref: frame.ref });
+    return frame;
+  }
+
+  /** Refuse the oldest pending request of `type` with an error code. */
+  refuseRequest(type, code) {
+    const { frame, reject } = this.#take(type);
+    reject(new RequestError({ type: "error", code, message: `${code} (test)`, ref: frame.ref }));
+    return frame;
   }
 
   /** The link drops: every open request fails with Disconnected. */

@@ -135,9 +135,7 @@ async def test_a_stalled_member_gets_a_gap_and_bounded_memory_and_the_room_is_un
     # carol joins by a frame written on the raw socket (client frames are masked).
     payload = json.dumps({"type": "join", "room": "lobby"}).encode()
     mask = b"\x01\x02\x03\x04"
-    stalled.sendall(
-        bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    )
+    stalled.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
     await alice.recv_until("presence")
 
     count, text = 400, "m" * 4000  # 1.6 MB: far beyond the socket buffers and the 64 KiB backlog

@@ -37,7 +37,17 @@ async def test_welcome_then_join_say_round_trip(connect):
     alice = await connect("alice")
     assert alice.welcome["name"] == "alice"
     reply = await joined(alice)
-    assert reply == {"type": "joined", "room": "lobby", "members": ["alice"], "last_seq": 0, "history": []}
+    assert reply == {
+        "type": "joined",
+        "room": "lobby",
+        "members": ["alice"],
+        "last_seq": 0,
+        "history": [],
+        "title": "lobby",
+        "visibility": "public",
+        "kind": "room",
+        "role": None,  # a guest has no standing
+    }
     await alice.send(type="say", room="lobby", text="hello", ref="r1")
     message = await alice.recv()
     assert message["type"] == "message"
@@ -276,7 +286,9 @@ async def test_rooms_and_leave(connect):
     await alice.send(type="rooms", ref="q")
     assert await alice.recv_until("rooms") == {
         "type": "rooms",
-        "rooms": [{"room": "lobby", "members": 2, "last_seq": 0}],
+        "rooms": [
+            {"room": "lobby", "title": "lobby", "visibility": "public", "kind": "room", "members": 2, "last_seq": 0}
+        ],
         "ref": "q",
     }
     await bob.send(type="leave", room="lobby", ref="l")
