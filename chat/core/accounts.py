@@ -260,9 +260,10 @@ class Accounts:
             raise AccountError(ErrorCode.BAD_REQUEST, "you cannot disable your own account")
         await self.directory.set_disabled(account.id, disabled)
         if disabled:
-            ended = await self.directory.end_sessions(account.id)
-            if ended:
-                self.sockets.end_sessions(ended)
+            await self.directory.end_sessions(account.id)
+            # One close for every socket of the account, sessions' and tokens' alike,
+            # with the reason "account_disabled": closing the sessions' sockets
+            # first would tell those pages "signed_out" instead.
             self.sockets.account_disabled(account.id)
         updated = await self.directory.account(account.id)
         return updated if updated is not None else account
