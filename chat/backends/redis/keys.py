@@ -67,7 +67,7 @@ def name(display: str) -> str:
 # The layout as docs/scaling.md shows it: what each name is for, in the same order.
 LAYOUT: tuple[tuple[str, str], ...] = (
     (room_channel("{room}"), "pub/sub channel: messages, presence, typing"),
-    (CTL, "pub/sub channel: logouts"),
+    (CTL, "pub/sub channel: logouts and access-control events (Broker.control)"),
     (PROCS, "set of live server processes"),
     (alive("{proc}"), "a process's heartbeat (expires)"),
     (here("{proc}"), "set of `room<TAB>name` present through a process"),
