@@ -556,6 +556,12 @@ export class ChatSync extends EventTarget {
     this.loadRoster(room.name);
     const names = Array.isArray(reply.members) ? reply.members.map((m) => (typeof m === "string" ? m : m?.name)) : [];
     room.members = new Set(names.filter((n) => typeof n === "string"));
+    // `accounts` lists the members who are accounts; everyone else present is a guest.
+    const accounts = new Set(Array.isArray(reply.accounts) ? reply.accounts : []);
+    for (const n of room.members) {
+      if (accounts.has(n)) room.guests.delete(n);
+      else room.guests.add(n);
+    }
     const history = (Array.isArray(reply.history) ? reply.history : []).filter(isMessage);
     const lastSeq = Number.isInteger(reply.last_seq) ? reply.last_seq : 0;
 
@@ -759,8 +765,10 @@ export class ChatSync extends EventTarget {
   #presence(frame) {
     const room = this.rooms.get(frame.room);
     if (room === undefined || typeof frame.name !== "string") return;
-    if (frame.guest === true) room.guests.add(frame.name);
     if (frame.event === "join") {
+      // A presence says `account: true` for an account; any other name present is a guest.
+      if (frame.account === true) room.guests.delete(frame.name);
+      else room.guests.add(frame.name);
       room.members.add(frame.name);
       // An account that joins a public room becomes a member of it: the list of roles changed.
       if (this.account && !room.roster.has(frame.name) && !room.guests.has(frame.name)) this.loadRoster(room.name);

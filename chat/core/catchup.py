@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chat.backends.base import Broker, HistoryStore
 from chat.core.model import Message
+from chat.core.present import parse
 
 # A resuming client gets at most this many missed messages in ``joined``; it
 # fetches the rest with ``history``/``after``. Bounds one frame's size.
@@ -31,6 +32,7 @@ class RoomView:
     history: list[Message]
     members: list[str]
     truncated: bool  # a resume missed more than fits: the client fetches the rest
+    accounts: list[str] = field(default_factory=list)  # the members who are accounts (the rest are guests)
 
 
 async def read_room(
@@ -63,7 +65,14 @@ async def read_room(
     # Messages up to last_seq may still be on their way from another
     # process; they must land in the buffer, not after go_live.
     await broker.caught_up(room, last_seq)
-    return RoomView(last_seq, history, members, truncated)
+    names = [parse(m) for m in members]
+    return RoomView(
+        last_seq,
+        history,
+        sorted((n for n, _ in names), key=str.casefold),
+        truncated,
+        sorted((n for n, account in names if account), key=str.casefold),
+    )
 
 
 def _drop(read: Awaitable[Any]) -> None:

@@ -66,6 +66,7 @@ class Joined:
     info: RoomInfo | None = None  # None: a public room of that name
     role: Standing | None = None  # the joiner's standing; None for guests
     people: tuple[str, ...] = ()  # a DM's participants
+    accounts: tuple[str, ...] = ()  # the members who are accounts; the others are guests
 
     def to_wire(self) -> Wire:
         info = self.info
@@ -82,6 +83,8 @@ class Joined:
         }
         if self.people:
             frame["people"] = list(self.people)
+        if self.accounts:
+            frame["accounts"] = list(self.accounts)
         if self.truncated:
             frame["truncated"] = True
         return _ref(frame, self.ref)

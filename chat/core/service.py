@@ -19,6 +19,7 @@ from typing import Any
 
 from chat.backends.base import Broker, Directory, Duplicate, HistoryStore, StoreUnavailable
 from chat.core import outbound as out
+from chat.core import present
 from chat.core import protocol as p
 from chat.core.access import RoomAccess
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
@@ -345,7 +346,7 @@ class ChatService:
         try:
             await self.broker.subscribe(room)
             if first:
-                await self.broker.enter(room, peer.name)  # presence, for the others
+                await self.broker.enter(room, present.entry(peer.name, peer.account is not None))
             view = await read_room(self.store, self.broker, room, frame.since, self.limits.history_on_join)
         except BaseException:
             if not rejoin and peer.open and room in peer.rooms:  # never leave a member syncing forever
@@ -355,7 +356,16 @@ class ChatService:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
         joined = out.Joined(
-            room, view.members, view.last_seq, view.history, view.truncated, frame.ref, info, standing, people
+            room,
+            view.members,
+            view.last_seq,
+            view.history,
+            view.truncated,
+            frame.ref,
+            info,
+            standing,
+            people,
+            tuple(view.accounts),
         )
         peer.send(joined)
         for m in buffered:
@@ -366,13 +376,19 @@ class ChatService:
         peer.rooms.discard(room)
         if self.rooms.leave(room, peer, peer.name):
             self.metrics.rooms.set(len(self.rooms))
-            self.broker.exit(room, peer.name)
+            self.broker.exit(room, present.entry(peer.name, peer.account is not None))
             if room not in self.rooms:
                 self.broker.unsubscribe(room)
 
     def _event(self, room: str, name: str, frame: dict[str, Any]) -> None:
         """Presence or typing from the broker: to the room's members but ``name``'s connections."""
-        self._to_others(room, name, frame, EPHEMERAL if frame["type"] == "typing" else CONTROL)
+        if frame["type"] == "typing":
+            self._to_others(room, name, frame, EPHEMERAL)
+            return
+        # A presence entry marks accounts (chat.core.present): the frame says so, with the bare name.
+        name, account = present.parse(name)
+        frame = {**frame, "name": name, "account": True} if account else {**frame, "name": name}
+        self._to_others(room, name, frame, CONTROL)
 
     def _to_others(self, room: str, name: str, frame: dict[str, Any], kind: int = CONTROL) -> None:
         """Send to every live member of ``room`` but the connections of ``name``."""

@@ -281,3 +281,28 @@ async def test_create_of_a_public_name_in_use_is_refused_and_private_titles_may_
     first = await private_room(service, owner, a, "same")
     second = await private_room(service, owner, a, "same")
     assert first != second
+
+
+@pytest.mark.gen_test
+async def test_members_and_presence_tell_accounts_from_guests(service):
+    alice = await account(service, "alice")
+    pa, a = await connect(service, alice)
+    g, conn = await connect(service, "gus")
+    await frame(service, pa, type="join", room="lobby")
+    await frame(service, g, type="join", room="lobby", ref="j")
+    joined = conn.of("joined")[-1]
+    assert (joined["members"], joined["accounts"]) == (["alice", "gus"], ["alice"])  # gus: a guest
+    assert a.of("presence")[-1] == {"type": "presence", "room": "lobby", "event": "join", "name": "gus"}
+    bob = await account(service, "bob")
+    pb, _ = await connect(service, bob)
+    await frame(service, pb, type="join", room="lobby")
+    assert conn.of("presence")[-1] == {
+        "type": "presence",
+        "room": "lobby",
+        "event": "join",
+        "name": "bob",
+        "account": True,
+    }
+    service.disconnect(pb)
+    assert conn.of("presence")[-1]["event"] == "leave"
+    assert conn.of("presence")[-1]["account"] is True

@@ -211,3 +211,18 @@ test("roomInfo keeps what a frame leaves out, and a private id is private", () =
   assert.equal(roomInfo(PRIV, { type: "joined" }, joined).role, "member");
   assert.equal(roomLabel(roomInfo("lobby"), "me"), "# lobby");
 });
+
+test("members not marked as accounts show as guests, in joined and in presence", async (t) => {
+  const { conn, sync } = accountPage(t, [], ["lobby"]);
+  conn.answer("join", { type: "joined", room: "lobby", members: ["ann", "me", "visitor"], accounts: ["ann", "me"], last_seq: 0, history: [] });
+  await settle();
+  const room = sync.rooms.get("lobby");
+  assert.deepEqual([...room.guests].sort(), ["visitor"]);
+  conn.push({ type: "presence", room: "lobby", event: "join", name: "drifter" });
+  conn.push({ type: "presence", room: "lobby", event: "join", name: "bob", account: true });
+  assert.ok(room.guests.has("drifter"));
+  assert.ok(!room.guests.has("bob"));
+  const { members } = memberRows({ roster: room.roster, online: room.members, guests: room.guests, me: "me" });
+  assert.equal(members.find((r) => r.name === "drifter").guest, true);
+  assert.equal(members.find((r) => r.name === "bob").guest, false);
+});
