@@ -16,6 +16,8 @@ from typing import Any
 import tornado.web
 import tornado.websocket
 
+from chat.client import ChatClient, ChatRefused
+
 Frame = dict[str, Any]
 
 
@@ -194,3 +196,23 @@ class FakeSocket(tornado.websocket.WebSocketHandler):
 
 def fake_app(chat: FakeChat) -> tornado.web.Application:
     return tornado.web.Application([(r"/ws", FakeSocket, {"chat": chat})])
+
+
+# What tests read from a client: helpers shared by the client's account tests.
+EVENT_TIMEOUT_S = 10.0
+
+
+async def next_event(client: ChatClient, kind: str) -> dict[str, Any]:
+    while True:
+        event = await asyncio.wait_for(client.__anext__(), EVENT_TIMEOUT_S)
+        if event["type"] == kind:
+            return event
+
+
+async def ended_with(client: ChatClient) -> ChatRefused:
+    """Consume the events until iteration raises; the refusal it raised."""
+    try:
+        while True:
+            await asyncio.wait_for(client.__anext__(), EVENT_TIMEOUT_S)
+    except ChatRefused as refused:
+        return refused

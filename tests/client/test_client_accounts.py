@@ -10,7 +10,7 @@ import pytest
 import tornado.web
 
 from chat.client import ChatClient, ChatError, ChatRefused, Disconnected
-from tests.client.fake_server import FakeChat, fake_app
+from tests.client.fake_server import FakeChat, ended_with, fake_app, next_event
 
 TIMEOUT_S = 10.0
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05}
@@ -30,22 +30,6 @@ def app(chat: FakeChat) -> tornado.web.Application:
 @pytest.fixture
 def url(http_server: object, http_port: int) -> str:
     return f"ws://127.0.0.1:{http_port}/ws"
-
-
-async def next_event(client: ChatClient, kind: str) -> dict[str, Any]:
-    while True:
-        event = await asyncio.wait_for(client.__anext__(), TIMEOUT_S)
-        if event["type"] == kind:
-            return event
-
-
-async def ended_with(client: ChatClient) -> ChatRefused:
-    """Consume the events until iteration raises; the refusal it raised."""
-    try:
-        while True:
-            await asyncio.wait_for(client.__anext__(), TIMEOUT_S)
-    except ChatRefused as refused:
-        return refused
 
 
 def drop(chat: FakeChat, name: str, code: int = 1001, reason: str = "dropped by the test") -> None:

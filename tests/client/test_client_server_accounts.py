@@ -6,7 +6,6 @@ these pin that the client and the server agree on the frames."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +17,7 @@ from chat.client import ChatClient, ChatError, ChatRefused
 from chat.core.passwords import Passwords
 from chat.server.app import ChatApplication, make_app
 from chat.server.options import Settings
+from tests.client.fake_server import ended_with, next_event
 from tests.support.fakes import FakeClock
 
 TIMEOUT_S = 10.0
@@ -43,21 +43,6 @@ async def token_for(app: ChatApplication, name: str) -> str:
     account = await app.accounts.add_user(name, "correct horse battery")
     token, _ = await app.accounts.create_token(account, "tests")
     return token
-
-
-async def next_event(client: ChatClient, kind: str) -> dict[str, Any]:
-    while True:
-        event = await asyncio.wait_for(client.__anext__(), TIMEOUT_S)
-        if event["type"] == kind:
-            return event
-
-
-async def ended_with(client: ChatClient) -> ChatRefused:
-    try:
-        while True:
-            await asyncio.wait_for(client.__anext__(), TIMEOUT_S)
-    except ChatRefused as refused:
-        return refused
 
 
 @pytest.mark.gen_test

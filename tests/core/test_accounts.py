@@ -13,26 +13,14 @@ from chat.core.passwords import Passwords
 from chat.core.throttle import Throttle
 from tests.support import VirtualClock
 from tests.support.fake_directory import FakeDirectory
+from tests.support.fakes import RecordingSockets
 
 CHEAP = PasswordHasher.from_parameters(profiles.CHEAPEST)
 PASSWORD = "correct horse battery"
 ADDR = "10.0.0.1"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.ended: list[list[str]] = []
-        self.disabled: list[int] = []
-        self.created: list[str] = []
-
-    def end_sessions(self, keys: list[str]) -> None:
-        self.ended.append(list(keys))
-
-    def account_disabled(self, account_id: int) -> None:
-        self.disabled.append(account_id)
-
-    def account_created(self, name: str) -> None:
-        self.created.append(name)
+Recorder = RecordingSockets
 
 
 class World:

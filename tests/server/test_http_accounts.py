@@ -22,24 +22,12 @@ from chat.server.options import Settings
 from tests.server.test_http import cookies_of, fetch, post_form, xsrf_token
 from tests.support import FakeClock
 from tests.support.fake_directory import FakeDirectory
+from tests.support.fakes import RecordingSockets
 
 PASSWORD = "correct horse battery"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.ended: list[list[str]] = []
-        self.disabled: list[int] = []
-        self.created: list[str] = []
-
-    def end_sessions(self, keys: list[str]) -> None:
-        self.ended.append(list(keys))
-
-    def account_disabled(self, account_id: int) -> None:
-        self.disabled.append(account_id)
-
-    def account_created(self, name: str) -> None:
-        self.created.append(name)
+Recorder = RecordingSockets
 
 
 @pytest.fixture

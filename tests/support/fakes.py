@@ -75,3 +75,21 @@ class FakeConn:
         new = self.frames[self._read :]
         self._read = len(self._frames)
         return new
+
+
+class RecordingSockets:
+    """The sockets an :class:`chat.core.accounts.Accounts` would close, recorded instead."""
+
+    def __init__(self) -> None:
+        self.ended: list[list[str]] = []
+        self.disabled: list[int] = []
+        self.created: list[str] = []
+
+    def end_sessions(self, keys: list[str]) -> None:
+        self.ended.append(list(keys))
+
+    def account_disabled(self, account_id: int) -> None:
+        self.disabled.append(account_id)
+
+    def account_created(self, name: str) -> None:
+        self.created.append(name)
