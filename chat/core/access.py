@@ -15,11 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from chat.backends.base import Broker, Conflict, Directory
+from chat.backends.base import Broker, Conflict, Directory, HistoryStore
 from chat.core import outbound as out
 from chat.core import protocol as p
 from chat.core.errors import ErrorCode
-from chat.core.model import MyRoom, RoomInfo, RoomKind, Standing, Visibility
+from chat.core.model import MyRoom, RoomInfo, RoomKind, RoomSummary, Standing, Visibility
 from chat.core.peer import Peer
 from chat.core.policy import Action, Actor, Decision, decide, is_member
 from chat.core.secrets import new_room_id
@@ -91,6 +91,33 @@ class RoomAccess:
             peer.send(out.Error(ErrorCode.NOT_MEMBER, f"join {room!r} first", ref))
         else:
             peer.send(out.Error(decision.code, decision.message, ref))
+
+    async def summaries(self, actor: Actor, store: HistoryStore) -> list[RoomSummary]:
+        """The rooms ``actor`` may see: every public room, and its own. Raises StoreUnavailable."""
+        infos = {info.room: info for info in await self.directory.public_rooms()}
+        own: dict[str, MyRoom] = {}
+        if actor.account is not None:
+            for mine in await self.directory.account_rooms(actor.account):
+                infos[mine.info.room] = mine.info
+                own[mine.info.room] = mine
+        last = await store.rooms()
+        counts = await self.broker.member_counts()
+        summaries = []
+        for room, info in sorted(infos.items()):
+            held = own.get(room)
+            summaries.append(
+                RoomSummary(
+                    room,
+                    counts.get(room, 0),
+                    last.get(room, 0),
+                    info.title,
+                    info.visibility,
+                    info.kind,
+                    held.standing if held is not None else None,
+                    tuple(held.people) if held is not None else (),
+                )
+            )
+        return summaries
 
     # -- frames --------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from chat.core.idempotency import WINDOW_S
 from chat.core.identity import Identities
 from chat.core.limits import Limits
 from chat.core.meters import NullMeters, ServiceMeters
-from chat.core.model import Account, Message, MyRoom, RoomSummary
+from chat.core.model import Account, Message, RoomSummary
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.peer import Peer
@@ -506,30 +506,7 @@ class ChatService:
 
     async def room_summaries(self, actor: Actor) -> list[RoomSummary]:
         """The rooms ``actor`` may see: every public room, and its own. Raises StoreUnavailable."""
-        infos = {info.room: info for info in await self.directory.public_rooms()}
-        own: dict[str, MyRoom] = {}
-        if actor.account is not None:
-            for mine in await self.directory.account_rooms(actor.account):
-                infos[mine.info.room] = mine.info
-                own[mine.info.room] = mine
-        last = await self.store.rooms()
-        counts = await self.broker.member_counts()
-        summaries = []
-        for room, info in sorted(infos.items()):
-            held = own.get(room)
-            summaries.append(
-                RoomSummary(
-                    room,
-                    counts.get(room, 0),
-                    last.get(room, 0),
-                    info.title,
-                    info.visibility,
-                    info.kind,
-                    held.standing if held is not None else None,
-                    tuple(held.people) if held is not None else (),
-                )
-            )
-        return summaries
+        return await self.access.summaries(actor, self.store)
 
     # -- access control across processes (chat.core.control) -----------------
 
