@@ -19,7 +19,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from chat.core.model import Account, Member, Message, MyRoom, RoomInfo, Standing, TokenInfo
+from chat.core.model import (
+    Account,
+    EventKind,
+    Member,
+    Message,
+    MyRoom,
+    ReadState,
+    RoomInfo,
+    SearchHit,
+    Standing,
+    TokenInfo,
+)
 from chat.core.outbound import Presence
 
 
@@ -95,13 +106,35 @@ class HistoryStore(Protocol):
         ...
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
+        self,
+        room: str,
+        name: str,
+        text: str,
+        ts: int,
+        session: str,
+        ref: str | None,
+        *,
+        guest: bool = False,
+        kind: EventKind = EventKind.MESSAGE,
+        target: int | None = None,
+        emoji: str | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> asyncio.Future[Message]:
-        """Store a message under the room's next seq (``guest``: not sent by an account, see Message.guest).
+        """Store an event under the room's next seq (``guest``: not sent by an account, see Message.guest).
 
-        The future resolves with the message once it is committed, or fails
+        ``kind`` MESSAGE stores a message (``mentions``: the member names it
+        names). EDIT, DELETE and REACTION change the message at seq ``target``,
+        in the same transaction as the event is stored: an EDIT replaces its
+        text (and sets ``edited``); a DELETE removes its text, the text of its
+        earlier edits and its reactions, and takes it out of search, so the
+        text is gone from the store; a REACTION toggles ``emoji`` for ``name``
+        and the stored event says which way (``on``). An EDIT of a message
+        deleted meanwhile is stored without its text. The caller checked that
+        the target is a message the sender may change.
+
+        The future resolves with the event once it is committed, or fails
         with :class:`StoreUnavailable` (or :class:`Duplicate`). The broker
-        delivers committed messages to the room, the sender's included.
+        delivers committed events to the room, the sender's included.
         """
         ...
 
@@ -116,7 +149,9 @@ class HistoryStore(Protocol):
         ...
 
     def before(self, room: str, seq: int | None, limit: int) -> Awaitable[list[Message]]:
-        """Up to ``limit`` messages with seq < ``seq`` (the newest if None), ascending.
+        """Up to ``limit`` messages (kind MESSAGE only, as they are now: current
+        text, ``edited``, ``deleted``, ``reactions``) with seq < ``seq`` (the newest if None), ascending.
+        Scrolling back: the other events between them are already folded in.
 
         An awaitable, not only a coroutine: a store may start the read at the
         call, so that reads asked for one after another share a round trip
@@ -124,7 +159,9 @@ class HistoryStore(Protocol):
         ...
 
     def after(self, room: str, seq: int, limit: int) -> Awaitable[list[Message]]:
-        """Up to ``limit`` messages with seq > ``seq``, the oldest first, ascending."""
+        """Up to ``limit`` events of every kind with seq > ``seq``, ascending, with no
+        seq left out: what a reader who is at ``seq`` missed (a message among them
+        is read as it is now). Filling a gap, resuming."""
         ...
 
     async def get(self, room: str, seq: int) -> Message | None: ...
@@ -147,6 +184,22 @@ class HistoryStore(Protocol):
 
     async def rooms(self) -> dict[str, int]:
         """Every room with history, with its last committed seq."""
+        ...
+
+    async def search(self, query: str, rooms: list[str], before: int | None, limit: int) -> list[SearchHit]:
+        """Messages of ``rooms`` whose current text matches ``query`` (words, as the
+        engine's full-text search reads them), newest first (by ts, then seq), at
+        most ``limit``, older than ``before`` (ms) if given. Deleted messages and
+        the text of edits are never found. The caller decides ``rooms``."""
+        ...
+
+    async def set_read(self, account: int, room: str, seq: int) -> int:
+        """The account read ``room`` up to ``seq``: the marker moves forward only; returns it."""
+        ...
+
+    async def read_state(self, account: int, name: str, rooms: list[str]) -> dict[str, ReadState]:
+        """For each room: the account's marker, the messages after it not sent by
+        ``name`` and not deleted, and of those the ones that mention ``name``."""
         ...
 
     async def recent_refs(self, since_ts: int) -> list[Message]:

@@ -7,9 +7,28 @@ from enum import StrEnum
 from typing import Any
 
 
+class EventKind(StrEnum):
+    """What one entry of a room's event log is. Every kind takes the room's next seq."""
+
+    MESSAGE = "message"
+    EDIT = "edit"
+    DELETE = "delete"
+    REACTION = "reaction"
+
+
+# The reactions a message may get: a small fixed set, so every page can show
+# them and nobody can flood a message with invented ones.
+REACTIONS = ("👍", "👎", "😄", "🎉", "😕", "❤️", "🚀", "👀")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One stored room message. ``seq`` counts per room from 1 by exactly 1."""
+    """One entry of a room's event log. ``seq`` counts per room from 1 by exactly 1.
+
+    ``kind`` MESSAGE is a message; EDIT, DELETE and REACTION are changes to the
+    message whose seq is ``target``. A message read back "as it is now" carries
+    its current text, ``edited`` (when last edited), ``deleted`` (a tombstone:
+    its text is gone from the store) and ``reactions``."""
 
     room: str
     seq: int
@@ -21,26 +40,76 @@ class Message:
     # Sent by a guest (or, before accounts existed, by a nickname): anyone could
     # have picked that name, so every reader is shown it was not an account.
     guest: bool = False
+    kind: EventKind = EventKind.MESSAGE
+    target: int | None = None  # EDIT, DELETE, REACTION: the message's seq
+    emoji: str | None = None  # REACTION: one of REACTIONS
+    on: bool | None = None  # REACTION: added (True) or taken back (False); the store decides (a toggle)
+    edited: int | None = None  # MESSAGE as it is now: when it was last edited (ms)
+    deleted: bool = False  # MESSAGE as it is now: deleted, its text removed
+    reactions: tuple[tuple[str, tuple[str, ...]], ...] = ()  # MESSAGE as it is now: (emoji, names), REACTIONS order
+    mentions: tuple[str, ...] = ()  # MESSAGE: the room members it names with @name
 
     def to_wire(self, *, with_ref: bool = False) -> dict[str, Any]:
-        """The ``message`` frame; only the sender's own copy carries its ``ref``."""
-        frame: dict[str, Any] = {
-            "type": "message",
-            "room": self.room,
-            "seq": self.seq,
-            "name": self.name,
-            "text": self.text,
-            "ts": self.ts,
-        }
-        if self.guest:
-            frame["guest"] = True
+        """The event's frame (``message``, ``edit``, ``delete`` or ``reaction``);
+        only the sender's own copy carries its ``ref``."""
+        kind = self.kind
+        frame: dict[str, Any] = {"type": str(kind), "room": self.room, "seq": self.seq}
+        if kind is EventKind.MESSAGE:
+            frame.update(name=self.name, text=self.text, ts=self.ts)
+            if self.guest:
+                frame["guest"] = True
+            if self.mentions:
+                frame["mentions"] = list(self.mentions)
+            if self.edited is not None:
+                frame["edited"] = self.edited
+            if self.deleted:
+                frame["deleted"] = True
+            if self.reactions:
+                frame["reactions"] = {emoji: list(names) for emoji, names in self.reactions}
+        else:
+            frame["target"] = self.target
+            if kind is EventKind.EDIT:
+                frame["text"] = self.text
+            elif kind is EventKind.REACTION:
+                frame.update(emoji=self.emoji, on=self.on)
+            frame.update(name=self.name, ts=self.ts)
+            if self.guest:
+                frame["guest"] = True
         if with_ref and self.ref is not None:
             frame["ref"] = self.ref
         return frame
 
     def to_public(self) -> dict[str, Any]:
-        """The message as it appears in ``history`` and ``joined`` lists."""
+        """The event as it appears in ``history`` and ``joined`` lists."""
         return self.to_wire(with_ref=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """One search result: a message as it is now, with a snippet whose matches are marked."""
+
+    room: str
+    seq: int
+    name: str
+    ts: int
+    snippet: str  # the matched words between "[" and "]" (plain text: the page marks them up safely)
+    guest: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        hit: dict[str, Any] = {"room": self.room, "seq": self.seq, "name": self.name, "ts": self.ts}
+        if self.guest:
+            hit["guest"] = True
+        hit["snippet"] = self.snippet
+        return hit
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """An account's reading position in one room, as the server counts it."""
+
+    read: int  # the last seq the account has read (0: none)
+    unread: int  # messages after it, not its own and not deleted
+    mentions: int  # of those, the ones that name it
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +195,7 @@ class MyRoom:
     info: RoomInfo
     standing: Standing
     people: list[str] = field(default_factory=list)  # a DM's participants, by name
+    state: ReadState | None = None  # where the account stopped reading, and what is new since
 
     def to_wire(self) -> dict[str, Any]:
         frame: dict[str, Any] = {
@@ -137,6 +207,8 @@ class MyRoom:
         }
         if self.info.kind is RoomKind.DM:
             frame["people"] = self.people
+        if self.state is not None:
+            frame.update(read=self.state.read, unread=self.state.unread, mentions=self.state.mentions)
         return frame
 
 

@@ -54,6 +54,10 @@ class Action(StrEnum):
     BAN = "ban"
     UNBAN = "unban"
     SET_ROLE = "role"
+    EDIT = "edit"  # a message's text
+    DELETE = "delete"  # a message
+    REACT = "react"
+    MARK_READ = "read"  # move the account's read marker
     CREATE_PUBLIC = "create_public"
     CREATE_PRIVATE = "create_private"
     DM = "dm"
@@ -79,6 +83,7 @@ NEEDS_ACCOUNT = Decision(ErrorCode.UNAUTHORIZED, "this needs an account: sign in
 _MEMBERS = frozenset({Standing.OWNER, Standing.MODERATOR, Standing.MEMBER})
 _RANK = {Standing.OWNER: 3, Standing.MODERATOR: 2, Standing.MEMBER: 1}
 _MODERATION = frozenset({Action.INVITE, Action.REMOVE, Action.BAN, Action.UNBAN, Action.SET_ROLE})
+_CHANGES = frozenset({Action.EDIT, Action.DELETE, Action.REACT, Action.MARK_READ})
 
 
 def is_member(standing: Standing | None) -> bool:
@@ -103,6 +108,7 @@ def decide(
     target_is_self: bool = False,
     target_guest: bool = False,
     role: Standing | None = None,
+    own: bool = False,
 ) -> Decision:
     """May ``actor`` do ``action``?
 
@@ -133,9 +139,31 @@ def decide(
         if standing is Standing.BANNED:
             return Decision(ErrorCode.FORBIDDEN, "you are banned from this room")
         return ALLOWED
+    if action in _CHANGES:
+        return _change(actor, action, standing, own)
     if action in _MODERATION:
         return _moderate(actor, action, room, standing, target, target_is_self, target_guest, role)
     raise ValueError(f"unknown action {action!r}")  # pragma: no cover - every Action is handled above
+
+
+def _change(actor: Actor, action: Action, standing: Standing | None, own: bool) -> Decision:
+    """EDIT, DELETE, REACT, MARK_READ in a room the actor may see."""
+    if standing is Standing.BANNED:
+        return Decision(ErrorCode.FORBIDDEN, "you are banned from this room")
+    if action is Action.REACT:
+        # Guests may react where they may chat: public rooms (they are never members of others).
+        return NEEDS_ACCOUNT if actor.anonymous else ALLOWED
+    if actor.guest:
+        return NEEDS_ACCOUNT
+    if action is Action.MARK_READ:
+        return ALLOWED
+    if own:
+        return ALLOWED
+    if action is Action.DELETE and standing in (Standing.OWNER, Standing.MODERATOR):
+        return ALLOWED
+    if action is Action.EDIT:
+        return Decision(ErrorCode.FORBIDDEN, "you may edit only your own messages")
+    return Decision(ErrorCode.FORBIDDEN, "only its author, a moderator or the owner may delete a message")
 
 
 def _moderate(

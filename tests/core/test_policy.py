@@ -138,3 +138,30 @@ def test_visible():
     assert not visible(PRIVATE, Standing.BANNED)
     assert visible(PRIVATE, Standing.MEMBER)
     assert not visible(None, None)
+
+
+@pytest.mark.parametrize(
+    ("actor", "standing", "room", "action", "own", "expected"),
+    [
+        (ALICE, Standing.MEMBER, PRIVATE, Action.EDIT, True, OK),
+        (ALICE, Standing.MEMBER, PRIVATE, Action.EDIT, False, FB),
+        (ALICE, Standing.OWNER, PRIVATE, Action.EDIT, False, FB),  # nobody edits another's words
+        (ALICE, Standing.MEMBER, PRIVATE, Action.DELETE, True, OK),
+        (ALICE, Standing.MEMBER, PRIVATE, Action.DELETE, False, FB),
+        (ALICE, Standing.MODERATOR, PRIVATE, Action.DELETE, False, OK),
+        (ALICE, Standing.OWNER, PRIVATE, Action.DELETE, False, OK),
+        (ALICE, None, PRIVATE, Action.DELETE, True, NF),  # removed since: the room is gone for them
+        (ALICE, Standing.BANNED, PUBLIC, Action.EDIT, True, FB),
+        (GUEST, None, PUBLIC, Action.EDIT, True, UA),
+        (GUEST, None, PUBLIC, Action.DELETE, True, UA),
+        (GUEST, None, PUBLIC, Action.REACT, False, OK),
+        (GUEST, None, PRIVATE, Action.REACT, False, NF),
+        (ALICE, None, PUBLIC, Action.REACT, False, OK),
+        (ALICE, Standing.BANNED, PUBLIC, Action.REACT, False, FB),
+        (GUEST, None, PUBLIC, Action.MARK_READ, False, UA),
+        (ALICE, Standing.MEMBER, PRIVATE, Action.MARK_READ, False, OK),
+        (ALICE, None, PRIVATE, Action.MARK_READ, False, NF),
+    ],
+)
+def test_who_may_edit_delete_react_and_mark_read(actor, standing, room, action, own, expected):
+    assert decide(actor, action, room, standing, room_id=room.room, own=own).code == expected
