@@ -456,19 +456,13 @@ class ChatService:
         sender's copy (with ``ref``) its acknowledgement; a retried ref answered
         with the original (see :meth:`_repeat`)."""
         now = int(self.wall() * 1000)
-        future = self.store.append(
-            room,
-            peer.name,
-            text,
-            now,
-            peer.session,
-            ref,
-            guest=peer.account is None,
-            kind=kind,
-            target=target,
-            emoji=emoji,
-            mentions=mentions,
-        )
+        event: dict[str, Any] = {}
+        if kind is not EventKind.MESSAGE:
+            event.update(kind=kind, target=target, emoji=emoji)
+        if mentions:
+            event["mentions"] = mentions
+        # A plain message passes only what every store has always taken.
+        future = self.store.append(room, peer.name, text, now, peer.session, ref, guest=peer.account is None, **event)
         if ref is not None:
             self._says.storing(peer.session, ref, future, peer)
         future.add_done_callback(functools.partial(self._failed, peer, ref, time.perf_counter()))
