@@ -20,7 +20,7 @@ from tests.support.shared_history import LogStore, SharedLog
 EDIT, DELETE, REACTION = EventKind.EDIT, EventKind.DELETE, EventKind.REACTION
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 def store(request, io_loop, tmp_path) -> Iterator[HistoryStore]:  # type: ignore[no-untyped-def]
     made: HistoryStore
     if request.param == "sqlite":
