@@ -322,6 +322,8 @@ class ChatClient(AccountCalls, RoomChanges):
 
     def _received(self, frame: Frame) -> None:
         kind = frame.get("type")
+        if kind == "read":  # our answer to mark_read, or another device's: my_rooms follows
+            self._track(frame)
         req = self._pending.match(frame)
         if req is not None:
             if kind == "error":

@@ -213,3 +213,19 @@ async def test_search_sends_only_the_options_given_and_returns_the_results(chat,
         {"type": "search", "q": "deploy"},
         {"type": "search", "q": "deploy", "room": "ops", "before": 3000, "limit": 1},
     ]
+
+
+@pytest.mark.gen_test
+async def test_my_rooms_follows_the_read_marker_here_and_from_another_device(chat, url):
+    async with ChatClient(url, token=ALICE, **FAST) as laptop:
+        room = (await laptop.create("plans", "private"))["room"]
+        await laptop.join(room)
+        for text in ("a", "b", "c"):
+            await laptop.say(room, text)
+        async with ChatClient(url, token=ALICE, **FAST) as phone:  # its welcome lists the room
+            await laptop.mark_read(room, 1)
+            await next_event(phone, "read")
+            mine_here = next(r for r in laptop.my_rooms if r["room"] == room)
+            mine_there = next(r for r in phone.my_rooms if r["room"] == room)
+    for mine in (mine_here, mine_there):
+        assert (mine["read"], mine["unread"], mine["mentions"]) == (1, 2, 0)
