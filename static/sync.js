@@ -125,6 +125,10 @@ export class Room {
     // the page's own for a guest.
     this.read = newReadState();
     this.readTimer = 0;
+    // One of the account's rooms before this page joined it (welcome,
+    // invited): its server marker means something. A public room joined for
+    // the first time has none yet: its history is not news.
+    this.listed = false;
   }
 
   get firstSeq() {
@@ -347,6 +351,11 @@ export class ChatSync extends EventTarget {
     room.read = markSeen(room.read, room.lastSeq);
     if (room.read === before) return;
     this.#emit("unread", { room });
+    this.#sendRead(room);
+  }
+
+  /** Tell the server where an account's marker is now, once reading settles. */
+  #sendRead(room) {
     if (!this.account || room.readTimer !== 0) return;
     room.readTimer = setTimeout(() => {
       room.readTimer = 0;
@@ -510,6 +519,7 @@ export class ChatSync extends EventTarget {
       else this.rooms.set(wire.room, (room = new Room(wire.room, roomInfo(wire.room, wire))));
       // Figures from before the join: nothing newer is counted until `joined`.
       room.read = fromServer(room.read, wire, Infinity);
+      room.listed = true;
     }
     // A private room this page remembered that the server no longer lists:
     // we were removed while away. Joining it would only be refused.
@@ -527,6 +537,7 @@ export class ChatSync extends EventTarget {
     // Someone brought us in (a DM, an invitation): what is already there is
     // news to us, unlike the history of a room we open ourselves.
     if (!known) room.fresh = true;
+    room.listed = true;
     room.read = fromServer(room.read, wire, Infinity);
   }
 
@@ -667,10 +678,14 @@ export class ChatSync extends EventTarget {
       room.lastSeq = Math.max(lastSeq, maxSeq(history) ?? 0);
       room.hasOlder = room.firstSeq > 1;
       room.synced = true;
-      room.read = fromServer(room.read, reply, room.lastSeq);
-      // No marker from the server (a guest, an older server): what was there
-      // before we came is not news, unless someone brought us in.
-      if (room.read.marker === null) room.read = markSeen(room.read, room.fresh ? 0 : room.lastSeq);
+      const firstVisit = this.account && !room.listed && !room.fresh;
+      if (!firstVisit) room.read = fromServer(room.read, reply, room.lastSeq);
+      // No marker from the server (a guest, a first visit, an older server):
+      // what was there before we came is not news, unless someone brought us in.
+      if (room.read.marker === null) {
+        room.read = markSeen(room.read, room.fresh ? 0 : room.lastSeq);
+        if (firstVisit && room.lastSeq > 0) this.#sendRead(room);
+      }
       this.#emit("messages", { room, added, mode: "initial" });
       this.#emit("unread", { room });
     } else {

@@ -117,3 +117,10 @@ test("a guest's marker is the page's own: what was there at the first join is re
   assert.deepEqual(conn.pending("read"), [], "guests have no server marker");
   assert.deepEqual(sync.unreadOf("r"), { unread: 0, mentions: 0 });
 });
+
+test("an account's first visit to a public room: its history is not unread, and the server is told", async (t) => {
+  const { conn, sync } = await online(t, { account: true, rooms: [] }, { read: 0, unread: 1, mentions: 0 });
+  assert.deepEqual(sync.unreadOf("r"), { unread: 0, mentions: 0 });
+  t.mock.timers.tick(800);
+  assert.deepEqual(conn.pending("read").map((f) => [f.room, f.seq]), [["r", 2]]);
+});
