@@ -357,6 +357,7 @@ function toast(text, code, ok = false) {
 
 function select(name) {
   if (name !== current) {
+    sync.flushReads(); // the room being left: its marker where the user left it
     actions.roomChanged();
     divider = { room: name, seq: null, pending: name !== null };
   }
@@ -675,7 +676,11 @@ document.addEventListener("keydown", (event) => {
   if (event.key === "Escape") closePanels();
 });
 
-document.addEventListener("visibilitychange", markRead);
+document.addEventListener("visibilitychange", () => {
+  if (document.hidden) sync.flushReads();
+  else markRead();
+});
+window.addEventListener("pagehide", () => sync.flushReads());
 
 async function logout(event) {
   event?.preventDefault();

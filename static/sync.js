@@ -354,20 +354,38 @@ export class ChatSync extends EventTarget {
     this.#sendRead(room);
   }
 
+  /**
+   * Send the read markers still waiting for their debounce now: the user
+   * moved to another room or away from the tab, and a reload or another
+   * device must find the marker where they left it.
+   */
+  flushReads() {
+    for (const room of this.rooms.values()) {
+      if (room.readTimer === 0) continue;
+      clearTimeout(room.readTimer);
+      room.readTimer = 0;
+      this.#readNow(room);
+    }
+  }
+
   /** Tell the server where an account's marker is now, once reading settles. */
   #sendRead(room) {
     if (!this.account || room.readTimer !== 0) return;
     room.readTimer = setTimeout(() => {
       room.readTimer = 0;
-      if (this.rooms.get(room.name) !== room || room.read.marker === null) return;
-      this.conn
-        .request({ type: "read", room: room.name, seq: room.read.marker })
-        // The reply's `seq` is the marker as the server holds it now.
-        .then((reply) => this.#serverRead(room, { ...reply, read: reply.seq }, room.lastSeq))
-        .catch(() => {
-          // Offline or refused: the next read (or the next visit) says it again.
-        });
+      this.#readNow(room);
     }, READ_DEBOUNCE_MS);
+  }
+
+  #readNow(room) {
+    if (this.rooms.get(room.name) !== room || room.read.marker === null) return;
+    this.conn
+      .request({ type: "read", room: room.name, seq: room.read.marker })
+      // The reply's `seq` is the marker as the server holds it now.
+      .then((reply) => this.#serverRead(room, { ...reply, read: reply.seq }, room.lastSeq))
+      .catch(() => {
+        // Offline or refused: the next read (or the next visit) says it again.
+      });
   }
 
   /** Edit my message `seq`; resolves once the edit is stored (and applied here). */

@@ -124,3 +124,13 @@ test("an account's first visit to a public room: its history is not unread, and 
   t.mock.timers.tick(800);
   assert.deepEqual(conn.pending("read").map((f) => [f.room, f.seq]), [["r", 2]]);
 });
+
+test("reads waiting for their debounce go out at once when flushed (leaving the room or the tab)", async (t) => {
+  const { conn, sync } = await online(t, { account: true, rooms: [{ room: "r", title: "r", visibility: "public", kind: "room", role: "member", read: 1, unread: 0, mentions: 0 }] });
+  sync.markRead("r");
+  assert.deepEqual(conn.pending("read"), []);
+  sync.flushReads();
+  assert.deepEqual(conn.pending("read").map((f) => f.seq), [2]);
+  t.mock.timers.tick(1000);
+  assert.equal(conn.pending("read").length, 1, "the debounced send does not repeat it");
+});
