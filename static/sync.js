@@ -714,6 +714,8 @@ export class ChatSync extends EventTarget {
       room.lastSeq = Math.max(room.lastSeq, top, lastSeq);
       this.#take(room, history, "resume");
       this.#serverRead(room, reply, room.lastSeq);
+      // Read while the link was down: the server has not heard of it yet.
+      if (Number.isInteger(reply.read) && room.read.marker !== null && room.read.marker > reply.read) this.#sendRead(room);
     }
     this.#emit("members", { room });
 

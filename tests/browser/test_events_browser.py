@@ -1,6 +1,7 @@
 """Edits, deletions, reactions, read markers, mentions and search in the page,
 in real headless Chromium against a real server process, with two accounts
-each in a browser context of their own (the `person` fixture, conftest.py).
+each in a browser context of their own (the `person` fixture, conftest.py),
+one of them on a phone (a long press instead of hover).
 
 What one person does to a message reaches the other live: an edit (with its
 "edited" mark), a deletion (a tombstone without the text), reaction chips with
@@ -41,9 +42,14 @@ def tool(chat: ChatPage, msg: Locator, action: str) -> Locator:
     return msg.get_by_test_id(f"message-{action}")
 
 
-def react(chat: ChatPage, msg: Locator, emoji: str) -> None:
-    tool(chat, msg, "react").click()
-    msg.get_by_role("button", name=f"React {emoji}").click()
+def long_press(msg: Locator) -> None:
+    """A finger held on a message (touch screens have no hover): its tools open."""
+    box = msg.bounding_box()
+    assert box is not None
+    where = {"pointerType": "touch", "isPrimary": True, "clientX": box["x"] + 20, "clientY": box["y"] + 10}
+    msg.dispatch_event("pointerdown", where)
+    expect(msg).to_contain_class("msg--tools-open")  # after the press time, without moving
+    msg.dispatch_event("pointerup", where)
 
 
 def chip(msg: Locator, emoji: str) -> Locator:
@@ -55,7 +61,7 @@ def test_edit_delete_and_react_reach_the_other_person(
 ) -> None:
     server = start_server(*SERVER_ARGS)
     alice = person(server, "alice")
-    bob = person(server, "bob")
+    bob = person(server, "bob", phone=True)
     alice.join("lobby")
     bob.join("lobby")
     alice.send("helo wrold")
@@ -79,12 +85,15 @@ def test_edit_delete_and_react_reach_the_other_person(
     expect(bob.texts).to_have_text(["hello world", "a second thought"])
     expect(message(bob, "hello world").get_by_test_id("message-edited")).to_have_count(1)
 
-    # Bob may only react to alice's messages: no edit, no delete offered.
+    # Bob, on a phone, holds his finger on alice's message: he may only react
+    # to it, no edit, no delete offered.
     theirs = message(bob, "hello world")
-    expect(tool(bob, theirs, "react")).to_be_visible()
+    long_press(theirs)
+    expect(theirs.get_by_test_id("message-react")).to_be_visible()
     expect(theirs.get_by_test_id("message-edit")).to_have_count(0)
     expect(theirs.get_by_test_id("message-delete")).to_have_count(0)
-    react(bob, theirs, "🎉")
+    theirs.get_by_test_id("message-react").click()
+    theirs.get_by_role("button", name="React 🎉").click()
     expect(chip(theirs, "🎉")).to_have_attribute("aria-pressed", "true")
     # Alice sees bob's 🎉 and adds hers by clicking the chip: two, hers highlighted.
     mine = message(alice, "hello world")
@@ -98,7 +107,7 @@ def test_edit_delete_and_react_reach_the_other_person(
     chip(theirs, "🎉").click()
     expect(chip(mine, "🎉")).to_contain_text("1")
     expect(chip(theirs, "🎉")).to_have_attribute("aria-pressed", "false")
-    bob.assert_accessible("a message with a reaction chip and its tools")
+    bob.assert_accessible("a message with a reaction chip, on a phone")
 
     # Alice deletes her second message, after confirming: a tombstone for both.
     tool(alice, message(alice, "a second thought"), "delete").click()

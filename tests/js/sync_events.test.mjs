@@ -134,3 +134,16 @@ test("reads waiting for their debounce go out at once when flushed (leaving the 
   t.mock.timers.tick(1000);
   assert.equal(conn.pending("read").length, 1, "the debounced send does not repeat it");
 });
+
+test("a marker moved while offline is sent again after the resume", async (t) => {
+  const { conn, sync } = await online(t, { account: true, rooms: [{ room: "r", title: "r", visibility: "public", kind: "room", role: "member", read: 1, unread: 0, mentions: 0 }] });
+  conn.down();
+  sync.markRead("r");
+  t.mock.timers.tick(800); // the debounced send finds no link
+  conn.up({ account: true, rooms: [{ room: "r", title: "r", visibility: "public", kind: "room", role: "member", read: 1, unread: 1, mentions: 0 }] });
+  conn.answer("join", { type: "joined", room: "r", members: ["me"], last_seq: 2, history: [], read: 1, unread: 1, mentions: 0 });
+  await settle();
+  assert.deepEqual(sync.unreadOf("r"), { unread: 0, mentions: 0 });
+  t.mock.timers.tick(800);
+  assert.deepEqual(conn.pending("read").map((f) => f.seq), [2]);
+});
