@@ -11,6 +11,7 @@ import { wireActions } from "./actions.js";
 import { Connection, State, socketUrl } from "./connection.js";
 import { isMine, messageActions } from "./events.js";
 import { wireSearch } from "./finder.js";
+import { wireMentions } from "./mention_ui.js";
 import { wireNotify } from "./notify.js";
 import { PendingStore } from "./pending.js";
 import { wirePeople } from "./people.js";
@@ -72,6 +73,7 @@ const ui = {
   input: $("composer-input"),
   toasts: $("toasts"),
   deleteDialog: $("delete-dialog"),
+  mentionBar: $("mention-bar"),
   notify: $("notify"),
   searchForm: $("search-form"),
   searchInput: $("search-input"),
@@ -552,6 +554,8 @@ const actions = wireActions({
 
 const notify = wireNotify({ ui, sync, label, select });
 
+const mentions = wireMentions({ ui, sync, room });
+
 /** Resolves once room `r` has its first messages (joined), or false if it went meanwhile. */
 function whenSynced(r) {
   if (r.synced) return Promise.resolve(true);
@@ -610,6 +614,7 @@ ui.composer.addEventListener("submit", (event) => {
   if (!text || current === null) return;
   sync.say(current, text);
   ui.input.value = "";
+  mentions.hide();
   scrollToBottom();
 });
 

@@ -145,7 +145,16 @@ def test_unread_line_mentions_and_search_across_a_reload(
     # Bob reads lobby, then moves to another room; alice goes on in lobby.
     bob.join("side")
     alice.send("while you were away")
-    alice.send("@bob have a look at this")
+    # Typing @ offers the room's members: Tab takes the name.
+    composer = alice.by_id("composer-input")
+    composer.fill("@b")
+    expect(alice.by_id("mention-option")).to_have_text(["@bob"])
+    alice.assert_accessible("a member's name offered after @")
+    composer.press("Tab")
+    expect(composer).to_have_value("@bob ")
+    expect(alice.by_id("mention-bar")).to_be_hidden()
+    composer.press_sequentially("have a look at this")
+    composer.press("Enter")
     expect(bob.by_id("unread-lobby")).to_have_text("2")
     expect(bob.by_id("mentions-lobby")).to_have_text("@1")
 
