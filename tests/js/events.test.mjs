@@ -2,6 +2,7 @@
 // and search snippets (static/search.js) under `node --test`.
 
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
 import { REACTIONS, ingest, messageActions, reactionList } from "../../static/events.js";
@@ -96,6 +97,13 @@ test("the page offers edit and delete on my own messages, delete to moderators, 
   assert.deepEqual(messageActions({ ...mine, guest: true }, guest), { edit: false, delete: false, react: true });
   assert.equal(messageActions(theirs, { ...guest, visibility: "private" }).react, false);
   assert.deepEqual(messageActions({ ...theirs, deleted: true }, ctx), { edit: false, delete: false, react: false });
+});
+
+test("the page offers exactly the server's reactions, in its order (chat/core/model.py REACTIONS)", () => {
+  const model = readFileSync(new URL("../../chat/core/model.py", import.meta.url), "utf8");
+  const line = /^REACTIONS = \((.*)\)$/m.exec(model);
+  assert.ok(line, "REACTIONS not found in chat/core/model.py");
+  assert.deepEqual([...REACTIONS], [...line[1].matchAll(/"([^"]+)"/g)].map((m) => m[1]));
 });
 
 // -- read markers ----------------------------------------------------------
