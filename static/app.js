@@ -3,14 +3,21 @@
  * (sync.js) to the DOM (view.js), and handles what the user does.
  *
  * Page state that is not chat state lives here: which room is on screen,
- * unread counts, whether the list is scrolled to the bottom, the drawers.
+ * whether the list is scrolled to the bottom (and so read), where the "new
+ * since you left" line goes, the drawers.
  */
 
+import { wireActions } from "./actions.js";
 import { Connection, State, socketUrl } from "./connection.js";
+import { isMine, messageActions } from "./events.js";
+import { wireSearch } from "./finder.js";
+import { wireMentions } from "./mention_ui.js";
+import { wireNotify } from "./notify.js";
 import { PendingStore } from "./pending.js";
 import { wirePeople } from "./people.js";
 import { allowed, friendly, mayLeave, memberRows, roomLabel, sidebarLists } from "./rooms.js";
 import { ChatSync } from "./sync.js";
+import { firstUnread, mentionsMe } from "./unread.js";
 import * as view from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -65,6 +72,18 @@ const ui = {
   composer: $("composer"),
   input: $("composer-input"),
   toasts: $("toasts"),
+  deleteDialog: $("delete-dialog"),
+  mentionBar: $("mention-bar"),
+  notify: $("notify"),
+  searchForm: $("search-form"),
+  searchInput: $("search-input"),
+  searchDialog: $("search-dialog"),
+  searchAgain: $("search-again"),
+  searchAgainInput: $("search-again-input"),
+  searchScope: $("search-scope"),
+  searchScopeLabel: $("search-scope-label"),
+  searchStatus: $("search-status"),
+  searchResults: $("search-results"),
 };
 
 // Within this many pixels of the bottom counts as "at the bottom": new
@@ -76,6 +95,8 @@ const TOP_PREFETCH_PX = 200;
 // Notices stay long enough to read a sentence, then get out of the way.
 const TOAST_MS = 6000;
 const MAX_TOASTS = 3;
+// A message opened from a search result is marked this long (style.css flash).
+const FLASH_MS = 2000;
 
 /** The browser's localStorage, or null where it is disabled (some private modes). */
 function browserStorage() {
@@ -91,8 +112,10 @@ const conn = new Connection(socketUrl());
 // origin) and per name, until the server acknowledges them.
 const pending = new PendingStore(browserStorage(), ui.body.dataset.name ?? "");
 const sync = new ChatSync(conn, ui.body.dataset.name ?? "", pending);
-const unread = new Map(); // room -> messages that arrived while it was not in view
 let current = null; // the room on screen
+// The "new since you left" line: above message `seq` of `room`. Placed when a
+// room is opened (once its messages are there), kept while it stays on screen.
+let divider = { room: null, seq: null, pending: false };
 let atBottom = true;
 let typingTimer = 0;
 let countdownTimer = 0;
@@ -139,16 +162,78 @@ function scrollToBottom() {
 /** How a room is called on screen: "# general", a private room's title, a DM's people. */
 const label = (r) => roomLabel(r.info, sync.me);
 
+/** How messages are drawn for me in room `r` (view.js messageContext). */
+function messageContext(r) {
+  const facts = { me: sync.me, account: sync.account, role: r?.info.role ?? null, visibility: r?.info.visibility ?? "public" };
+  return view.messageContext({
+    me: sync.me,
+    people: sync.account,
+    mine: (m) => isMine(m, sync.me, sync.account),
+    actions: (m) => messageActions(m, facts),
+    mention: (m) => sync.account && mentionsMe(m, sync.me),
+    editing: r ? actions.editingIn(r.name) : null,
+    divider: r && divider.room === r.name ? divider.seq : null,
+  });
+}
+
+function drawMessages(r) {
+  view.renderMessages(ui.messages, r?.messages ?? [], messageContext(r));
+  actions.refocus();
+}
+
 /** Re-render the message list without moving what the user is looking at. */
 function rerenderMessages(r) {
   const fromBottom = ui.scroller.scrollHeight - ui.scroller.scrollTop;
-  view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
+  drawMessages(r);
   if (atBottom) scrollToBottom();
   else ui.scroller.scrollTop = ui.scroller.scrollHeight - fromBottom;
 }
 
+/** Draw messages of the room on screen again in place (edited, deleted, reacted to). */
+function redrawMessages(r, messages) {
+  const wasAtBottom = atBottom || isAtBottom();
+  const ctx = messageContext(r);
+  for (const msg of messages) view.replaceMessage(ui.messages, msg, ctx);
+  actions.refocus();
+  if (wasAtBottom) scrollToBottom();
+}
+
+/**
+ * Once the room on screen has its messages: where the "new since you left"
+ * line goes (the first message after the read marker), before reading
+ * moves the marker.
+ */
+function placeDivider(r) {
+  if (!divider.pending || r === undefined || r.name !== divider.room || !r.synced) return;
+  divider = { room: r.name, seq: firstUnread(r.read, { messages: r.messages, me: sync.me, account: sync.account }), pending: false };
+}
+
+/** Open on the "new since you left" line when there is one, else at the newest message. */
+function scrollToStart() {
+  const line = ui.messages.querySelector(".unread-line");
+  if (line === null) return scrollToBottom();
+  line.scrollIntoView({ block: "start" });
+  atBottom = isAtBottom();
+  ui.jump.hidden = atBottom;
+}
+
+/**
+ * The user has seen the room on screen to its end: the room is shown, the
+ * tab visible and the list scrolled to the bottom. sync.js moves the marker
+ * and tells the server (debounced).
+ */
+function markRead() {
+  if (current === null || document.hidden || !isAtBottom()) return;
+  sync.markRead(current);
+}
+
+function unreadCounts() {
+  return new Map([...sync.rooms.keys()].map((id) => [id, sync.unreadOf(id)]));
+}
+
 function renderRooms() {
   const lists = sidebarLists([...sync.rooms.values()].map((r) => r.info), sync.directory);
+  const unread = unreadCounts();
   view.renderRoomList(
     { joined: ui.joinedRooms, dms: ui.dmRooms, others: ui.otherRooms },
     lists,
@@ -156,7 +241,7 @@ function renderRooms() {
   );
   ui.otherHeading.hidden = lists.others.length === 0;
   ui.dmEmpty.hidden = lists.dms.length > 0;
-  const total = [...unread.values()].reduce((a, b) => a + b, 0);
+  const total = [...unread.values()].reduce((a, b) => a + b.unread, 0);
   document.title = total ? `(${total}) Chat` : "Chat";
   // The burger shows a dot when a room the user cannot see has news.
   ui.roomsToggle.classList.toggle("has-unread", total > 0);
@@ -224,14 +309,16 @@ function renderRoom() {
   ui.body.classList.toggle("no-room", r === undefined);
   renderRoomControls(r);
   ui.input.disabled = r === undefined;
-  view.renderMessages(ui.messages, r?.messages ?? [], sync.me, sync.account);
+  placeDivider(r);
+  drawMessages(r);
   renderOutbox(r);
   renderMembers(r);
   renderTyping();
   renderPlaceholder(r);
   renderOlderButton(r);
-  scrollToBottom();
+  scrollToStart();
   fillScreen();
+  markRead();
 }
 
 /** When the messages do not fill the screen, nothing can be scrolled up: fetch older ones now. */
@@ -271,10 +358,14 @@ function toast(text, code, ok = false) {
 // -- switching rooms and panels ---------------------------------------------
 
 function select(name) {
+  if (name !== current) {
+    sync.flushReads(); // the room being left: its marker where the user left it
+    actions.roomChanged();
+    divider = { room: name, seq: null, pending: name !== null };
+  }
   current = name;
   goneText = "";
   sync.focus = name;
-  if (name !== null) unread.delete(name);
   closePanels();
   save();
   renderRooms();
@@ -310,21 +401,15 @@ function closePanels() {
 // -- what the sync layer reports ------------------------------------------------
 
 sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
-  const inView = r.name === current && !document.hidden;
-  if (!inView && mode !== "older" && (mode !== "initial" || r.fresh)) {
-    const news = added.filter((m) => m.name !== sync.me).length;
-    if (news) {
-      unread.set(r.name, (unread.get(r.name) ?? 0) + news);
-      renderRooms();
-    }
-  }
   if (r.name !== current) return;
   renderPlaceholder(r);
   renderOlderButton(r);
   if (mode === "initial") {
-    view.renderMessages(ui.messages, r.messages, sync.me, sync.account);
-    scrollToBottom();
+    placeDivider(r);
+    drawMessages(r);
+    scrollToStart();
     fillScreen();
+    markRead();
     return;
   }
   if (mode === "older") {
@@ -333,11 +418,18 @@ sync.addEventListener("messages", ({ detail: { room: r, added, mode } }) => {
     return;
   }
   const wasAtBottom = atBottom || isAtBottom();
-  if (!view.appendMessages(ui.messages, added, sync.me, sync.account)) rerenderMessages(r);
-  const mine = mode === "live" && added.some((m) => m.name === sync.me);
+  if (!view.appendMessages(ui.messages, added, messageContext(r))) rerenderMessages(r);
+  const mine = mode === "live" && added.some((m) => isMine(m, sync.me, sync.account));
   if (wasAtBottom || mine) scrollToBottom();
   else ui.jump.hidden = false;
+  markRead();
 });
+
+sync.addEventListener("changed", ({ detail: { room: r, changed } }) => {
+  if (r.name === current) redrawMessages(r, changed);
+});
+
+sync.addEventListener("unread", renderRooms);
 
 sync.addEventListener("outbox", ({ detail: { room: r } }) => {
   if (r.name !== current) return;
@@ -359,7 +451,6 @@ sync.addEventListener("roster", ({ detail: { room: r } }) => {
 // room leaves the list (the "rooms" event that follows). Left (from another
 // device): it just goes.
 sync.addEventListener("removed", ({ detail: { room: r, reason } }) => {
-  unread.delete(r.name);
   people.roomGone(r.name);
   if (reason === "left") return;
   const text = `You were ${reason === "banned" ? "banned" : "removed"} from ${label(r)}.`;
@@ -381,13 +472,14 @@ sync.addEventListener("older", ({ detail: { room: r } }) => {
 });
 
 sync.addEventListener("rooms", () => {
-  for (const name of unread.keys()) if (!sync.rooms.has(name)) unread.delete(name);
   if (current !== null && !sync.rooms.has(current)) select(sync.rooms.keys().next().value ?? null);
   else {
     save();
     renderRooms();
-    // A title, my role or a DM's people may have changed.
+    // A title, my role or a DM's people may have changed; my role decides
+    // what the page offers on messages.
     renderRoomControls(room());
+    if (room() !== undefined) rerenderMessages(room());
   }
 });
 
@@ -410,6 +502,7 @@ conn.addEventListener("welcome", ({ detail }) => {
   ui.meGuest.hidden = sync.account;
   ui.logoutForm.action = sync.account ? "/signout" : "/logout";
   // Names become buttons for accounts: draw the room again.
+  notify.render();
   renderRooms();
   renderRoom();
 });
@@ -448,12 +541,80 @@ conn.addEventListener("refused", async () => {
 
 const people = wirePeople({ ui, sync, current: () => current, select, toast, label });
 
+const actions = wireActions({
+  ui,
+  sync,
+  current: () => current,
+  redraw: (seq) => {
+    const r = room();
+    const msg = r?.messages.find((m) => m.seq === seq);
+    if (msg !== undefined) redrawMessages(r, [msg]);
+  },
+});
+
+const notify = wireNotify({ ui, sync, label, select });
+
+const mentions = wireMentions({ ui, sync, room });
+
+/** Resolves once room `r` has its first messages (joined), or false if it went meanwhile. */
+function whenSynced(r) {
+  if (r.synced) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const check = () => {
+      if (r.synced || sync.rooms.get(r.name) !== r) {
+        sync.removeEventListener("messages", check);
+        sync.removeEventListener("rooms", check);
+        resolve(r.synced && sync.rooms.get(r.name) === r);
+      }
+    };
+    sync.addEventListener("messages", check);
+    sync.addEventListener("rooms", check);
+  });
+}
+
+/** Open a room at one message (a search result): its context loaded, scrolled to, flashed. */
+async function openAt(roomId, seq) {
+  if (sync.rooms.has(roomId)) select(roomId);
+  else if (!joinRoom(roomId)) return;
+  const r = sync.rooms.get(roomId);
+  if (r === undefined || !(await whenSynced(r))) return;
+  try {
+    await sync.loadAround(roomId, seq);
+  } catch (err) {
+    toast(friendly(err.code, err.message), err.code);
+    return;
+  }
+  if (current !== roomId) return; // the user went elsewhere meanwhile
+  const node = ui.messages.querySelector(`li.msg[data-seq="${seq}"]`);
+  if (node === null) {
+    toast("That message is too far back to open here.", "not_found");
+    return;
+  }
+  node.scrollIntoView({ block: "center" });
+  atBottom = isAtBottom();
+  ui.jump.hidden = atBottom;
+  node.classList.add("msg--flash");
+  setTimeout(() => node.classList.remove("msg--flash"), FLASH_MS);
+}
+
+wireSearch({
+  ui,
+  sync,
+  current: () => current,
+  roomName: (id) => {
+    const r = sync.rooms.get(id);
+    return r ? label(r) : `# ${id}`;
+  },
+  openAt,
+});
+
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.input.value.trim();
   if (!text || current === null) return;
   sync.say(current, text);
   ui.input.value = "";
+  mentions.hide();
   scrollToBottom();
 });
 
@@ -502,7 +663,10 @@ ui.outbox.addEventListener("click", (event) => {
 
 ui.scroller.addEventListener("scroll", () => {
   atBottom = isAtBottom();
-  if (atBottom) ui.jump.hidden = true;
+  if (atBottom) {
+    ui.jump.hidden = true;
+    markRead();
+  }
   if (current !== null && ui.scroller.scrollTop < TOP_PREFETCH_PX) sync.loadOlder(current);
 }, { passive: true });
 
@@ -518,8 +682,10 @@ document.addEventListener("keydown", (event) => {
 });
 
 document.addEventListener("visibilitychange", () => {
-  if (!document.hidden && current !== null && unread.delete(current)) renderRooms();
+  if (document.hidden) sync.flushReads();
+  else markRead();
 });
+window.addEventListener("pagehide", () => sync.flushReads());
 
 async function logout(event) {
   event?.preventDefault();

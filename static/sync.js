@@ -24,6 +24,9 @@
  * No DOM here. app.js listens to these events (CustomEvent, data in `detail`):
  *   messages  {room, added, mode}  new messages, ascending; mode says where from:
  *             "initial" (first join), "live", "resume", "fill" (a hole) or "older"
+ *   changed   {room, changed}      messages already held were edited, deleted or
+ *                                  reacted to (events.js), ascending
+ *   unread    {room}               the read marker or the unread counts moved
  *   members   {room}               the member list changed
  *   typing    {room}               someone started or stopped typing
  *   outbox    {room}               a pending message was added, acked or failed
@@ -44,7 +47,9 @@
  */
 
 import { Disconnected, RequestError, TimedOut, newRef } from "./connection.js";
+import { ingest, isEvent } from "./events.js";
 import { ROOM_RE, TITLE_MAX_CHARS, isRoomId, normalizeRoom, roomInfo } from "./rooms.js";
+import { fromServer, markSeen, newReadState, unreadCounts } from "./unread.js";
 
 export { ROOM_RE, normalizeRoom };
 
@@ -72,17 +77,14 @@ const SAY_RETRY_CODES = new Set(["rate_limited", "unavailable", "timeout"]);
 const DIRECTORY_EVERY_MS = 30_000;
 // A rate-limited join (reconnecting with many rooms) is retried after this.
 const JOIN_RETRY_MS = 1500;
-
-function isMessage(m) {
-  return (
-    m !== null &&
-    typeof m === "object" &&
-    Number.isInteger(m.seq) &&
-    typeof m.name === "string" &&
-    typeof m.text === "string" &&
-    typeof m.ts === "number"
-  );
-}
+// Reading moves the marker often (every message seen while at the bottom);
+// the server hears of it once things settle.
+const READ_DEBOUNCE_MS = 800;
+// A search result opens this many messages of context above its message.
+const CONTEXT_BEFORE = 25;
+// ... fetched in pages of this size; a message further back than this many
+// pages is too far to bring the whole log between it and now onto the page.
+const CONTEXT_PAGES = 25;
 
 function maxSeq(messages) {
   return messages.length ? messages[messages.length - 1].seq : undefined;
@@ -119,6 +121,14 @@ export class Room {
     // Added by someone else while we are here (`invited`): its first
     // messages count as unread.
     this.fresh = false;
+    // Where the reader stopped (unread.js): the account's server marker, or
+    // the page's own for a guest.
+    this.read = newReadState();
+    this.readTimer = 0;
+    // One of the account's rooms before this page joined it (welcome,
+    // invited): its server marker means something. A public room joined for
+    // the first time has none yet: its history is not news.
+    this.listed = false;
   }
 
   get firstSeq() {
@@ -130,29 +140,19 @@ export class Room {
     return this.holes.reduce((since, hole) => Math.min(since, hole.from - 1), this.lastSeq);
   }
 
+  /**
+   * Take in events we do not have yet (events.js ingest): returns the
+   * messages added and the ones held that changed, each ascending.
+   */
+  ingest(events) {
+    const result = ingest(this, events);
+    for (const msg of result.added) if (msg.guest) this.guests.add(msg.name);
+    return result;
+  }
+
   /** Add messages we do not have yet; returns those added, ascending. */
   insert(messages) {
-    const added = [];
-    for (const m of messages) {
-      if (!isMessage(m) || this.seqs.has(m.seq)) continue;
-      const msg = { seq: m.seq, name: m.name, text: m.text, ts: m.ts, guest: m.guest === true };
-      if (msg.guest) this.guests.add(msg.name);
-      this.seqs.add(msg.seq);
-      added.push(msg);
-      if (!this.messages.length || msg.seq > this.messages[this.messages.length - 1].seq) {
-        this.messages.push(msg); // the usual case: a live message at the end
-      } else {
-        let lo = 0;
-        let hi = this.messages.length;
-        while (lo < hi) {
-          const mid = (lo + hi) >> 1;
-          if (this.messages[mid].seq < msg.seq) lo = mid + 1;
-          else hi = mid;
-        }
-        this.messages.splice(lo, 0, msg);
-      }
-    }
-    return added.sort((a, b) => a.seq - b.seq);
+    return this.ingest(messages).added;
   }
 
   /** Names typing now, excluding expired ones. */
@@ -330,6 +330,114 @@ export class ChatSync extends EventTarget {
     }
   }
 
+  // -- reading, changing messages, searching ---------------------------------
+
+  /** Unread messages and mentions of a room (unread.js). */
+  unreadOf(roomName) {
+    const room = this.rooms.get(roomName);
+    if (room === undefined) return { unread: 0, mentions: 0 };
+    return unreadCounts(room.read, { messages: room.messages, hasOlder: room.hasOlder, me: this.me, account: this.account });
+  }
+
+  /**
+   * The user has seen the room up to its newest event: the marker moves at
+   * once here, and an account's server hears of it after READ_DEBOUNCE_MS
+   * (one frame for a burst of messages read as they come).
+   */
+  markRead(roomName) {
+    const room = this.rooms.get(roomName);
+    if (room === undefined || !room.synced) return;
+    const before = room.read;
+    room.read = markSeen(room.read, room.lastSeq);
+    if (room.read === before) return;
+    this.#emit("unread", { room });
+    this.#sendRead(room);
+  }
+
+  /**
+   * Send the read markers still waiting for their debounce now: the user
+   * moved to another room or away from the tab, and a reload or another
+   * device must find the marker where they left it.
+   */
+  flushReads() {
+    for (const room of this.rooms.values()) {
+      if (room.readTimer === 0) continue;
+      clearTimeout(room.readTimer);
+      room.readTimer = 0;
+      this.#readNow(room);
+    }
+  }
+
+  /** Tell the server where an account's marker is now, once reading settles. */
+  #sendRead(room) {
+    if (!this.account || room.readTimer !== 0) return;
+    room.readTimer = setTimeout(() => {
+      room.readTimer = 0;
+      this.#readNow(room);
+    }, READ_DEBOUNCE_MS);
+  }
+
+  #readNow(room) {
+    if (this.rooms.get(room.name) !== room || room.read.marker === null) return;
+    this.conn
+      .request({ type: "read", room: room.name, seq: room.read.marker })
+      // The reply's `seq` is the marker as the server holds it now.
+      .then((reply) => this.#serverRead(room, { ...reply, read: reply.seq }, room.lastSeq))
+      .catch(() => {
+        // Offline or refused: the next read (or the next visit) says it again.
+      });
+  }
+
+  /** Edit my message `seq`; resolves once the edit is stored (and applied here). */
+  edit(roomName, seq, text) {
+    return this.#change({ type: "edit", room: roomName, seq, text });
+  }
+
+  /** Delete message `seq` (mine, or anyone's as an owner or moderator). */
+  deleteMessage(roomName, seq) {
+    return this.#change({ type: "delete", room: roomName, seq });
+  }
+
+  /** Toggle my reaction `emoji` on message `seq`. */
+  react(roomName, seq, emoji) {
+    return this.#change({ type: "react", room: roomName, seq, emoji });
+  }
+
+  async #change(frame) {
+    try {
+      // The reply is the stored event, which also goes to the room: taken in
+      // once, whichever copy comes first.
+      this.#message(await this.conn.request(frame));
+      return true;
+    } catch (err) {
+      this.#emit("notice", { code: err.code, message: err.message });
+      return false;
+    }
+  }
+
+  /** Search the rooms I may read (or one of them); resolves with the server's hits. */
+  search(frame) {
+    return this.conn.request(frame);
+  }
+
+  /**
+   * Load a room's messages back to CONTEXT_BEFORE before `seq` (a search
+   * result): older pages until it is there, so that the log on screen stays
+   * whole. Resolves with whether the message is loaded.
+   */
+  async loadAround(roomName, seq) {
+    const room = this.rooms.get(roomName);
+    for (let page = 0; room !== undefined && room.live && page < CONTEXT_PAGES; page++) {
+      if (!room.hasOlder || room.firstSeq <= Math.max(1, seq - CONTEXT_BEFORE)) break;
+      const reply = await this.conn.request({ type: "history", room: room.name, before: room.firstSeq, limit: FILL_PAGE });
+      const messages = Array.isArray(reply.messages) ? reply.messages : [];
+      const added = room.insert(messages);
+      room.hasOlder = messages.length > 0 && room.firstSeq > 1;
+      if (added.length) this.#emit("messages", { room, added, mode: "older" });
+    }
+    return room !== undefined && room.seqs.has(seq);
+  }
+
   refreshDirectory() {
     this.conn
       .request({ type: "rooms" })
@@ -424,9 +532,12 @@ export class ChatSync extends EventTarget {
     for (const wire of list) {
       if (wire === null || typeof wire !== "object" || typeof wire.room !== "string" || !isRoomId(wire.room)) continue;
       ids.add(wire.room);
-      const room = this.rooms.get(wire.room);
+      let room = this.rooms.get(wire.room);
       if (room !== undefined) room.info = roomInfo(wire.room, wire, room.info);
-      else this.rooms.set(wire.room, new Room(wire.room, roomInfo(wire.room, wire)));
+      else this.rooms.set(wire.room, (room = new Room(wire.room, roomInfo(wire.room, wire))));
+      // Figures from before the join: nothing newer is counted until `joined`.
+      room.read = fromServer(room.read, wire, Infinity);
+      room.listed = true;
     }
     // A private room this page remembered that the server no longer lists:
     // we were removed while away. Joining it would only be refused.
@@ -444,6 +555,8 @@ export class ChatSync extends EventTarget {
     // Someone brought us in (a DM, an invitation): what is already there is
     // news to us, unlike the history of a room we open ourselves.
     if (!known) room.fresh = true;
+    room.listed = true;
+    room.read = fromServer(room.read, wire, Infinity);
   }
 
   /**
@@ -483,6 +596,8 @@ export class ChatSync extends EventTarget {
     room.live = false;
     clearTimeout(room.retryTimer);
     room.retryTimer = 0;
+    clearTimeout(room.readTimer);
+    room.readTimer = 0;
     room.typing.clear();
     for (const entry of room.outbox) this.pending?.remove(entry.ref);
   }
@@ -562,7 +677,7 @@ export class ChatSync extends EventTarget {
       if (accounts.has(n)) room.guests.delete(n);
       else room.guests.add(n);
     }
-    const history = (Array.isArray(reply.history) ? reply.history : []).filter(isMessage);
+    const history = (Array.isArray(reply.history) ? reply.history : []).filter(isEvent);
     const lastSeq = Number.isInteger(reply.last_seq) ? reply.last_seq : 0;
 
     if (since !== undefined && lastSeq < since) {
@@ -572,6 +687,7 @@ export class ChatSync extends EventTarget {
       room.messages = [];
       room.seqs.clear();
       room.holes = [];
+      room.read = newReadState();
       since = undefined;
     }
     if (since === undefined) {
@@ -580,15 +696,26 @@ export class ChatSync extends EventTarget {
       room.lastSeq = Math.max(lastSeq, maxSeq(history) ?? 0);
       room.hasOlder = room.firstSeq > 1;
       room.synced = true;
+      const firstVisit = this.account && !room.listed && !room.fresh;
+      if (!firstVisit) room.read = fromServer(room.read, reply, room.lastSeq);
+      // No marker from the server (a guest, a first visit, an older server):
+      // what was there before we came is not news, unless someone brought us in.
+      if (room.read.marker === null) {
+        room.read = markSeen(room.read, room.fresh ? 0 : room.lastSeq);
+        if (firstVisit && room.lastSeq > 0) this.#sendRead(room);
+      }
       this.#emit("messages", { room, added, mode: "initial" });
+      this.#emit("unread", { room });
     } else {
       // A resume: `history` is everything after `since`, unless truncated.
       const top = maxSeq(history) ?? since;
       room.holes = [];
       if (reply.truncated && lastSeq > top) room.holes.push({ from: top + 1, to: lastSeq });
       room.lastSeq = Math.max(room.lastSeq, top, lastSeq);
-      const added = room.insert(history);
-      if (added.length) this.#emit("messages", { room, added, mode: "resume" });
+      this.#take(room, history, "resume");
+      this.#serverRead(room, reply, room.lastSeq);
+      // Read while the link was down: the server has not heard of it yet.
+      if (Number.isInteger(reply.read) && room.read.marker !== null && room.read.marker > reply.read) this.#sendRead(room);
     }
     this.#emit("members", { room });
 
@@ -607,9 +734,8 @@ export class ChatSync extends EventTarget {
       while (room.holes.length && room.live) {
         const hole = room.holes[0];
         const reply = await this.conn.request({ type: "history", room: room.name, after: hole.from - 1, limit: FILL_PAGE });
-        const messages = (Array.isArray(reply.messages) ? reply.messages : []).filter(isMessage);
-        const added = room.insert(messages);
-        if (added.length) this.#emit("messages", { room, added, mode: "fill" });
+        const messages = (Array.isArray(reply.messages) ? reply.messages : []).filter(isEvent);
+        this.#take(room, messages, "fill");
         const top = maxSeq(messages);
         if (top !== undefined) hole.from = Math.max(hole.from, top + 1);
         // A short page means the server has nothing more in this range.
@@ -687,8 +813,17 @@ export class ChatSync extends EventTarget {
   #frame(frame) {
     switch (frame.type) {
       case "message":
+      case "edit":
+      case "delete":
+      case "reaction":
         this.#message(frame);
         break;
+      case "read": {
+        // Read on another device (or a late answer to ours).
+        const room = this.rooms.get(frame.room);
+        if (room !== undefined) this.#serverRead(room, { ...frame, read: frame.seq }, room.lastSeq);
+        break;
+      }
       case "presence":
         this.#presence(frame);
         break;
@@ -734,7 +869,7 @@ export class ChatSync extends EventTarget {
   }
 
   #message(frame) {
-    if (!isMessage(frame)) return;
+    if (!isEvent(frame)) return;
     const room = this.rooms.get(frame.room);
     if (room === undefined) return;
     const acked = typeof frame.ref === "string" ? room.outbox.find((e) => e.ref === frame.ref) : undefined;
@@ -756,10 +891,24 @@ export class ChatSync extends EventTarget {
       this.#fillHoles(room);
     }
     room.lastSeq = Math.max(room.lastSeq, frame.seq);
-    if (room.typing.delete(frame.name)) this.#emit("typing", { room });
-    const added = room.insert([frame]);
-    if (added.length) this.#emit("messages", { room, added, mode: "live" });
+    if (frame.type === "message" && room.typing.delete(frame.name)) this.#emit("typing", { room });
+    this.#take(room, [frame], "live");
     if (acked !== undefined) this.#pump(room);
+  }
+
+  /** Events into a room; tell the page what was added and what changed. */
+  #take(room, events, mode) {
+    const { added, changed } = room.ingest(events);
+    if (added.length) this.#emit("messages", { room, added, mode });
+    if (changed.length) this.#emit("changed", { room, changed });
+    if (added.length || changed.length) this.#emit("unread", { room });
+  }
+
+  /** The server's read marker and counts for a room (`joined`, `welcome`, `read`), covering up to seq `at`. */
+  #serverRead(room, frame, at) {
+    const before = room.read;
+    room.read = fromServer(room.read, frame, at);
+    if (room.read !== before) this.#emit("unread", { room });
   }
 
   #presence(frame) {

@@ -7,6 +7,9 @@
  * characters. Nothing here sets innerHTML.
  */
 
+import { REACTIONS } from "./events.js";
+import { snippetParts } from "./search.js";
+
 // Messages from the same person within this window are grouped under one
 // name line, as most chat apps do: less noise when someone writes in bursts.
 const GROUP_WINDOW_MS = 5 * 60 * 1000;
@@ -80,15 +83,107 @@ function nameNode(name, { people, classes, testid }) {
   return el("button", { ...options, class: `${options.class} name-btn`, attrs: { type: "button" }, data: { testid, person: name } });
 }
 
-/** One stored message. `grouped`: under the previous message's name line. `people`: names are buttons. */
-export function messageNode(msg, me, grouped, people = false) {
+/**
+ * How messages are drawn for this viewer: `me`; `people` (names are
+ * buttons); `actions(msg)` -> {edit, delete, react} offered on it (events.js
+ * messageActions); `mention(msg)`: it names me; `editing`: {seq, draft}
+ * of the message being edited here, or null; `divider`: the seq above which the
+ * "new since you left" line goes, or null.
+ */
+export function messageContext(ctx) {
+  return { people: false, actions: () => ({}), mention: () => false, editing: null, divider: null, ...ctx };
+}
+
+const editedFormat = (ts) => `edited ${fullFormat.format(new Date(ts))}`;
+
+/** The reaction chips under a message: emoji and count, mine pressed; a click toggles mine. */
+function chipsNode(msg, me, canReact) {
+  if (!msg.reactions.length) return null;
+  return el(
+    "div",
+    { class: "chips", data: { testid: "reactions" } },
+    ...msg.reactions.map(([emoji, names]) => {
+      const mine = names.includes(me);
+      const label = `${emoji} ${names.length}: ${names.join(", ")}`;
+      const data = { emoji, testid: "reaction-chip", mine: mine ? "1" : "" };
+      const children = [el("span", { class: "chip-emoji", text: emoji, attrs: { "aria-hidden": "true" } }), el("span", { class: "chip-count", text: String(names.length) })];
+      if (!canReact) return el("span", { class: `chip${mine ? " chip--mine" : ""}`, data, attrs: { title: label, "aria-label": label } }, ...children);
+      return el(
+        "button",
+        { class: `chip${mine ? " chip--mine" : ""}`, data: { ...data, action: "chip" }, attrs: { type: "button", title: label, "aria-label": label, "aria-pressed": String(mine) } },
+        ...children,
+      );
+    }),
+  );
+}
+
+/** The hover (or long-press) tools of a message, and its emoji palette. */
+function toolsNode(msg, actions, me) {
+  if (!actions.edit && !actions.delete && !actions.react) return null;
+  const button = (action, text, label) =>
+    el("button", { class: "tool-btn", text, attrs: { type: "button", "aria-label": label, title: label }, data: { action, testid: `message-${action}` } });
+  const mine = new Set(msg.reactions.filter(([, names]) => names.includes(me)).map(([emoji]) => emoji));
+  return el(
+    "div",
+    { class: "msg-tools", attrs: { role: "group", "aria-label": "Message actions" } },
+    actions.react ? button("react", "☺+", "Add a reaction") : null,
+    actions.edit ? button("edit", "✎", "Edit message") : null,
+    actions.delete ? button("delete", "🗑", "Delete message") : null,
+    actions.react
+      ? el(
+          "div",
+          { class: "palette", attrs: { role: "group", "aria-label": "Reactions" } },
+          ...REACTIONS.map((emoji) =>
+            el("button", {
+              class: `palette-btn${mine.has(emoji) ? " palette-btn--mine" : ""}`,
+              text: emoji,
+              attrs: { type: "button", "aria-label": `React ${emoji}`, "aria-pressed": String(mine.has(emoji)) },
+              data: { action: "pick", emoji, testid: "react-pick" },
+            }),
+          ),
+        )
+      : null,
+  );
+}
+
+/** The inline editor of one of my messages: Enter saves, Esc cancels. */
+function editorNode(msg, draft) {
+  const input = el("textarea", { class: "edit-input", attrs: { rows: "2", "aria-label": "Edit message", enterkeyhint: "done" }, data: { testid: "edit-input" } });
+  input.value = draft ?? msg.text;
+  return el("form", { class: "msg-edit", data: { testid: "edit-form" } }, input, el("p", { class: "edit-hint", text: "Enter saves · Esc cancels" }));
+}
+
+/** One stored message. `grouped`: under the previous message's name line. `ctx`: messageContext. */
+export function messageNode(msg, ctx, grouped) {
+  const { me, people } = ctx;
   const when = new Date(msg.ts);
+  const mine = ctx.mine ? ctx.mine(msg) : msg.name === me;
+  const actions = ctx.actions(msg);
   const classes = ["msg"];
-  if (msg.name === me) classes.push("msg--mine");
+  if (mine) classes.push("msg--mine");
   if (grouped) classes.push("msg--cont");
+  if (ctx.mention(msg)) classes.push("msg--mention");
+  if (msg.deleted) classes.push("msg--deleted");
+  const editing = ctx.editing?.seq === msg.seq && actions.edit;
+  let body;
+  if (msg.deleted) body = el("div", { class: "msg-body" }, el("span", { class: "msg-text msg-text--deleted", text: "message deleted", data: { testid: "message-text" } }));
+  else if (editing) body = editorNode(msg, ctx.editing.draft);
+  else {
+    body = el(
+      "div",
+      { class: "msg-body" },
+      el("span", { class: "msg-text", text: msg.text, data: { testid: "message-text" } }),
+      msg.edited !== null && msg.edited !== undefined
+        ? el("span", { class: "msg-edited", text: " (edited)", data: { testid: "message-edited" }, attrs: { title: editedFormat(msg.edited) } })
+        : null,
+    );
+  }
   return el(
     "li",
-    { class: classes.join(" "), data: { seq: msg.seq, name: msg.name, ts: msg.ts, testid: "message", guest: msg.guest ? "1" : "" } },
+    {
+      class: classes.join(" "),
+      data: { seq: msg.seq, name: msg.name, ts: msg.ts, testid: "message", guest: msg.guest ? "1" : "", mine: mine ? "1" : "" },
+    },
     el(
       "div",
       { class: "msg-meta" },
@@ -103,17 +198,26 @@ export function messageNode(msg, me, grouped, people = false) {
         data: { testid: "message-time" },
       }),
     ),
-    el("div", { class: "msg-text", text: msg.text, data: { testid: "message-text" } }),
+    body,
+    chipsNode(msg, me, actions.react === true),
+    editing ? null : toolsNode(msg, actions, me),
   );
 }
 
+// The line above the first message that arrived since the reader was last here.
+function unreadLine() {
+  return el("li", { class: "unread-line", data: { testid: "unread-line" } }, el("span", { text: "New since you left" }));
+}
+
 /** Fill `list` with all of `messages` (ascending), day separators included. */
-export function renderMessages(list, messages, me, people = false) {
+export function renderMessages(list, messages, ctx) {
   const fragment = document.createDocumentFragment();
   let prev;
   for (const msg of messages) {
     if (prev === undefined || dayKey(prev.ts) !== dayKey(msg.ts)) fragment.append(daySeparator(msg.ts));
-    fragment.append(messageNode(msg, me, continues(prev, msg), people));
+    const divider = ctx.divider === msg.seq;
+    if (divider) fragment.append(unreadLine());
+    fragment.append(messageNode(msg, ctx, !divider && continues(prev, msg)));
     prev = msg;
   }
   list.replaceChildren(fragment);
@@ -125,17 +229,52 @@ export function renderMessages(list, messages, me, people = false) {
  * Returns false, appending nothing, when they do not all belong at the end;
  * the caller then re-renders the list.
  */
-export function appendMessages(list, messages, me, people = false) {
+export function appendMessages(list, messages, ctx) {
   let last = list.lastElementChild;
   while (last !== null && !last.classList.contains("msg")) last = last.previousElementSibling;
   let prev = last ? { seq: Number(last.dataset.seq), name: last.dataset.name, ts: Number(last.dataset.ts), guest: last.dataset.guest === "1" } : undefined;
   if (prev !== undefined && messages[0].seq <= prev.seq) return false;
   for (const msg of messages) {
     if (prev === undefined || dayKey(prev.ts) !== dayKey(msg.ts)) list.append(daySeparator(msg.ts));
-    list.append(messageNode(msg, me, continues(prev, msg), people));
+    list.append(messageNode(msg, ctx, continues(prev, msg)));
     prev = msg;
   }
   return true;
+}
+
+/** Draw one message again in place (edited, deleted, reacted to); false when it is not shown. */
+export function replaceMessage(list, msg, ctx) {
+  const old = list.querySelector(`li.msg[data-seq="${msg.seq}"]`);
+  if (old === null) return false;
+  old.replaceWith(messageNode(msg, ctx, old.classList.contains("msg--cont")));
+  return true;
+}
+
+/** Search results: where, who, when, and the snippet with its matched words marked (never as HTML). */
+export function renderSearchResults(list, results, roomName) {
+  list.replaceChildren(
+    ...results.map((hit) => {
+      const when = new Date(hit.ts);
+      const snippet = el("p", { class: "result-snippet", data: { testid: "result-snippet" } });
+      for (const part of snippetParts(hit.snippet)) snippet.append(part.mark ? el("mark", { text: part.text }) : document.createTextNode(part.text));
+      return el(
+        "li",
+        {},
+        el(
+          "button",
+          { class: "result", attrs: { type: "button" }, data: { room: hit.room, seq: hit.seq, testid: "search-result" } },
+          el(
+            "span",
+            { class: "result-meta" },
+            el("span", { class: "result-room", text: roomName(hit.room) }),
+            el("span", { class: `result-name ${hueClass(hit.name)}`, text: hit.name }),
+            el("time", { class: "msg-time", text: `${dayLabel(hit.ts)} ${timeFormat.format(when)}`, attrs: { datetime: when.toISOString() } }),
+          ),
+          snippet,
+        ),
+      );
+    }),
+  );
 }
 
 /** The messages we sent that the server has not acknowledged yet. */
@@ -173,7 +312,8 @@ export function renderOutbox(list, entries, me, online) {
 
 function roomButton(info, { current, unread, me, label }) {
   const id = info.room;
-  const count = unread.get(id) ?? 0;
+  const count = unread.get(id)?.unread ?? 0;
+  const mentions = unread.get(id)?.mentions ?? 0;
   const kind = info.kind === "dm" ? " room-btn--dm" : info.visibility === "private" ? " room-btn--private" : "";
   const button = el(
     "button",
@@ -185,6 +325,9 @@ function roomButton(info, { current, unread, me, label }) {
     info.visibility === "private" && info.kind !== "dm" ? el("span", { class: "lock", attrs: { "aria-hidden": "true" } }) : null,
     el("span", { class: "room-name", text: label(info, me) }),
     info.visibility === "private" && info.kind !== "dm" ? el("span", { class: "sr-only", text: " (private)" }) : null,
+    mentions
+      ? el("span", { class: "badge badge--mention", text: `@${mentions > 99 ? "99+" : mentions}`, data: { testid: `mentions-${id}` }, attrs: { "aria-label": `${mentions} mentioning you` } })
+      : null,
     count ? el("span", { class: "badge", text: count > 99 ? "99+" : String(count), data: { testid: `unread-${id}` }, attrs: { "aria-label": `${count} unread` } }) : null,
   );
   if (id === current) button.setAttribute("aria-current", "true");

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, Protocol
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe  # type: ignore[import-untyped]
-from playwright.sync_api import BrowserContext, Locator, Page, expect
+from playwright.sync_api import BrowserContext, Locator, Page, ViewportSize, expect
+
+from tests.support.procs import BlockingServerProcess as ServerProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 # How Chromium starts on these machines (see ../shared/DESIGN.md): Debian's
@@ -40,6 +43,13 @@ BROWSER_MARKS = [
 ]
 
 expect.set_options(timeout=TIMEOUT_MS)
+
+# People who sign up (the `person` fixture, conftest.py) use this password.
+PASSWORD = "correct horse battery"
+PHONE: ViewportSize = {"width": 375, "height": 740}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+
+How = Literal["signup", "signin", "guest"]
 
 
 def assert_accessible(page: Page, state: str) -> None:
@@ -96,3 +106,10 @@ class ChatPage:
 
     def assert_accessible(self, state: str) -> None:
         assert_accessible(self.page, f"{self.name}'s {state}")
+
+
+class Person(Protocol):
+    """The `person` fixture (conftest.py): someone who signs up, signs in or
+    continues as a guest, in a browser context of their own."""
+
+    def __call__(self, server: ServerProcess, name: str, how: How = "signup", phone: bool = False) -> ChatPage: ...

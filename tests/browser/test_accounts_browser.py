@@ -12,74 +12,17 @@ and dark colours, as in test_browser.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
-from typing import Literal, Protocol
+from collections.abc import Callable
 
-import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, ViewportSize, expect
+from playwright.sync_api import Browser, Locator, expect
 
-from tests.browser.helpers import BROWSER_MARKS, TIMEOUT_MS, ChatPage, assert_accessible
+from tests.browser.helpers import BROWSER_MARKS, PASSWORD, PHONE, ChatPage, Person, assert_accessible
 from tests.support.procs import BlockingServerProcess as ServerProcess
 
 pytestmark = BROWSER_MARKS
 
-PASSWORD = "correct horse battery"
-PHONE: ViewportSize = {"width": 375, "height": 740}
-DESKTOP: ViewportSize = {"width": 1280, "height": 800}
-
 # A token as the server hands it out (chat.core.secrets.new_token).
 TOKEN_RE = re.compile(r"^chat_\S{20,}$")
-
-How = Literal["signup", "signin", "guest"]
-
-
-class Person(Protocol):
-    def __call__(self, server: ServerProcess, name: str, how: How = "signup", phone: bool = False) -> ChatPage: ...
-
-
-@pytest.fixture
-def person(browser: Browser) -> Iterator[Person]:
-    """A person on the sign-in page: signs up, signs in or continues as a guest,
-    in a browser context of their own, and ends on the chat page, online."""
-    pages: list[ChatPage] = []
-
-    def open_page(server: ServerProcess, name: str, how: How = "signup", phone: bool = False) -> ChatPage:
-        context = browser.new_context(viewport=PHONE if phone else DESKTOP)
-        context.set_default_timeout(TIMEOUT_MS)
-        chat = ChatPage(name, context.new_page(), context)
-        pages.append(chat)
-
-        def on_dialog(dialog: Dialog) -> None:
-            chat.dialogs.append(dialog.message)
-            dialog.dismiss()
-
-        def on_console(message: ConsoleMessage) -> None:
-            if "Content Security Policy" in message.text:  # a CSP violation is only a console error
-                chat.errors.append(message.text)
-
-        chat.page.on("dialog", on_dialog)
-        chat.page.on("console", on_console)
-        chat.page.on("pageerror", lambda error: chat.errors.append(str(error)))
-        chat.page.goto(server.url + "/")
-        if how == "guest":
-            chat.by_id("login-name").fill(name)
-            chat.by_id("login-submit").click()
-        else:
-            chat.by_id(f"{how}-name").fill(name)
-            chat.by_id(f"{how}-password").fill(PASSWORD)
-            chat.by_id(f"{how}-submit").click()
-        expect(chat.page.locator("body")).to_have_attribute("data-name", name)
-        chat.expect_online()
-        # `welcome` said who we are: accounts get their controls, guests a mark.
-        expect(chat.page.locator("body")).to_contain_class("is-guest" if how == "guest" else "is-account")
-        return chat
-
-    yield open_page
-    for chat in pages:
-        chat.context.close()
-    for chat in pages:
-        assert chat.errors == [], f"{chat.name}'s page had errors: {chat.errors}"
-        assert chat.dialogs == [], f"{chat.name}'s page opened dialogs: {chat.dialogs}"
 
 
 def phone(chat: ChatPage) -> bool:
