@@ -60,13 +60,14 @@ class RoomAccess:
         standing = await self.standing(actor, room) if info is not None else None
         return decide(actor, action, info, standing, room_id=room), info, standing
 
-    async def admit(self, peer: Peer, room: str) -> tuple[Decision, RoomInfo | None, Standing | None]:
+    async def admit(self, peer: Peer, room: str) -> tuple[Decision, RoomInfo | None, Standing | None, bool]:
         """May ``peer`` join ``room``? If so the room exists afterwards (a new
-        public name is created), and an account is a durable member of it."""
+        public name is created), and an account is a durable member of it. The
+        last item says the account became a member just now."""
         actor = peer.actor
         decision, info, standing = await self.check(actor, Action.JOIN, room)
         if not decision.allowed:
-            return decision, info, standing
+            return decision, info, standing, False
         if info is None:
             info = await self.directory.ensure_public(room, self._now())
             self._rooms[room] = info
@@ -74,7 +75,8 @@ class RoomAccess:
             # Joining a public room makes it one of the account's rooms, on every device.
             standing = Standing.MEMBER
             await self.directory.set_standing(room, actor.account, standing, self._now())
-        return decision, info, standing
+            return decision, info, standing, True
+        return decision, info, standing, False
 
     async def people(self, info: RoomInfo) -> tuple[str, ...]:
         """A DM's participants, by name (empty for other rooms)."""

@@ -343,10 +343,14 @@ class ChatService:
                 )
             )
             return
-        decision, info, standing = await self.access.admit(peer, room)
+        decision, info, standing, new_member = await self.access.admit(peer, room)
         if decision.code is not None:
             peer.send(out.Error(decision.code, decision.message, frame.ref))
             return
+        if new_member and peer.account is not None:
+            # A public room's past is not news to someone who just came in: they start
+            # with it read (an invitee's private room and DMs keep theirs unread).
+            await self.store.set_read(peer.account, room, await self.store.last_seq(room))
         people = await self.access.people(info) if info is not None else ()
         state = None
         if peer.account is not None:

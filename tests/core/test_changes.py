@@ -167,3 +167,20 @@ async def test_search_finds_current_text_only_in_rooms_the_caller_may_read(servi
     assert "[beacon]" in hit["snippet"]
     await frame(service, pc, type="search", q="beacon", room=room, ref="q")
     assert last(c)["code"] == "not_found"
+
+
+@pytest.mark.gen_test
+async def test_an_account_joining_a_public_room_starts_with_its_past_read(service):
+    g, conn = await connect(service, "gus")
+    await frame(service, g, type="join", room="lobby")
+    for i in range(3):
+        await said(service, g, conn, "lobby", f"old {i}")
+    alice = await account(service, "alice")
+    pa, a = await connect(service, alice)
+    await frame(service, pa, type="join", room="lobby", ref="j")
+    joined = last(a)
+    assert (joined["read"], joined["unread"]) == (3, 0)
+    await said(service, g, conn, "lobby", "new")
+    _, again = await connect(service, alice, "other")
+    [lobby] = [r for r in again.frames[0]["rooms"] if r["room"] == "lobby"]
+    assert (lobby["read"], lobby["unread"]) == (3, 1)
