@@ -7,6 +7,7 @@ import pytest
 from chat.backends import retention
 from chat.backends.postgres import PostgresHistory
 from chat.backends.sqlite import SQLiteHistory
+from chat.core.model import EventKind, ReadState
 
 DAY_MS = 86_400_000
 NOW_S = 1_800_000_000.0
@@ -53,3 +54,33 @@ async def test_nothing_is_deleted_without_a_retention_period(make_store):
     assert store.retention._task is None
     assert [m.text for m in await store.after("old", 0, 10)] == ["ancient"]
     await store.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_what_is_kept_about_an_expired_message_goes_with_it(make_store):
+    store = make_store(30)
+    now_ms = int(NOW_S * 1000)
+    old = now_ms - 31 * DAY_MS
+    await store.append("r", "bob", "ancient zebra", old, "s", None, mentions=("amy",))
+    await store.append("r", "amy", "", now_ms, "s2", None, kind=EventKind.REACTION, target=1, emoji="👍")
+    await store.append("r", "bob", "recent zebra", now_ms, "s", None, mentions=("amy",))
+    assert [h.seq for h in await store.search("zebra", ["r"], None, 10)] == [3, 1]
+    assert await store.retention.run_once() == 1
+    assert [h.seq for h in await store.search("zebra", ["r"], None, 10)] == [3]
+    assert await store.read_state(1, "amy", ["r"]) == {"r": ReadState(0, 1, 1)}
+    # The rows themselves are gone, not only unreachable through the message.
+    assert await rows(store, "SELECT count(*) FROM reactions") == 0
+    assert await rows(store, "SELECT count(*) FROM mentions WHERE seq = 1") == 0
+    if isinstance(store, SQLiteHistory):
+        assert await rows(store, "SELECT count(*) FROM search_docs WHERE seq = 1") == 0
+        assert await rows(store, "SELECT count(*) FROM messages_fts") == 1
+    # A reaction to the expired message left nothing behind: the same toggle starts over.
+    again = await store.append("r", "amy", "", now_ms, "s2", None, kind=EventKind.REACTION, target=1, emoji="👍")
+    assert again.on is False  # its target is gone: the event takes its seq and changes nothing
+    await store.close()
+
+
+async def rows(store: SQLiteHistory | PostgresHistory, sql: str) -> int:
+    if isinstance(store, SQLiteHistory):
+        return int(store._db.execute(sql).fetchone()[0])
+    return int((await store._fetch(sql))[0][0])
