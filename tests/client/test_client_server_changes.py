@@ -8,15 +8,17 @@ these pin that the client and the server agree on the frames and the event log."
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 from collections.abc import Iterator
 from importlib.util import find_spec
-from typing import Any
+from typing import Any, TextIO
 
 import pytest
 import tornado.ioloop
 from argon2 import PasswordHasher, profiles
 
-from chat.client import ChatClient, ChatError
+from chat.client import ChatClient, ChatError, cli
 from chat.core.passwords import Passwords
 from chat.server.app import ChatApplication, make_app
 from chat.server.options import Settings
@@ -153,3 +155,36 @@ async def test_search_finds_current_text_only_and_a_guest_may_not_edit(app, url)
     assert "[deploy]" in found[0]["snippet"]
     assert by_old_text == []
     assert refused.value.code == "unauthorized"
+
+
+@pytest.mark.gen_test
+async def test_tail_prints_every_event_the_server_sends(app, url, monkeypatch):
+    printed: asyncio.Queue[str] = asyncio.Queue()
+
+    def capture(line: str, stream: TextIO) -> None:
+        if stream is sys.stdout:
+            printed.put_nowait(line)
+
+    monkeypatch.setattr(cli, "_print", capture)
+    alice_token, bob_token = await token_for(app, "alice"), await token_for(app, "bob")
+    parser = cli.build_parser()
+    args = cli.parse_args(parser, [url, "--room", "ops", "--tail"])
+    cli.check_args(parser, args, {"CHAT_TOKEN": bob_token})
+    async with ChatClient(url, token=alice_token, **FAST) as alice:
+        await alice.join("ops")
+        tail = asyncio.ensure_future(cli.run_cli(args))
+        try:
+            await next_event(alice, "presence")  # bob's tail has joined
+            message = await alice.say("ops", "helo")
+            await alice.edit("ops", message["seq"], "hello")
+            await alice.react("ops", message["seq"], "🚀")
+            await alice.delete("ops", message["seq"])
+            lines = [json.loads(await asyncio.wait_for(printed.get(), TIMEOUT_S)) for _ in range(4)]
+        finally:
+            tail.cancel()
+    assert [(e["type"], e["seq"], e.get("target")) for e in lines] == [
+        ("message", 1, None),
+        ("edit", 2, 1),
+        ("reaction", 3, 1),
+        ("delete", 4, 1),
+    ]

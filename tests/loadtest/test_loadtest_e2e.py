@@ -254,8 +254,8 @@ async def test_reactions_between_the_messages_are_owed_and_delivered_like_messag
     assert report["errors"] == {"by_kind": {}, "close_codes": {}}
     messages, reactions = report["messages"]["sent"], report["messages"]["reactions"]
     assert messages == 80
-    # A sender reacts once it has seen a message: all but (at most) its first say.
-    assert 80 - 4 <= reactions["sent"] <= 80
+    # A sender reacts after a say once it has seen a message of its room: after most of them.
+    assert 80 // 2 <= reactions["sent"] <= 80
     assert reactions["refused"] == 0
     deliveries = report["deliveries"]
     assert (deliveries["lost"], deliveries["duplicated"], deliveries["out_of_order"]) == (0, 0, 0)
