@@ -11,7 +11,6 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
-from importlib.util import find_spec
 from typing import Any, TextIO
 
 import pytest
@@ -25,10 +24,6 @@ from chat.server.options import Settings
 from tests.client.fake_server import next_event
 from tests.client.test_client import GatedClient, drop_and_hold
 from tests.support.fakes import FakeClock
-
-# The service's side of issue 13 (chat/core/changes.py) lands beside this client; until
-# it is merged these tests have nothing to talk to.
-pytestmark = pytest.mark.skipif(find_spec("chat.core.changes") is None, reason="the server has no edits yet")
 
 TIMEOUT_S = 10.0
 FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05}
