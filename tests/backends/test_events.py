@@ -296,3 +296,16 @@ async def test_a_message_and_its_changes_in_one_batch_apply_in_seq_order(store):
     assert (second.text, second.deleted) == ("", True)
     assert [h.seq for h in await store.search("final", ["lobby"], None, 10)] == [1]
     assert await store.search("other", ["lobby"], None, 10) == []
+
+
+@pytest.mark.gen_test
+async def test_search_pages_back_by_time_through_messages_of_one_millisecond(store):
+    for i in range(5):
+        await say(store, f"tick {i}", ts=1000)
+    await say(store, "tick late", ts=1001)
+    await say(store, "tick early", ts=999)  # a clock that stepped back: found by its time
+    hits = await store.search("tick", ["lobby"], None, 3)
+    assert [(h.seq, h.ts) for h in hits] == [(6, 1001), (5, 1000), (4, 1000)]
+    assert [h.seq for h in await store.search("tick", ["lobby"], 1001, 10)] == [5, 4, 3, 2, 1, 7]
+    assert [h.seq for h in await store.search("tick", ["lobby"], 1000, 10)] == [7]
+    assert await store.search("tick", ["lobby"], 999, 10) == []
