@@ -21,13 +21,14 @@ from tests.support.shared_history import LogStore, SharedLog
 EDIT, DELETE, REACTION = EventKind.EDIT, EventKind.DELETE, EventKind.REACTION
 
 
-@pytest.fixture(params=["sqlite", "postgres", "memory"])
+# postgres-shared: a server among several on one database (reads in one statement, no counters in memory).
+@pytest.fixture(params=["sqlite", "postgres", pytest.param("postgres-shared", marks=pytest.mark.postgres), "memory"])
 def store(request, io_loop, tmp_path) -> Iterator[HistoryStore]:  # type: ignore[no-untyped-def]
     made: HistoryStore
     if request.param == "sqlite":
         made = SQLiteHistory(str(tmp_path / "h.db"))
-    elif request.param == "postgres":
-        made = PostgresHistory(request.getfixturevalue("postgres_dsn"), sole_writer=True)
+    elif request.param.startswith("postgres"):
+        made = PostgresHistory(request.getfixturevalue("postgres_dsn"), sole_writer=request.param == "postgres")
     else:
         made = LogStore(SharedLog())
     io_loop.run_sync(lambda: made.recent_refs(0))
