@@ -184,10 +184,12 @@ CREATE TABLE read_markers (
     seq INTEGER NOT NULL,
     PRIMARY KEY (account_id, room)
 ) WITHOUT ROWID;
--- messages has no rowid (WITHOUT ROWID): this gives each indexed message one.
+-- messages has no rowid (WITHOUT ROWID): this gives each indexed message one,
+-- in newest-first order (chat.backends.events_sqlite.SLOT: ts * 2^20 + its rank in that ms).
 CREATE TABLE search_docs (doc INTEGER PRIMARY KEY, room TEXT NOT NULL, seq INTEGER NOT NULL, UNIQUE (room, seq));
 CREATE VIRTUAL TABLE messages_fts USING fts5 (text, tokenize = 'unicode61');
-INSERT INTO search_docs (room, seq) SELECT room, seq FROM messages ORDER BY ts, room, seq;
+INSERT INTO search_docs (doc, room, seq)
+    SELECT (ts << 20) + row_number() OVER (PARTITION BY ts ORDER BY room, seq) - 1, room, seq FROM messages;
 INSERT INTO messages_fts (rowid, text)
     SELECT d.doc, m.text FROM search_docs d JOIN messages m ON m.room = d.room AND m.seq = d.seq;
 """,

@@ -39,6 +39,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from chat.backends.base import SchemaTooNew
+from chat.backends.events_sqlite import index
 from chat.backends.factory import is_postgres
 from chat.backends.redis import keys
 from chat.backends.schema import migrate_sqlite
@@ -105,13 +106,8 @@ class SQLiteTarget:
         )
         # Imported messages are searchable too (schema version 4: PostgreSQL's
         # search vector is generated; SQLite's FTS5 index is written here).
-        keys = [(m.room, m.seq) for m in messages]
-        self._db.executemany("INSERT INTO search_docs (room, seq) VALUES (?, ?)", keys)
-        self._db.executemany(
-            "INSERT INTO messages_fts (rowid, text) SELECT d.doc, m.text FROM search_docs d"
-            " JOIN messages m ON m.room = d.room AND m.seq = d.seq WHERE d.room = ? AND d.seq = ?",
-            keys,
-        )
+        for m in messages:
+            index(self._db, m.room, m.seq, m.ts, m.text)
         before = self._db.total_changes
         self._db.executemany(
             "INSERT OR IGNORE INTO refs (session, ref, room, seq, ts) VALUES (?, ?, ?, ?, ?)",
