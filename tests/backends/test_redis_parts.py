@@ -20,7 +20,7 @@ from chat.backends.redis.presence import Presence
 from chat.backends.redis.publish import Publisher, decode, encode
 from chat.backends.redis.subscription import Subscription
 from chat.backends.sqlite import SQLiteHistory
-from chat.core.model import Message
+from chat.core.model import EventKind, Message
 from chat.core.names import RESERVATION_S
 from tests.support import RECV_TIMEOUT_S, FakeClock
 
@@ -185,6 +185,20 @@ def test_a_batch_of_one_room_goes_over_the_wire_and_back_intact() -> None:
     for junk in ("{}", "[1]", '[[1, "n", 2, 3, "s", null]]', '[[1, "n", "t", 3, "s", 5]]'):
         with pytest.raises((ValueError, TypeError)):
             decode("a:b", junk)
+
+
+def test_every_kind_of_event_crosses_the_wire_with_all_it_carries() -> None:
+    sent = [
+        Message("r", 1, "gus", "hi @ann", 1, "s", "x", guest=True, mentions=("ann",)),
+        Message("r", 2, "ann", "fixed", 2, "s2", None, kind=EventKind.EDIT, target=1),
+        Message("r", 3, "ann", "", 3, "s2", "d", kind=EventKind.DELETE, target=1),
+        Message("r", 4, "gus", "", 4, "s", None, guest=True, kind=EventKind.REACTION, target=1, emoji="👍", on=False),
+        Message("r", 5, "bob", "now", 5, edited=6, reactions=(("🎉", ("ann", "bob")),)),
+        Message("r", 6, "bob", "", 6, deleted=True),
+    ]
+    assert decode("r", encode(sent)[1:]) == sent
+    # A plain message is sent as before, so the servers of the release before read it.
+    assert encode([Message("r", 7, "ann", "x", 7, "s", None)]) == 'm[[7, "ann", "x", 7, "s", null]]'
 
 
 @pytest.mark.gen_test

@@ -84,3 +84,20 @@ async def test_search_over_http_on_the_other_process_never_shows_a_private_room_
         )
 
         assert [hit["room"] for hit in json.loads(response.body)["results"]] == expected, name
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_live_edits_deletions_and_reactions_reach_the_other_process_whole(chat: Chat) -> None:
+    owner = chat.owner
+    assert owner is not None
+    mel = await joined_member(chat, chat.b, "mel")
+    said = await ask(owner, "s", type="say", room=chat.room, text="hi @mel")
+    assert (await mel.recv_until("message"))["mentions"] == ["mel"]
+    sent = [
+        await ask(owner, "e", type="edit", room=chat.room, seq=said["seq"], text="hello @mel"),
+        await ask(owner, "r", type="react", room=chat.room, seq=said["seq"], emoji="🎉"),
+        await ask(owner, "d", type="delete", room=chat.room, seq=said["seq"]),
+    ]
+    for event in sent:
+        got = await mel.recv_until(event["type"])
+        assert got == {k: v for k, v in event.items() if k != "ref"}
