@@ -71,6 +71,8 @@ _ROOMS = "SELECT room, last_seq FROM rooms WHERE last_seq > 0"
 # A statement that runs longer is cancelled: a stuck database answers
 # ``unavailable`` instead of holding a batch (and every say behind it) forever.
 STATEMENT_TIMEOUT_S = 5.0
+# A migration's steps may take minutes on a big history; a stuck one still ends.
+MIGRATION_TIMEOUT_S = 3600.0
 CONNECT_TIMEOUT_S = 5.0
 POOL_SIZE = 4
 # A server started while PostgreSQL was unreachable connects in the background,
@@ -87,13 +89,17 @@ _ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.Timeo
 async def migrate_postgres(pool: asyncpg.Pool) -> int:
     """Bring the database to :data:`VERSION` in one transaction; returns the version it had."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        # A step rewrites tables (version 4 indexes every message for search: half
+        # a minute for a million): the store's statement timeout, meant for a
+        # batch, would cancel it at every start. Nothing is served meanwhile.
+        await conn.execute("SET LOCAL statement_timeout = 0")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT_S)
         await conn.execute(POSTGRES_VERSION_TABLE)
         found = await conn.fetchval("SELECT max(version) FROM schema_version") or 0
         if found > VERSION:
             raise too_new(found, "the PostgreSQL database")
         for step in range(found + 1, VERSION + 1):
-            await conn.execute(POSTGRES_STEPS[step])
+            await conn.execute(POSTGRES_STEPS[step], timeout=MIGRATION_TIMEOUT_S)
         if found != VERSION:
             await conn.execute("DELETE FROM schema_version")
             await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", VERSION)

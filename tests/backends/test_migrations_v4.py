@@ -4,13 +4,14 @@ message as it was, the search index covers them, and the event log goes on."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 
-from chat.backends.base import Duplicate
+from chat.backends.base import Duplicate, StoreUnavailable
 from chat.backends.postgres import PostgresHistory
 from chat.backends.schema import POSTGRES_STEPS, POSTGRES_VERSION_TABLE, SQLITE_STEPS, VERSION, _statements
 from chat.backends.sqlite import SQLiteHistory
@@ -164,3 +165,31 @@ async def test_servers_of_versions_2_and_3_still_running_on_postgres_store_messa
     finally:
         await conn.close()
         await store.close()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_migration_longer_than_the_stores_statement_timeout_still_completes(postgres_dsn):
+    """Indexing a big history for search outlasts the timeout meant for a batch
+    of says; the migration runs without it (else every start would cancel it)."""
+    await write_postgres_v3(postgres_dsn)
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO messages (room, seq, name, text, ts, session, guest)"
+            " SELECT 'big', g, 'ann', 'word ' || g, g, 's', false FROM generate_series(1, 50000) g"
+        )
+        await conn.execute("UPDATE rooms SET last_seq = 50000 WHERE room = 'big'")
+        await conn.execute("INSERT INTO rooms (room, last_seq) VALUES ('big', 50000) ON CONFLICT DO NOTHING")
+    finally:
+        await conn.close()
+    store = PostgresHistory(postgres_dsn, statement_timeout=0.001)  # 1 ms: any step takes longer
+    with contextlib.suppress(StoreUnavailable):
+        await store.recent_refs(0)  # opening migrates first; this read itself may well time out
+    await store.close()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        assert await conn.fetchval("SELECT version FROM schema_version") == 4
+        indexed = await conn.fetchval("SELECT count(*) FROM messages WHERE search @@ to_tsquery('simple', '49999')")
+        assert indexed == 1
+    finally:
+        await conn.close()
