@@ -119,6 +119,13 @@ class RoomAccess:
             )
         return summaries
 
+    async def readable(self, actor: Actor) -> list[str]:
+        """Every room ``actor`` may read: the public ones, and an account's own."""
+        rooms = {info.room for info in await self.directory.public_rooms()}
+        if actor.account is not None:
+            rooms.update(mine.info.room for mine in await self.directory.account_rooms(actor.account))
+        return sorted(rooms)
+
     # -- frames --------------------------------------------------------------
 
     async def create(self, peer: Peer, frame: p.Create) -> None:

@@ -12,7 +12,9 @@ effect on all of them at once:
   and tell them ``removed``; nothing more of R reaches them;
 - ``{"t":"invited","account":id,"room":{...}}``: tell the account's sockets;
 - ``{"t":"role","room":R,"name":N,"role":S}``: tell R's live members;
-- ``{"t":"name","name":N}``: an account now owns N: close guests using it.
+- ``{"t":"name","name":N}``: an account now owns N: close guests using it;
+- ``{"t":"read","account":id,"room":R,"state":[read,unread,mentions],"from":key}``:
+  the account's read marker moved; its other connections are told.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 from chat.core import outbound as out
 from chat.core.errors import CloseCode, CloseReason, ErrorCode
-from chat.core.model import MyRoom, RoomInfo, RoomKind, Standing, Visibility
+from chat.core.model import MyRoom, ReadState, RoomInfo, RoomKind, Standing, Visibility
 from chat.core.peer import Peer
 from chat.core.rooms import RoomRegistry
 from chat.core.validation import name_key
@@ -71,6 +73,11 @@ class Controls:
             mine = _my_room(event["room"])
             for peer in [p for p in self._peers if p.account == event["account"]]:
                 peer.send(out.Invited(mine))
+        elif kind == "read":
+            # The account's other connections follow its read marker (never the one that moved it).
+            state = ReadState(*event["state"])
+            for peer in [p for p in self._peers if p.account == event["account"] and p.key != event["from"]]:
+                peer.send(out.Read(event["room"], state))
         elif kind == "role":
             r = self._rooms.room(event["room"])
             if r is not None:

@@ -14,7 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from chat.core.errors import ErrorCode
-from chat.core.model import Member, Message, MyRoom, RoomInfo, RoomKind, RoomSummary, Standing, Visibility
+from chat.core.model import (
+    Member,
+    Message,
+    MyRoom,
+    ReadState,
+    RoomInfo,
+    RoomKind,
+    RoomSummary,
+    SearchHit,
+    Standing,
+    Visibility,
+)
 
 Wire = dict[str, Any]
 
@@ -67,6 +78,7 @@ class Joined:
     role: Standing | None = None  # the joiner's standing; None for guests
     people: tuple[str, ...] = ()  # a DM's participants
     accounts: tuple[str, ...] = ()  # the members who are accounts; the others are guests
+    state: ReadState | None = None  # an account's read marker and what is new since
 
     def to_wire(self) -> Wire:
         info = self.info
@@ -85,6 +97,8 @@ class Joined:
             frame["people"] = list(self.people)
         if self.accounts:
             frame["accounts"] = list(self.accounts)
+        if self.state is not None:
+            frame.update(read=self.state.read, unread=self.state.unread, mentions=self.state.mentions)
         if self.truncated:
             frame["truncated"] = True
         return _ref(frame, self.ref)
@@ -235,6 +249,29 @@ class RoleChanged:
         return {"type": "role", "room": self.room, "name": self.name, "role": self.role}
 
 
+@dataclass(frozen=True, slots=True)
+class Read:
+    """An account's read marker in a room moved: the reply to ``read``, and to its other connections."""
+
+    room: str
+    state: ReadState
+    ref: str | None = None
+
+    def to_wire(self) -> Wire:
+        frame: Wire = {"type": "read", "room": self.room, "seq": self.state.read}
+        frame.update(unread=self.state.unread, mentions=self.state.mentions)
+        return _ref(frame, self.ref)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    results: list[SearchHit]
+    ref: str | None = None
+
+    def to_wire(self) -> Wire:
+        return _ref({"type": "search", "results": [hit.to_wire() for hit in self.results]}, self.ref)
+
+
 ServerFrame = (
     Welcome
     | Error
@@ -253,6 +290,8 @@ ServerFrame = (
     | Removed
     | Invited
     | RoleChanged
+    | Read
+    | SearchResults
 )
 
 

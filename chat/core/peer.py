@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 
 from chat.core.frames import CONTROL, OutFrame
@@ -24,6 +25,9 @@ class Peer:
     open: bool = True
     account: int | None = None  # None: a guest
     admin: bool = False
+    # Names this connection in events that cross processes (a read marker goes
+    # to the account's other connections, not back to the one that moved it).
+    key: str = field(default_factory=lambda: secrets.token_hex(8))
 
     @property
     def actor(self) -> Actor:

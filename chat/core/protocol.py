@@ -17,7 +17,7 @@ from chat.core.errors import ErrorCode as ErrorCode
 from chat.core.errors import Invalid
 from chat.core.errors import ProtocolError as ProtocolError
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
-from chat.core.model import Standing, Visibility
+from chat.core.model import REACTIONS, Standing, Visibility
 from chat.core.outbound import encode as encode  # the server's frames: chat/core/outbound.py
 from chat.core.policy import Action
 from chat.core.validation import normalize_name, normalize_room, normalize_text, normalize_title
@@ -108,7 +108,66 @@ class Members:
     ref: str | None = None
 
 
-ClientFrame = Join | Leave | Say | Typing | History | Rooms | Ping | Create | Dm | Moderate | Members
+@dataclass(frozen=True, slots=True)
+class Edit:
+    room: str
+    seq: int
+    text: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    room: str
+    seq: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class React:
+    room: str
+    seq: int
+    emoji: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRead:
+    room: str
+    seq: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Search:
+    q: str
+    room: str | None = None
+    before: int | None = None  # ms: results older than this
+    limit: int = 20
+    ref: str | None = None
+
+
+ClientFrame = (
+    Join
+    | Leave
+    | Say
+    | Typing
+    | History
+    | Rooms
+    | Ping
+    | Create
+    | Dm
+    | Moderate
+    | Members
+    | Edit
+    | Delete
+    | React
+    | MarkRead
+    | Search
+)
+
+SEARCH_MAX_CHARS = 200
+SEARCH_MAX_LIMIT = 50
 
 # A DM holds 2 to 8 people, the caller included.
 DM_MAX_PEOPLE = 8
@@ -204,6 +263,24 @@ def _moderate(kind: str, obj: dict[str, Any], ref: str | None) -> Moderate:
     return Moderate(_MODERATION[kind], room, name, role, ref)
 
 
+def _target(obj: dict[str, Any], ref: str | None) -> int:
+    seq = _non_negative(obj, "seq", ref)
+    if seq is None or seq < 1:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'seq' must be a message's seq (1 or more)", ref)
+    return seq
+
+
+def _search(obj: dict[str, Any], ref: str | None) -> Search:
+    q = _field(obj, "q", str, ref)
+    if not q.strip() or len(q) > SEARCH_MAX_CHARS or not _utf8(q):
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field 'q' has 1 to {SEARCH_MAX_CHARS} characters", ref)
+    room = _room(obj, ref) if obj.get("room") is not None else None
+    limit = _field(obj, "limit", int, ref, required=False)
+    if limit is not None and not 1 <= limit <= SEARCH_MAX_LIMIT:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"field 'limit' must be from 1 to {SEARCH_MAX_LIMIT}", ref)
+    return Search(q.strip(), room, _non_negative(obj, "before", ref), limit or 20, ref)
+
+
 def _non_negative(obj: dict[str, Any], key: str, ref: str | None) -> int | None:
     value: int | None = _field(obj, key, int, ref, required=False)
     if value is not None and not 0 <= value <= SEQ_MAX:
@@ -271,4 +348,29 @@ def parse_client_frame(text: str, *, max_message_chars: int) -> ClientFrame:
         return _moderate(kind, obj, ref)
     if kind == "members":
         return Members(room=_room(obj, ref), ref=ref)
+    if kind == "edit":
+        room = _room(obj, ref)
+        seq = _target(obj, ref)
+        try:
+            edited = normalize_text(_field(obj, "text", str, ref), max_message_chars)
+        except Invalid as exc:
+            raise ProtocolError(exc.code, exc.message, ref) from None
+        return Edit(room, seq, edited, ref)
+    if kind == "delete":
+        return Delete(_room(obj, ref), _target(obj, ref), ref)
+    if kind == "react":
+        room = _room(obj, ref)
+        seq = _target(obj, ref)
+        emoji = _field(obj, "emoji", str, ref)
+        if emoji not in REACTIONS:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"field 'emoji' must be one of {' '.join(REACTIONS)}", ref)
+        return React(room, seq, emoji, ref)
+    if kind == "read":
+        room = _room(obj, ref)
+        read = _non_negative(obj, "seq", ref)
+        if read is None:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, "field 'seq' is missing", ref)
+        return MarkRead(room, read, ref)
+    if kind == "search":
+        return _search(obj, ref)
     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind[:40]!r}", ref)

@@ -15,6 +15,7 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from chat.backends.base import Broker, Directory, Duplicate, HistoryStore, StoreUnavailable
@@ -23,6 +24,7 @@ from chat.core import present
 from chat.core import protocol as p
 from chat.core.access import RoomAccess
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
+from chat.core.changes import Changes
 from chat.core.control import Controls
 from chat.core.errors import CloseReason, Refused
 from chat.core.fanout import fan_out, room_frames
@@ -31,11 +33,11 @@ from chat.core.idempotency import WINDOW_S
 from chat.core.identity import Identities
 from chat.core.limits import Limits
 from chat.core.meters import NullMeters, ServiceMeters
-from chat.core.model import Account, Message, RoomSummary
+from chat.core.model import Account, EventKind, Message, RoomSummary, SearchHit
 from chat.core.outage import StoreOutage
 from chat.core.outbox import Flusher, Outbox, Transport
 from chat.core.peer import Peer
-from chat.core.policy import Actor
+from chat.core.policy import Action, Actor, Decision
 from chat.core.protocol import CloseCode, ErrorCode, encode
 from chat.core.ratelimit import FrameLimiter, Verdict
 from chat.core.rooms import RoomRegistry
@@ -90,6 +92,7 @@ class ChatService:
         self.guests = guests
         self.access = RoomAccess(self.directory, broker, wall)
         self.controls = Controls(self.peers, self.rooms, self._leave, self.disconnect)
+        self.changes = Changes(self, wall)
         broker.listen_control(self.controls.apply)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -162,6 +165,8 @@ class ChatService:
         if account is not None:
             try:
                 rooms = await self.directory.account_rooms(account.id)
+                states = await self.store.read_state(account.id, account.name, [r.info.room for r in rooms])
+                rooms = [replace(r, state=states.get(r.info.room)) for r in rooms]
             except StoreUnavailable:
                 conn.close(CloseCode.TRY_AGAIN_LATER, ErrorCode.UNAVAILABLE)
                 return None
@@ -280,6 +285,16 @@ class ChatService:
                 return self._guard(peer, frame.ref, self.access.moderate(peer, frame, self._present))
             case p.Members():
                 return self._guard(peer, frame.ref, self.access.members(peer, frame))
+            case p.Edit() | p.Delete() | p.React():
+                if frame.ref is not None and self._says.seen(peer.session, frame.ref, self.wall()):
+                    return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
+                if frame.room not in peer.rooms:
+                    return self._not_in(peer, frame.room, frame.ref)
+                return self._guard(peer, frame.ref, self.changes.change(peer, frame))
+            case p.MarkRead():
+                return self._guard(peer, frame.ref, self.changes.mark_read(peer, frame))
+            case p.Search():
+                return self._guard(peer, frame.ref, self.changes.search(peer, frame))
         return None
 
     def _not_in(self, peer: Peer, room: str, ref: str | None) -> Awaitable[None]:
@@ -333,6 +348,9 @@ class ChatService:
             peer.send(out.Error(decision.code, decision.message, frame.ref))
             return
         people = await self.access.people(info) if info is not None else ()
+        state = None
+        if peer.account is not None:
+            state = (await self.store.read_state(peer.account, peer.name, [room])).get(room)
         if not peer.open:
             return  # closed while access was checked
         rejoin = room in peer.rooms  # a removal meanwhile took it out: joined afresh
@@ -366,6 +384,7 @@ class ChatService:
             standing,
             people,
             tuple(view.accounts),
+            state,
         )
         peer.send(joined)
         for m in buffered:
@@ -409,14 +428,44 @@ class ChatService:
             return self._guard(peer, frame.ref, self._repeat(peer, frame.ref))
         if frame.room not in peer.rooms:
             return self._not_in(peer, frame.room, frame.ref)
-        now = int(self.wall() * 1000)
-        future = self.store.append(
-            frame.room, peer.name, frame.text, now, peer.session, frame.ref, guest=peer.account is None
-        )
-        if frame.ref is not None:
-            self._says.storing(peer.session, frame.ref, future, peer)
-        future.add_done_callback(functools.partial(self._failed, peer, frame.ref, time.perf_counter()))
+        if "@" in frame.text and peer.account is not None:
+            # It may name members: finding them is a read, so this say waits for it
+            # (the adapter reads the connection's next frame after: order is kept).
+            return self._guard(peer, frame.ref, self._say_mentioning(peer, frame))
+        self.append(peer, frame.room, frame.text, frame.ref)
         return None
+
+    async def _say_mentioning(self, peer: Peer, frame: p.Say) -> None:
+        mentions = await self.changes.mentions(frame.room, frame.text)
+        if peer.open and frame.room in peer.rooms:
+            self.append(peer, frame.room, frame.text, frame.ref, mentions=mentions)
+
+    def append(
+        self,
+        peer: Peer,
+        room: str,
+        text: str,
+        ref: str | None,
+        *,
+        kind: EventKind = EventKind.MESSAGE,
+        target: int | None = None,
+        emoji: str | None = None,
+        mentions: tuple[str, ...] = (),
+    ) -> None:
+        """Store an event of ``peer``'s in ``room``: broadcast once committed, the
+        sender's copy (with ``ref``) its acknowledgement; a retried ref answered
+        with the original (see :meth:`_repeat`)."""
+        now = int(self.wall() * 1000)
+        event: dict[str, Any] = {}
+        if kind is not EventKind.MESSAGE:
+            event.update(kind=kind, target=target, emoji=emoji)
+        if mentions:
+            event["mentions"] = mentions
+        # A plain message passes only what every store has always taken.
+        future = self.store.append(room, peer.name, text, now, peer.session, ref, guest=peer.account is None, **event)
+        if ref is not None:
+            self._says.storing(peer.session, ref, future, peer)
+        future.add_done_callback(functools.partial(self._failed, peer, ref, time.perf_counter()))
 
     def _committed(self, messages: list[Message]) -> None:
         """The store committed these (in seq order): acknowledge and broadcast them now."""
@@ -503,6 +552,20 @@ class ChatService:
             self.metrics.fanout.observe(each)
 
     # -- views for HTTP -------------------------------------------------------
+
+    async def search(
+        self, actor: Actor, query: str, room: str | None, before: int | None, limit: int
+    ) -> list[SearchHit] | Decision:
+        """Messages matching ``query`` in ``room``, or in every room ``actor`` may read;
+        a Decision (``not_found``) for a room it may not see. Raises StoreUnavailable."""
+        if room is not None:
+            decision, _, _ = await self.access.check(actor, Action.SEE, room)
+            if decision.code is not None:
+                return decision
+            rooms = [room]
+        else:
+            rooms = await self.access.readable(actor)
+        return await self.store.search(query, rooms, before, limit) if rooms else []
 
     async def room_summaries(self, actor: Actor) -> list[RoomSummary]:
         """The rooms ``actor`` may see: every public room, and its own. Raises StoreUnavailable."""

@@ -23,8 +23,8 @@ from chat.core.accounts import AccountError, Accounts
 from chat.core.errors import ErrorCode
 from chat.core.limits import HISTORY_PAGE_DEFAULT, HISTORY_PAGE_MAX
 from chat.core.model import Account, RoomInfo, Standing, Visibility
-from chat.core.policy import Action, decide
-from chat.core.protocol import REF_MAX_CHARS
+from chat.core.policy import Action, Decision, decide
+from chat.core.protocol import REF_MAX_CHARS, SEARCH_MAX_CHARS, SEARCH_MAX_LIMIT
 from chat.core.ratelimit import TokenBucket
 from chat.core.service import ChatService
 from chat.core.validation import is_private_id, normalize_room, normalize_text
@@ -81,6 +81,18 @@ class ApiHandler(BaseHandler):
             raise AccountError(ErrorCode.BAD_JSON, "the body is not JSON") from None
         if not isinstance(value, dict):
             raise AccountError(ErrorCode.BAD_JSON, "the body is a JSON object")
+        return value
+
+    def _int_arg(self, key: str, default: int | None) -> int | None:
+        raw = self.get_query_argument(key, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise AccountError(ErrorCode.BAD_REQUEST, f"{key} must be an integer") from None
+        if value < 0:
+            raise AccountError(ErrorCode.BAD_REQUEST, f"{key} must not be negative")
         return value
 
     def field(self, body: dict[str, Any], key: str, kind: type) -> Any:
@@ -218,17 +230,23 @@ class MessagesApi(ApiHandler):
             return
         self.write_json({"message": message.to_public()}, 201)
 
-    def _int_arg(self, key: str, default: int | None) -> int | None:
-        raw = self.get_query_argument(key, None)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise AccountError(ErrorCode.BAD_REQUEST, f"{key} must be an integer") from None
-        if value < 0:
-            raise AccountError(ErrorCode.BAD_REQUEST, f"{key} must not be negative")
-        return value
+
+class SearchApi(ApiHandler):
+    async def get(self) -> None:
+        """Full-text search over the rooms the caller may read (docs/api.md), newest first."""
+        self.reader()
+        q = self.get_query_argument("q", "").strip()
+        if not q or len(q) > SEARCH_MAX_CHARS:
+            raise AccountError(ErrorCode.BAD_REQUEST, f"q has 1 to {SEARCH_MAX_CHARS} characters")
+        raw_room = self.get_query_argument("room", None)
+        room = normalize_room(raw_room) if raw_room else None
+        limit = self._int_arg("limit", 20)
+        if limit is None or not 1 <= limit <= SEARCH_MAX_LIMIT:
+            raise AccountError(ErrorCode.BAD_REQUEST, f"limit must be from 1 to {SEARCH_MAX_LIMIT}")
+        found = await self.service.search(self.creds.actor, q, room, self._int_arg("before", None), limit)
+        if isinstance(found, Decision):
+            raise AccountError(found.code or ErrorCode.NOT_FOUND, found.message)
+        self.write_json({"results": [hit.to_wire() for hit in found]})
 
 
 class TokensApi(ApiHandler):

@@ -113,6 +113,7 @@ def make_app(
             (r"/api/me", api.MeApi, deps),
             (r"/api/rooms", api.RoomsApi, deps),
             (r"/api/rooms/([^/]+)/messages", api.MessagesApi, {**deps, "posts": posts}),
+            (r"/api/search", api.SearchApi, deps),
             (r"/api/tokens", api.TokensApi, deps),
             (r"/api/tokens/([^/]+)", api.TokenApi, deps),
             (r"/api/password", api.PasswordApi, deps),
