@@ -32,6 +32,22 @@ refuses a database newer than :data:`VERSION` with :class:`SchemaTooNew`.
   - ``messages.guest``: not sent by an account. Every message of version 2 was
     sent under a nickname, so they all migrate as guest messages.
   Retention deletes messages and refs only: rooms and memberships are kept.
+- Version 4: one event log per room (issue 13). Every change takes the room's
+  next seq in ``messages``, through the same append path:
+  - ``messages`` gains ``kind`` (message, edit, delete, reaction), ``target``
+    (the message an event changes), ``emoji`` and ``on`` (a reaction, and which
+    way it toggled), and, on MESSAGE rows as they are now, ``edited`` (ms),
+    ``deleted`` and ``mentions``. Every row of version 3 is a message.
+  - ``reactions(room, target, emoji, name)``: who reacted with what, now.
+  - ``mentions(room, seq, name_key)``: whom a message names, for unread badges.
+  - ``read_markers(account_id, room) -> seq``: how far an account has read.
+  - Full-text search over MESSAGE rows' current text: on SQLite an FTS5 table
+    ``messages_fts`` (unicode61 tokenizer, no stemming: chat is multilingual)
+    whose rowid is ``search_docs.doc`` for (room, seq), maintained in the append
+    transaction; on PostgreSQL a generated ``tsvector`` column (config
+    'simple') with a GIN index. The migration indexes every existing message.
+  A deletion empties the message's text and its edits' text and removes its
+  reactions, mentions and search entry in the event's transaction.
 
 Where the version is kept: SQLite's ``PRAGMA user_version``; PostgreSQL's
 ``schema_version`` table (one row).
@@ -43,7 +59,7 @@ import sqlite3
 
 from chat.backends.base import SchemaTooNew
 
-VERSION = 3
+VERSION = 4
 
 SQLITE_STEPS: dict[int, str] = {
     1: """
@@ -132,6 +148,45 @@ CREATE INDEX memberships_account ON memberships (account_id);
 -- rebuilt table: adding the column is instant however long the history; every
 -- insert from now on says what it is.
 ALTER TABLE messages ADD COLUMN guest BOOLEAN NOT NULL DEFAULT TRUE;
+""",
+    4: """
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'message'
+    CHECK (kind IN ('message', 'edit', 'delete', 'reaction'));
+ALTER TABLE messages ADD COLUMN target INTEGER;
+ALTER TABLE messages ADD COLUMN emoji TEXT;
+ALTER TABLE messages ADD COLUMN "on" BOOLEAN;
+ALTER TABLE messages ADD COLUMN edited INTEGER;
+ALTER TABLE messages ADD COLUMN deleted BOOLEAN NOT NULL DEFAULT FALSE;
+-- A JSON array of names, NULL for none (SQLite has no arrays).
+ALTER TABLE messages ADD COLUMN mentions TEXT;
+-- A deletion finds the edits of its target.
+CREATE INDEX messages_target ON messages (room, target) WHERE target IS NOT NULL;
+CREATE TABLE reactions (
+    room TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    emoji TEXT NOT NULL,
+    name TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (room, target, emoji, name)
+) WITHOUT ROWID;
+CREATE TABLE mentions (
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    name_key TEXT NOT NULL,
+    PRIMARY KEY (room, seq, name_key)
+) WITHOUT ROWID;
+CREATE TABLE read_markers (
+    account_id INTEGER NOT NULL,
+    room TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (account_id, room)
+) WITHOUT ROWID;
+-- messages has no rowid (WITHOUT ROWID): this gives each indexed message one.
+CREATE TABLE search_docs (doc INTEGER PRIMARY KEY, room TEXT NOT NULL, seq INTEGER NOT NULL, UNIQUE (room, seq));
+CREATE VIRTUAL TABLE messages_fts USING fts5 (text, tokenize = 'unicode61');
+INSERT INTO search_docs (room, seq) SELECT room, seq FROM messages ORDER BY ts, room, seq;
+INSERT INTO messages_fts (rowid, text)
+    SELECT d.doc, m.text FROM search_docs d JOIN messages m ON m.room = d.room AND m.seq = d.seq;
 """,
 }
 

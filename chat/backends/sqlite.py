@@ -16,19 +16,24 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
+from chat.backends import events_sqlite as events
 from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.backends.directory_sqlite import SQLiteDirectory
+from chat.backends.events_sql import COLUMNS
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import migrate_sqlite
-from chat.core.model import Message
+from chat.core.model import EventKind, Message, ReadState, SearchHit
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+# FTS5's secure-delete option exists from SQLite 3.42.
+FTS5_SECURE_DELETE = sqlite3.sqlite_version_info >= (3, 42)
 
 
-_COLUMNS = "room, seq, name, text, ts, session, ref, guest"
-_INSERT = f"INSERT INTO messages ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 # A room's first message makes its row, if nothing did before (a public room titled by its name).
 _BUMP = (
     "INSERT INTO rooms (room, last_seq, title, created) VALUES (?1, ?2, ?1, ?3)"
@@ -36,13 +41,10 @@ _BUMP = (
 )
 _REF = "INSERT INTO refs (session, ref, room, seq, ts) VALUES (?, ?, ?, ?, ?)"
 _ORIGINAL = (
-    f"SELECT {', '.join('m.' + c.strip() for c in _COLUMNS.split(','))} FROM refs r"
+    f"SELECT {', '.join('m.' + c.strip() for c in COLUMNS.split(','))} FROM refs r"
     " JOIN messages m ON m.room = r.room AND m.seq = r.seq WHERE r.session = ? AND r.ref = ?"
 )
-
-
-def _row(row: tuple[str, int, str, str, int, str, str | None, int]) -> Message:
-    return Message(*row[:7], guest=bool(row[7]))
+_row = events.row_message
 
 
 class SQLiteHistory:
@@ -79,9 +81,16 @@ class SQLiteHistory:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=0.1)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # A deletion is real: the pages it frees are zeroed, not left holding
+        # the text until they are reused (docs/operations.md).
+        self._db.execute("PRAGMA secure_delete = ON")
         # A migration may wait longer for the lock than a commit: nothing is served yet.
         self._db.execute("PRAGMA busy_timeout = 10000")
         migrate_sqlite(self._db, path)
+        if FTS5_SECURE_DELETE:
+            # The search index drops a deleted message's words at once instead of
+            # keeping them until its segments merge (docs/operations.md).
+            self._db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('secure-delete', 1)")
         self._db.execute("PRAGMA busy_timeout = 100")
         # The directory's references (memberships to accounts and rooms...) hold.
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -110,7 +119,19 @@ class SQLiteHistory:
         return SQLiteDirectory(self._db)
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
+        self,
+        room: str,
+        name: str,
+        text: str,
+        ts: int,
+        session: str,
+        ref: str | None,
+        *,
+        guest: bool = False,
+        kind: EventKind = EventKind.MESSAGE,
+        target: int | None = None,
+        emoji: str | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> asyncio.Future[Message]:
         future = append_future(self._closed)
         if self._closed:
@@ -118,7 +139,10 @@ class SQLiteHistory:
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._commit)
         # seq 0 until the commit hands one out.
-        self._batch.append((Message(room, 0, name, text, ts, session, ref, guest), future))
+        event = Message(
+            room, 0, name, text, ts, session, ref, guest, kind=kind, target=target, emoji=emoji, mentions=mentions
+        )
+        self._batch.append((event, future))
         return future
 
     def _commit(self) -> None:
@@ -166,12 +190,11 @@ class SQLiteHistory:
             seq = last.get(m.room, self._last.get(m.room, 0)) + 1
             last[m.room] = seq
             first_ts.setdefault(m.room, m.ts)
-            message = Message(m.room, seq, m.name, m.text, m.ts, m.session, m.ref, m.guest)
+            # Each event with its side effects, in order: one sees those before it.
+            message = events.store_event(self._db, replace(m, seq=seq))
             if m.ref is not None:
                 claimed[(m.session, m.ref)] = message
             stored.append((message, future))
-        rows = [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref, m.guest) for m, _ in stored]
-        self._db.executemany(_INSERT, rows)
         self._db.executemany(_BUMP, [(room, seq, first_ts[room]) for room, seq in last.items()])
         self._db.executemany(_REF, [(m.session, m.ref, m.room, m.seq, m.ts) for m in claimed.values()])
         return stored, duplicates
@@ -182,10 +205,7 @@ class SQLiteHistory:
         while True:
             try:
                 self._db.execute("BEGIN")
-                n = self._db.execute(
-                    "DELETE FROM messages WHERE (room, seq) IN (SELECT room, seq FROM messages WHERE ts < ? LIMIT ?)",
-                    (cutoff_ms, CHUNK),
-                ).rowcount
+                n = events.expire_events(self._db, cutoff_ms, CHUNK)
                 # The refs of exactly the messages gone, in the same transaction: a ref
                 # without its message would make a retry of it fail the whole batch.
                 self._db.execute(
@@ -212,30 +232,49 @@ class SQLiteHistory:
         if self._batch:
             await asyncio.gather(*(f for _, f in self._batch), return_exceptions=True)
 
-    def _select(self, sql: str, args: tuple[object, ...]) -> list[Message]:
+    def _select(self, sql: str, args: tuple[object, ...], room: str | None = None) -> list[Message]:
+        """The rows of ``sql``; of ``room``: with their reactions folded in."""
         try:
-            return [_row(r) for r in self._db.execute(sql, args).fetchall()]
+            rows = [_row(r) for r in self._db.execute(sql, args).fetchall()]
+            return rows if room is None else events.fold_reactions(self._db, room, rows)
         except (sqlite3.Error, OverflowError) as exc:
             raise StoreUnavailable(str(exc)) from exc
 
     async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
         bound = seq if seq is not None else self._last.get(room, 0) + 1
         rows = self._select(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            f"SELECT {COLUMNS} FROM messages WHERE room = ? AND seq < ? AND kind = 'message' ORDER BY seq DESC LIMIT ?",
             (room, bound, limit),
+            room,
         )
         rows.reverse()
         return rows
 
     async def after(self, room: str, seq: int, limit: int) -> list[Message]:
         return self._select(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
+            f"SELECT {COLUMNS} FROM messages WHERE room = ? AND seq > ? ORDER BY seq LIMIT ?",
             (room, seq, limit),
+            room,
         )
 
     async def get(self, room: str, seq: int) -> Message | None:
-        rows = self._select(f"SELECT {_COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq))
+        rows = self._select(f"SELECT {COLUMNS} FROM messages WHERE room = ? AND seq = ?", (room, seq), room)
         return rows[0] if rows else None
+
+    def _call(self, read: Callable[[], _T]) -> _T:
+        try:
+            return read()
+        except (sqlite3.Error, OverflowError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def search(self, query: str, rooms: list[str], before: int | None, limit: int) -> list[SearchHit]:
+        return self._call(lambda: events.search(self._db, query, rooms, before, limit))
+
+    async def set_read(self, account: int, room: str, seq: int) -> int:
+        return self._call(lambda: events.set_read(self._db, account, room, seq, self._last.get(room, 0)))
+
+    async def read_state(self, account: int, name: str, rooms: list[str]) -> dict[str, ReadState]:
+        return self._call(lambda: events.read_state(self._db, account, name, rooms))
 
     async def last_seq(self, room: str) -> int:
         return self._last.get(room, 0)
@@ -254,7 +293,7 @@ class SQLiteHistory:
         # The service calls this once as it starts: the retention passes start with it.
         self.retention.start()
         return self._select(
-            f"SELECT {_COLUMNS} FROM messages WHERE ref IS NOT NULL AND ts >= ? ORDER BY ts",
+            f"SELECT {COLUMNS} FROM messages WHERE ref IS NOT NULL AND ts >= ? ORDER BY ts",
             (since_ts,),
         )
 

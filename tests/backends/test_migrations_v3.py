@@ -147,12 +147,12 @@ async def test_rooms_of_before_accounts_are_public_rooms_titled_by_their_names(e
 
 
 @pytest.mark.gen_test(timeout=60)
-async def test_the_migrated_file_is_version_3_and_opens_again_unchanged(tmp_path):
+async def test_the_migrated_file_is_current_and_opens_again_unchanged(tmp_path):
     path = tmp_path / "chat.sqlite3"
     write_sqlite_v2(path)
     store = SQLiteHistory(str(path))
     await store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == VERSION == 3
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == VERSION == 4
     again = SQLiteHistory(str(path))
     try:
         assert await again.last_seq("busy") == 300
