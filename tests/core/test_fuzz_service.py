@@ -17,6 +17,12 @@ docs/protocol.md, not from the server's code. The properties:
   disconnecting and resuming: per room every member receives seqs in order
   with no gap and no duplicate, presence counts and the history store match
   the model, and a name held by an open session cannot be taken.
+- A stateful model of the event log (:class:`EventLogMachine`, issue 13):
+  accounts and a guest edit, delete and react (and try what they may not),
+  retry any of it by ref, drop and resume: every room's seq stays gap-free and
+  duplicate-free across kinds, every member receives every event once and in
+  order, and the history (messages as they are now) is always the replay of
+  the event log the model kept.
 
 tests/server/test_fuzz.py runs the same attacks over real sockets.
 """
@@ -38,6 +44,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from chat.backends.sqlite import SQLiteHistory
+from chat.core.model import REACTIONS
 from chat.core.protocol import History, Join, Leave, Ping, ProtocolError, Rooms, Say, Typing, parse_client_frame
 from chat.core.service import Limits, Peer
 from chat.core.sessions import SessionSigner
@@ -1343,6 +1350,452 @@ ChatMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestChatMachine = ChatMachine.TestCase
+
+
+# -- stateful: the event log (issue 13) ------------------------------------------------
+#
+# ann and ben are accounts, cy a guest, all in the public rooms r1 and r2. Besides
+# saying, they edit and delete their own messages (and try others'), react (a toggle;
+# guests too, in public rooms), retry any of these with a ref, drop and resume. The
+# model keeps each room's event log as the members received it; a message "as it is
+# now" is the replay of that log.
+
+EVENT_MEMBERS = ("ann", "ben", "cy")
+ACCOUNT_MEMBERS = ("ann", "ben")
+EVENT_KINDS = ("message", "edit", "delete", "reaction")
+# Two of the eight, so that toggles meet: the same name taking the same emoji back.
+EMOJI = ("👍", "🎉")
+# No "@": a mention is modelled by test_changes; here it would only change unread badges.
+event_texts = valid_texts.filter(lambda t: "@" not in t)
+
+
+def replay(log: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each message of ``log`` (the events as broadcast, in seq order) as it is now, by seq."""
+    now: dict[int, dict[str, Any]] = {}
+    reactions: dict[int, dict[str, list[str]]] = {}
+    for e in log:
+        if e["type"] == "message":
+            now[e["seq"]] = dict(e)
+            reactions[e["seq"]] = {emoji: [] for emoji in REACTIONS}
+            continue
+        target = now[e["target"]]
+        if e["type"] == "edit":
+            target.update(text=e["text"], edited=e["ts"])
+        elif e["type"] == "delete":
+            target.update(text="", deleted=True)
+            target.pop("mentions", None)
+            reactions[e["target"]] = {emoji: [] for emoji in REACTIONS}
+        else:
+            names = reactions[e["target"]][e["emoji"]]
+            if e["on"]:
+                names.append(e["name"])
+            else:
+                names.remove(e["name"])
+    for seq, message in now.items():
+        shown = {emoji: names for emoji, names in reactions[seq].items() if names}
+        message.pop("reactions", None)
+        if shown:
+            message["reactions"] = {emoji: list(names) for emoji, names in shown.items()}
+    return now
+
+
+def events_now(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every event of ``log`` as the store gives it back now: a message as it is now, and an
+    edit of a message deleted since without its text (the deletion removed it)."""
+    now = replay(log)
+    out: list[dict[str, Any]] = []
+    for e in log:
+        if e["type"] == "message":
+            out.append(now[e["seq"]])
+        elif e["type"] == "edit" and now[e["target"]].get("deleted"):
+            out.append({**e, "text": ""})
+        else:
+            out.append(e)
+    return out
+
+
+class EventLogMachine(RuleBasedStateMachine):
+    """Messages, edits, deletions and reactions in two public rooms: every room's seq stays
+    gap-free and duplicate-free across kinds, every member receives every event once and in
+    order (live, and by resuming), and the history (``before``: messages as they are now) is
+    always the replay of the event log the model kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = FakeClock()
+        store = SQLiteHistory(":memory:")
+        self.service = local_service(
+            store,
+            SessionSigner(b"fuzz"),
+            Limits(rate=0, history_on_join=HISTORY_ON_JOIN, max_message_chars=MAXC),
+            clock=self.clock,
+            directory=store.directory(),
+        )
+        self.log: dict[str, list[dict[str, Any]]] = {room: [] for room in ROOMS}
+        self.members = {name: Member(name) for name in EVENT_MEMBERS}
+        self.accounts = {
+            name: self.loop.run_until_complete(self.service.directory.create_account(name, "hash", 0))
+            for name in ACCOUNT_MEMBERS
+        }
+        self.joined_once: set[tuple[str, str]] = set()  # (account, room): a durable membership since
+
+    def teardown(self) -> None:
+        async def close() -> None:
+            for m in self.online():
+                assert m.peer is not None
+                self.service.disconnect(m.peer)
+            await self.service.store.close()
+
+        self.loop.run_until_complete(close())
+        self.loop.close()
+
+    # -- helpers
+
+    def online(self, room: str | None = None) -> list[Member]:
+        return [m for m in self.members.values() if m.conn is not None and (room is None or room in m.rooms)]
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def send(self, m: Member, frame: dict[str, Any]) -> None:
+        assert m.peer is not None
+        peer = m.peer
+
+        async def run() -> None:
+            pending = self.service.handle_text(peer, json.dumps(frame))
+            if pending is not None:
+                await pending
+            await self.service.store.drain()
+
+        self.run(run())
+
+    def unread(self, who: str, room: str) -> int:
+        """An account's unread count with no read marker: live messages not its own."""
+        mine = [x for x in replay(self.log[room]).values() if not x.get("deleted")]
+        return sum(1 for x in mine if x["name"] != who or x.get("guest"))
+
+    def track(self, m: Member, frames: list[dict[str, Any]]) -> None:
+        """Per room, a member receives every event (of every kind) once, in seq order, from its join on."""
+        for f in frames:
+            if f["type"] == "joined":
+                m.rooms[f["room"]] = f["last_seq"]
+            elif f["type"] in EVENT_KINDS:
+                ack = m.acks.get(f.get("ref", ""))
+                if ack is not None and ack["seq"] == f["seq"] and ack["room"] == f["room"]:
+                    continue  # a retry's acknowledgement repeats the original: not a delivery
+                assert f["room"] in m.rooms, f"{m.name} got an event of a room it is not in: {f}"
+                assert f["seq"] == m.rooms[f["room"]] + 1, f"{m.name}: seq {f['seq']} after {m.rooms[f['room']]}"
+                m.rooms[f["room"]] = f["seq"]
+
+    def expect(self, want: dict[str, list[dict[str, Any]]], *, unordered: bool = False) -> dict[str, Any]:
+        """Every online member received exactly ``want[name]`` (nothing if absent)."""
+        got_all = {}
+        for m in self.online():
+            assert m.conn is not None
+            got = m.conn.take()
+            self.track(m, got)
+            wanted = want.get(m.name, [])
+            if unordered:
+                got, wanted = _sorted(got), _sorted(wanted)
+            assert got == wanted, f"{m.name} got {got}, wants {wanted}"
+            got_all[m.name] = got
+        return got_all
+
+    def presence(self, room: str, event: str, who: str) -> dict[str, Any]:
+        frame = {"type": "presence", "room": room, "event": event, "name": who}
+        return {**frame, "account": True} if who in ACCOUNT_MEMBERS else frame
+
+    def joined(self, who: str, room: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+        present = {who, *(o.name for o in self.online(room))}
+        reply = public_joined(room, sorted(present, key=str.casefold), len(self.log[room]), history)
+        accounts = sorted((n for n in present if n in ACCOUNT_MEMBERS), key=str.casefold)
+        if accounts:
+            reply["accounts"] = accounts
+        if who in ACCOUNT_MEMBERS:
+            reply.update(role="member", read=0, unread=self.unread(who, room), mentions=0)
+        return reply
+
+    def stored(self, m: Member, room: str, ref: str | None, event: dict[str, Any]) -> None:
+        """``event`` (without seq and ts) is the room's next: everyone in the room gets it, the
+        sender's copy with ``ref``; the model logs it."""
+        event = {"type": event["type"], "room": room, "seq": len(self.log[room]) + 1, **event, "ts": ANY_INT}
+        if m.name not in ACCOUNT_MEMBERS:
+            event["guest"] = True
+        want = {other.name: [event] for other in self.online(room)}
+        want[m.name] = [with_ref(event, ref)]
+        ack = self.expect(want)[m.name][0]
+        self.log[room].append({k: v for k, v in ack.items() if k != "ref"})
+        if ref is not None:
+            m.acks[ref] = ack
+
+    def original(self, m: Member, ref: str) -> dict[str, Any]:
+        """What a retry of ``ref`` gets: its event as the store holds it now (an edited message with its
+        new text, a deleted one as a tombstone), with the ref."""
+        first = m.acks[ref]
+        return with_ref(events_now(self.log[first["room"]])[first["seq"] - 1], ref)
+
+    def refused(self, m: Member, room: str, ref: str | None) -> str | None:
+        """The error every change gets before its target is looked at, if any (None: go on)."""
+        if ref is not None and ref in m.acks:
+            return "retry"
+        if room not in m.rooms:
+            return "not_member"
+        return None
+
+    def target_problem(self, m: Member, room: str, target: int, action: str) -> str | None:
+        """Why ``m`` may not ``action`` message ``target``: the code, or None."""
+        log = self.log[room]
+        if not 1 <= target <= len(log) or log[target - 1]["type"] != "message":
+            return "not_found"
+        if replay(log)[target].get("deleted"):
+            return "bad_request"
+        if action == "react":
+            return None
+        if m.name not in ACCOUNT_MEMBERS:
+            return "unauthorized"
+        message = log[target - 1]
+        return None if message["name"] == m.name and not message.get("guest") else "forbidden"
+
+    def change(self, m: Member, frame: dict[str, Any], action: str, event: dict[str, Any]) -> None:
+        room, ref = frame["room"], frame.get("ref")
+        self.send(m, frame)
+        why = self.refused(m, room, ref) or self.target_problem(m, room, frame["seq"], action)
+        if why == "retry":
+            assert ref is not None
+            self.expect({m.name: [self.original(m, ref)]})  # the original again, nothing new
+        elif why is not None:
+            self.expect({m.name: [error(why, ref)]})
+        else:
+            self.stored(m, room, ref, event)
+
+    def targets(self, data: st.DataObject, who: str, room: str) -> int:
+        """A seq to act on: usually a message, most often one of ``who``'s, sometimes any seq (an edit,
+        a deletion, a reaction: not messages) or one past the end."""
+        log = self.log[room]
+        messages = [x["seq"] for x in log if x["type"] == "message"]
+        own = [x["seq"] for x in log if x["type"] == "message" and x["name"] == who]
+        return int(data.draw(st.sampled_from(own * 3 + messages * 2 + list(range(1, len(log) + 2)))))
+
+    # -- rules
+
+    @initialize()
+    def everyone_in_both_rooms(self) -> None:
+        """Everyone connected, in both rooms, and each room holding a message of each."""
+        for who in EVENT_MEMBERS:
+            self.connect(who)
+            for room in ROOMS:
+                self.join(who, room, None)
+        for room in ROOMS:
+            for who in EVENT_MEMBERS:
+                self.say(who, room, f"hello from {who}", None)
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS))
+    def connect(self, who: str) -> None:
+        m = self.members[who]
+        if m.conn is not None:
+            return
+        conn = FakeConn(self.service.flusher)
+        if who in ACCOUNT_MEMBERS:
+            account = self.accounts[who]
+            # One page session per account: its refs stay its own across reconnects.
+            peer = self.run(self.service.open(conn, None, None, account=account, session_key=f"page-{who}"))
+        else:
+            peer = self.run(self.service.open(conn, who, m.token))
+        assert peer is not None, conn.closed
+        [welcome] = conn.take()
+        if who in ACCOUNT_MEMBERS:
+            mine = sorted(room for (name, room) in self.joined_once if name == who)
+            assert [(r["room"], r["role"], r["unread"]) for r in welcome["rooms"]] == [
+                (room, "member", self.unread(who, room)) for room in mine
+            ], welcome
+        else:
+            m.token = welcome["session"]
+        m.conn, m.peer, m.rooms = conn, peer, {}
+        self.expect({})
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS))
+    def disconnect(self, who: str) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        rooms = list(m.rooms)
+        self.run(_call(self.service.disconnect, m.peer))
+        m.resume, m.rooms, m.conn, m.peer = dict(m.rooms), {}, None, None
+        want: dict[str, list[dict[str, Any]]] = {}
+        for room in rooms:
+            for other in self.online(room):
+                want.setdefault(other.name, []).append(self.presence(room, "leave", who))
+        self.expect(want, unordered=True)
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS), room=st.sampled_from(ROOMS), since=st.sampled_from(["resume", None, 0, 3])
+    )
+    def join(self, who: str, room: str, since: str | int | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        since = m.resume.get(room) if since == "resume" else since
+        frame: dict[str, Any] = {"type": "join", "room": room, "ref": "j"}
+        if since is not None:
+            frame["since"] = since
+        new = room not in m.rooms
+        others = [o for o in self.online(room) if o is not m]
+        self.send(m, frame)
+        log = self.log[room]
+        if since is None:  # scrolling back: messages as they are now
+            history = [x for x in replay(log).values()][-HISTORY_ON_JOIN:]
+        else:  # resuming: every event after since
+            history = [x for x in events_now(log) if x["seq"] > since]
+        want = {who: [{**self.joined(who, room, history), "ref": "j"}]}
+        if new:
+            for other in others:
+                want[other.name] = [self.presence(room, "join", who)]
+        self.expect(want)
+        if who in ACCOUNT_MEMBERS:
+            self.joined_once.add((who, room))  # joining a public room makes it one of the account's
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        text=event_texts,
+        ref=st.sampled_from([None, "a", "b", "c"]),
+    )
+    def say(self, who: str, room: str, text: str, ref: str | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        frame = with_ref({"type": "say", "room": room, "text": text}, ref)
+        self.send(m, frame)
+        why = self.refused(m, room, ref)
+        if why == "retry":
+            assert ref is not None
+            self.expect({who: [self.original(m, ref)]})
+        elif why is not None:
+            self.expect({who: [error(why, ref)]})
+        else:
+            self.stored(m, room, ref, {"type": "message", "name": who, "text": text.strip()})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        text=event_texts,
+        ref=st.sampled_from([None, "a", "e"]),
+        data=st.data(),
+    )
+    def edit(self, who: str, room: str, text: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        target = self.targets(data, who, room)
+        frame = with_ref({"type": "edit", "room": room, "seq": target, "text": text}, ref)
+        self.change(m, frame, "edit", {"type": "edit", "target": target, "text": text.strip(), "name": who})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        ref=st.sampled_from([None, "d"]),
+        data=st.data(),
+    )
+    def delete(self, who: str, room: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        target = self.targets(data, who, room)
+        frame = with_ref({"type": "delete", "room": room, "seq": target}, ref)
+        self.change(m, frame, "delete", {"type": "delete", "target": target, "name": who})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        emoji=st.sampled_from(EMOJI),
+        ref=st.sampled_from([None, "r"]),
+        data=st.data(),
+    )
+    def react(self, who: str, room: str, emoji: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        log = self.log[room]
+        target = self.targets(data, who, room)
+        # Often a message this name reacted to already, with that emoji: the toggle goes off.
+        mine = [
+            (seq, e) for seq, x in replay(log).items() for e, names in x.get("reactions", {}).items() if who in names
+        ]
+        if mine and data.draw(st.booleans()):
+            target, emoji = data.draw(st.sampled_from(mine))
+        frame = with_ref({"type": "react", "room": room, "seq": target, "emoji": emoji}, ref)
+        on = True
+        if 1 <= target <= len(log) and log[target - 1]["type"] == "message":
+            on = who not in replay(log)[target].get("reactions", {}).get(emoji, [])
+        event = {"type": "reaction", "target": target, "emoji": emoji, "name": who, "on": on}
+        self.change(m, frame, "react", event)
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS), data=st.data())
+    def retry(self, who: str, data: st.DataObject) -> None:
+        """Send a frame again with a ref the session used before, of any kind: the original comes back."""
+        m = self.members[who]
+        if m.conn is None or not m.acks:
+            return
+        ref = data.draw(st.sampled_from(sorted(m.acks)))
+        original = m.acks[ref]
+        frame = {"type": data.draw(st.sampled_from(["say", "edit", "delete", "react"])), "room": original["room"]}
+        frame.update(text="again", seq=original.get("target", original["seq"]), emoji=EMOJI[0], ref=ref)
+        self.send(m, frame)
+        self.expect({who: [self.original(m, ref)]})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        bound=st.sampled_from(["before", "after", None]),
+        seq=st.integers(0, 14),
+        limit=st.none() | st.integers(1, 5),
+    )
+    def history(self, who: str, room: str, bound: str | None, seq: int, limit: int | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        frame: dict[str, Any] = {"type": "history", "room": room, "ref": "h"}
+        if bound is not None:
+            frame[bound] = seq
+        if limit is not None:
+            frame["limit"] = limit
+        self.send(m, frame)
+        if room not in m.rooms:
+            self.expect({who: [error("not_member", "h")]})
+            return
+        n = limit or HISTORY_DEFAULT
+        log = self.log[room]
+        if bound == "after":
+            msgs = [x for x in events_now(log) if x["seq"] > seq][:n]
+        else:
+            msgs = [x for x in replay(log).values() if bound is None or x["seq"] < seq][-n:]
+        self.expect({who: [{"type": "history", "room": room, "messages": msgs, "ref": "h"}]})
+
+    # -- invariants
+
+    @invariant()
+    def every_room_is_one_gap_free_log_and_its_history_is_the_replay(self) -> None:
+        store = self.service.store
+        for room in ROOMS:
+            log = self.log[room]
+            assert self.run(store.last_seq(room)) == len(log)
+            events = [x.to_public() for x in self.run(store.after(room, 0, 10_000))]
+            assert [x["seq"] for x in events] == list(range(1, len(log) + 1))  # every kind, once, no gap
+            assert events == events_now(log)
+            messages = [x.to_public() for x in self.run(store.before(room, None, 10_000))]
+            assert messages == list(replay(log).values())
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    result = fn(*args)
+    return await result if asyncio.iscoroutine(result) else result
+
+
+EventLogMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestEventLogMachine = EventLogMachine.TestCase
 
 
 # -- known bugs ------------------------------------------------------------------
