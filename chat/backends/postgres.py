@@ -52,18 +52,19 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs, no py.typed
 
+from chat.backends import events_postgres as events
 from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.backends.directory_postgres import PostgresDirectory
+from chat.backends.events_postgres import APPEND_SQL, READ
+from chat.backends.events_postgres import message as read_row
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import POSTGRES_STEPS, POSTGRES_VERSION_TABLE, VERSION, too_new
-from chat.core.model import Message
+from chat.core.model import EventKind, Message, ReadState, SearchHit
 
 log = logging.getLogger(__name__)
 
-APPEND_SQL = (
-    "SELECT pos, room, seq, name, text, ts, session, ref, guest, fresh FROM chat_append($1, $2, $3, $4, $5, $6, $7)"
-)
-_COLUMNS = "room, seq, name, text, ts, session, ref, guest"
+__all__ = ["APPEND_SQL", "PostgresHistory", "keep_session", "migrate_postgres"]
+
 # Rooms with history: a room made without a message yet (a private room,
 # a DM) has a row in ``rooms`` and no seq.
 _ROOMS = "SELECT room, last_seq FROM rooms WHERE last_seq > 0"
@@ -103,12 +104,6 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     """The pool's reset on release, doing nothing: asyncpg's default sends
     ``RESET ALL; UNLISTEN *; ...``, a second round trip per batch, for session
     state the store never sets (an open transaction is still rolled back)."""
-
-
-def _message(row: Any) -> Message:
-    return Message(
-        row["room"], row["seq"], row["name"], row["text"], row["ts"], row["session"], row["ref"], row["guest"]
-    )
 
 
 class PostgresHistory:
@@ -230,7 +225,19 @@ class PostgresHistory:
         return PostgresDirectory(self._ready)
 
     def append(
-        self, room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
+        self,
+        room: str,
+        name: str,
+        text: str,
+        ts: int,
+        session: str,
+        ref: str | None,
+        *,
+        guest: bool = False,
+        kind: EventKind = EventKind.MESSAGE,
+        target: int | None = None,
+        emoji: str | None = None,
+        mentions: tuple[str, ...] = (),
     ) -> asyncio.Future[Message]:
         future = append_future(self._closed)
         if self._closed:
@@ -238,7 +245,10 @@ class PostgresHistory:
         if not self._batch and self._inflight is None:
             asyncio.get_running_loop().call_soon(self._flush)
         # seq 0 until the database hands one out.
-        self._batch.append((Message(room, 0, name, text, ts, session, ref, guest), future))
+        event = Message(
+            room, 0, name, text, ts, session, ref, guest, kind=kind, target=target, emoji=emoji, mentions=mentions
+        )
+        self._batch.append((event, future))
         return future
 
     def _flush(self) -> None:
@@ -268,11 +278,7 @@ class PostgresHistory:
 
     async def _store(self, batch: list[Pending]) -> None:
         pool = await self._ready()
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [], [])
-        for m, _ in batch:
-            values = (m.room, m.name, m.text, m.ts, m.session, m.ref, m.guest)
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+        columns = events.append_columns([m for m, _ in batch])
         try:
             rows = await pool.fetch(APPEND_SQL, *columns)
         except _ERRORS as exc:
@@ -288,7 +294,7 @@ class PostgresHistory:
                 if not future.done():
                     future.set_exception(StoreUnavailable(f"the message for ref {m.ref!r} is gone (retention)"))
             else:
-                (stored if row["fresh"] else duplicates).append((_message(row), future))
+                (stored if row["fresh"] else duplicates).append((read_row(row), future))
         for message, _ in stored:
             if message.seq > self._last.get(message.room, 0):
                 self._last[message.room] = message.seq
@@ -317,28 +323,46 @@ class PostgresHistory:
     async def before(self, room: str, seq: int | None, limit: int) -> list[Message]:
         bound = min(seq if seq is not None else 2**62, self._bound(room) + 1)
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            f"SELECT {READ} FROM messages m WHERE room = $1 AND seq < $2 AND kind = 'message'"
+            " ORDER BY seq DESC LIMIT $3",
             room,
             bound,
             limit,
         )
-        return [_message(r) for r in reversed(rows)]
+        return [read_row(r) for r in reversed(rows)]
 
     async def after(self, room: str, seq: int, limit: int) -> list[Message]:
         rows = await self._fetch(
-            f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
+            f"SELECT {READ} FROM messages m WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
             room,
             seq,
             self._bound(room),
             limit,
         )
-        return [_message(r) for r in rows]
+        return [read_row(r) for r in rows]
 
     async def get(self, room: str, seq: int) -> Message | None:
         if seq > self._bound(room):
             return None
-        rows = await self._fetch(f"SELECT {_COLUMNS} FROM messages WHERE room = $1 AND seq = $2", room, seq)
-        return _message(rows[0]) if rows else None
+        rows = await self._fetch(f"SELECT {READ} FROM messages m WHERE room = $1 AND seq = $2", room, seq)
+        return read_row(rows[0]) if rows else None
+
+    async def search(self, query: str, rooms: list[str], before: int | None, limit: int) -> list[SearchHit]:
+        sql, args = events.search_sql(query, rooms, before, limit)
+        if not sql:
+            return []
+        return [events.hit(r) for r in await self._fetch(sql, *args)]
+
+    async def set_read(self, account: int, room: str, seq: int) -> int:
+        rows = await self._fetch(events.SET_READ, account, room, seq)
+        return int(rows[0]["seq"])
+
+    async def read_state(self, account: int, name: str, rooms: list[str]) -> dict[str, ReadState]:
+        sql, args = events.read_state_sql(account, name, rooms)
+        return {
+            r["room"]: ReadState(int(r["read"]), int(r["unread"]), int(r["mentions"]))
+            for r in await self._fetch(sql, *args)
+        }
 
     async def room_view(self, room: str, since: int | None, limit: int) -> tuple[int, list[Message]]:
         if self._sole_writer:
@@ -349,7 +373,7 @@ class PostgresHistory:
             return last, await self.after(room, since, limit)
         # One statement, one snapshot: the room's counter and its messages up to it.
         if since is None:
-            page = "seq <= l.s ORDER BY seq DESC LIMIT $2"
+            page = "seq <= l.s AND kind = 'message' ORDER BY seq DESC LIMIT $2"
             args: tuple[object, ...] = (room, limit)
         else:
             page = "seq > $3 AND seq <= l.s ORDER BY seq LIMIT $2"
@@ -357,11 +381,11 @@ class PostgresHistory:
         rows = await self._fetch(
             "SELECT l.s AS last_seq, m.* FROM"
             " (SELECT COALESCE((SELECT last_seq FROM rooms WHERE room = $1), 0) AS s) l"
-            f" LEFT JOIN LATERAL (SELECT {_COLUMNS} FROM messages WHERE room = $1 AND {page}) m ON true",
+            f" LEFT JOIN LATERAL (SELECT {READ} FROM messages m WHERE room = $1 AND {page}) m ON true",
             *args,
         )
         last = int(rows[0]["last_seq"])
-        messages = [_message(r) for r in rows if r["seq"] is not None]
+        messages = [read_row(r) for r in rows if r["seq"] is not None]
         if since is None:
             messages.reverse()
         return last, messages
@@ -405,7 +429,10 @@ class PostgresHistory:
                 "WITH gone AS (DELETE FROM messages WHERE ctid = ANY (ARRAY("
                 "SELECT ctid FROM messages WHERE ts < $1 LIMIT $2)) RETURNING room, seq),"
                 " refs_gone AS (DELETE FROM refs r USING gone g"
-                " WHERE r.ts < $1 AND r.room = g.room AND r.seq = g.seq RETURNING 1)"
+                " WHERE r.ts < $1 AND r.room = g.room AND r.seq = g.seq RETURNING 1),"
+                # What is kept about the messages gone goes with them.
+                " reactions_gone AS (DELETE FROM reactions r USING gone g WHERE r.room = g.room AND r.target = g.seq),"
+                " mentions_gone AS (DELETE FROM mentions x USING gone g WHERE x.room = g.room AND x.seq = g.seq)"
                 " SELECT (SELECT count(*) FROM gone) AS n, (SELECT count(*) FROM refs_gone) AS r",
                 cutoff_ms,
                 CHUNK,

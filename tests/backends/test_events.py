@@ -9,6 +9,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 
 from chat.backends.base import Duplicate, HistoryStore
@@ -20,7 +21,7 @@ from tests.support.shared_history import LogStore, SharedLog
 EDIT, DELETE, REACTION = EventKind.EDIT, EventKind.DELETE, EventKind.REACTION
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "postgres", "memory"])
 def store(request, io_loop, tmp_path) -> Iterator[HistoryStore]:  # type: ignore[no-untyped-def]
     made: HistoryStore
     if request.param == "sqlite":
@@ -250,3 +251,48 @@ async def test_a_deleted_text_is_nowhere_in_the_sqlite_file(tmp_path):
     db.close()
     # secure_delete: the freed cells are zeroed, not left for an undelete tool to read.
     assert b"zanzibar" not in path.read_bytes()
+
+
+@pytest.mark.gen_test
+async def test_a_deleted_text_is_in_no_postgres_table(postgres_dsn):
+    store = PostgresHistory(postgres_dsn, sole_writer=True)
+    await _write_and_delete(store)
+    await store.close()
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        tables = [
+            r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
+        assert {"messages", "reactions", "mentions", "refs"} <= set(tables)
+        for table in tables:
+            for row in await conn.fetch(f'SELECT t::text AS row FROM "{table}" t'):
+                assert "zanzibar" not in row["row"], (table, row["row"])
+        assert await conn.fetchval("SELECT count(*) FROM reactions") == 0
+        assert await conn.fetchval("SELECT count(*) FROM mentions") == 0
+        # The search vector is generated from the (now empty) text.
+        assert await conn.fetchval("SELECT search::text FROM messages WHERE room = 'lobby' AND seq = 1") == ""
+    finally:
+        await conn.close()
+
+
+@pytest.mark.gen_test
+async def test_a_message_and_its_changes_in_one_batch_apply_in_seq_order(store):
+    sent = [
+        store.append("lobby", "bob", "draft", 1000, "s1", None, mentions=("amy",)),
+        store.append("lobby", "bob", "final", 1001, "s1", None, kind=EDIT, target=1),
+        store.append("lobby", "amy", "", 1002, "s2", None, kind=REACTION, target=1, emoji="👍"),
+        store.append("lobby", "amy", "", 1003, "s2", None, kind=REACTION, target=1, emoji="👍"),
+        store.append("lobby", "cid", "", 1004, "s3", None, kind=REACTION, target=1, emoji="❤️"),
+        store.append("lobby", "bob", "other", 1005, "s1", None),
+        store.append("lobby", "bob", "", 1006, "s1", None, kind=DELETE, target=6),
+        store.append("lobby", "bob", "too late", 1007, "s1", None, kind=EDIT, target=6),
+    ]
+    events = await asyncio.gather(*sent)
+    assert [e.seq for e in events] == list(range(1, 9))
+    assert [e.on for e in events[2:5]] == [True, False, True]
+    assert (events[1].text, events[7].text) == ("final", "")
+    first, second = await store.before("lobby", None, 10)
+    assert (first.text, first.edited, first.mentions, first.reactions) == ("final", 1001, ("amy",), (("❤️", ("cid",)),))
+    assert (second.text, second.deleted) == ("", True)
+    assert [h.seq for h in await store.search("final", ["lobby"], None, 10)] == [1]
+    assert await store.search("other", ["lobby"], None, 10) == []

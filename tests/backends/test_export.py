@@ -119,6 +119,9 @@ def test_after_the_import_retried_refs_are_duplicates_and_seqs_continue(redis_ur
         # A new say continues each room after the old counter, never reusing a seq.
         fresh = [await store.append(room, "eve", "after the move", 2, "s-new", None) for room in ("lobby", "dev")]
         assert [(m.room, m.seq) for m in fresh] == [("lobby", COUNTERS["lobby"] + 1), ("dev", COUNTERS["dev"] + 1)]
+        # The imported messages are in the search index (schema version 4).
+        hits = await store.search("message 2", ["dev", "lobby"], None, 5)
+        assert [(h.room, h.seq) for h in hits] == [("dev", 2)]
 
     asyncio.run(with_store(db, use))
 

@@ -122,3 +122,45 @@ async def test_the_migrated_sqlite_file_is_version_4_and_opens_again(tmp_path):
         assert [h.seq for h in await again.search("before", ["lobby"], None, 10)] == [1]
     finally:
         await again.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_servers_of_versions_2_and_3_still_running_on_postgres_store_messages(postgres_dsn):
+    """A rolling upgrade: one server migrated the database to version 4, others
+    still call the chat_append they know, and their sayers keep being served."""
+    await write_postgres_v3(postgres_dsn)
+    store = PostgresHistory(postgres_dsn)
+    await store.recent_refs(0)
+    conn = await asyncpg.connect(postgres_dsn)
+    try:
+        v3 = await conn.fetch(
+            "SELECT pos, seq, text, guest, fresh FROM chat_append($1, $2, $3, $4, $5, $6, $7)",
+            ["lobby", "lobby"],
+            ["alice", "alice"],
+            ["from v3 findable", "retried"],
+            [LATER, LATER],
+            ["v3", "sb"],
+            ["n1", "r1"],
+            [False, False],
+        )
+        assert [(r["pos"], r["seq"], r["text"], r["guest"], r["fresh"]) for r in v3] == [
+            (1, 4, "from v3 findable", False, True),
+            (2, 2, "the plan is ready", False, False),  # a retried ref still answers with its original
+        ]
+        v2 = await conn.fetch(
+            "SELECT pos, seq, text, fresh FROM chat_append($1, $2, $3, $4, $5, $6)",
+            ["lobby"],
+            ["old"],
+            ["from v2"],
+            [LATER + 1],
+            ["v2"],
+            [None],
+        )
+        assert [(r["seq"], r["fresh"]) for r in v2] == [(5, True)]
+        got = await store.get("lobby", 5)
+        assert got is not None
+        assert (got.kind, got.guest, got.mentions) == (EventKind.MESSAGE, True, ())
+        assert [h.seq for h in await store.search("findable", ["lobby"], None, 10)] == [4]
+    finally:
+        await conn.close()
+        await store.close()

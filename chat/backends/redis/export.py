@@ -103,6 +103,15 @@ class SQLiteTarget:
             "INSERT INTO messages (room, seq, name, text, ts, session, ref) VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(m.room, m.seq, m.name, m.text, m.ts, m.session, m.ref) for m in messages],
         )
+        # Imported messages are searchable too (schema version 4: PostgreSQL's
+        # search vector is generated; SQLite's FTS5 index is written here).
+        keys = [(m.room, m.seq) for m in messages]
+        self._db.executemany("INSERT INTO search_docs (room, seq) VALUES (?, ?)", keys)
+        self._db.executemany(
+            "INSERT INTO messages_fts (rowid, text) SELECT d.doc, m.text FROM search_docs d"
+            " JOIN messages m ON m.room = d.room AND m.seq = d.seq WHERE d.room = ? AND d.seq = ?",
+            keys,
+        )
         before = self._db.total_changes
         self._db.executemany(
             "INSERT OR IGNORE INTO refs (session, ref, room, seq, ts) VALUES (?, ?, ?, ?, ?)",
