@@ -1722,7 +1722,8 @@ class EventLogMachine(RuleBasedStateMachine):
         mine = [
             (seq, e) for seq, x in replay(log).items() for e, names in x.get("reactions", {}).items() if who in names
         ]
-        if mine and data.draw(st.booleans()):
+        again: bool = data.draw(st.booleans())
+        if mine and again:
             target, emoji = data.draw(st.sampled_from(mine))
         frame = with_ref({"type": "react", "room": room, "seq": target, "emoji": emoji}, ref)
         on = True
