@@ -45,7 +45,22 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from chat.backends.sqlite import SQLiteHistory
 from chat.core.model import REACTIONS
-from chat.core.protocol import History, Join, Leave, Ping, ProtocolError, Rooms, Say, Typing, parse_client_frame
+from chat.core.protocol import (
+    Delete,
+    Edit,
+    History,
+    Join,
+    Leave,
+    MarkRead,
+    Ping,
+    ProtocolError,
+    React,
+    Rooms,
+    Say,
+    Search,
+    Typing,
+    parse_client_frame,
+)
 from chat.core.service import Limits, Peer
 from chat.core.sessions import SessionSigner
 from tests.support import FakeClock, FakeConn, VirtualClock
@@ -62,7 +77,9 @@ LONG_INT_IS_BAD_JSON = False  # test_an_integer_longer_than_4300_digits_is_not_b
 
 # -- the oracle: docs/protocol.md, "Client to server" and "Bad input" ------------
 
-TYPES = ("join", "leave", "say", "typing", "history", "rooms", "ping")
+# The chat frames of issue 3, and issue 13's changes to a room's messages, read markers and search.
+CHAT_TYPES = ("join", "leave", "say", "typing", "history", "rooms", "ping")
+TYPES = (*CHAT_TYPES, "edit", "delete", "react", "read", "search")
 FIELDS: dict[str, tuple[str, ...]] = {
     "join": ("room", "since"),
     "leave": ("room",),
@@ -71,8 +88,16 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "history": ("room", "before", "after", "limit"),
     "rooms": (),
     "ping": (),
+    "edit": ("room", "seq", "text"),
+    "delete": ("room", "seq"),
+    "react": ("room", "seq", "emoji"),
+    "read": ("room", "seq"),
+    "search": ("q", "room", "before", "limit"),
 }
-ALL_FIELDS = ("room", "text", "since", "before", "after", "limit")
+ALL_FIELDS = ("room", "text", "since", "before", "after", "limit", "seq", "emoji", "q")
+# Optional everywhere they appear; search's room too.
+OPTIONAL = ("since", "before", "after", "limit")
+SEARCH_MAX_CHARS, SEARCH_MAX_LIMIT, SEARCH_DEFAULT = 200, 50, 20
 REF_MAX = 64
 ROOM_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch, ASCII only
 INT64_MAX = 2**63 - 1
@@ -172,14 +197,22 @@ def _judge_fields(obj: dict[str, Any], j: Judged, max_chars: int) -> None:
     if kind not in TYPES:
         raise _Fault("unknown_type")
     j.kind = kind
+    if kind == "search":
+        _judge_search(obj, j)
+        return
     if "room" in FIELDS[kind]:
-        room = obj.get("room")
-        if not isinstance(room, str):
+        j.fields["room"] = _room_field(obj)
+    if "seq" in FIELDS[kind]:
+        # A change names a message (seq 1 or more); a read marker may stand at 0.
+        seq = _seq_field(obj, "seq")
+        if seq is None or (kind != "read" and seq < 1):
             raise _Fault("bad_request")
-        if not ROOM_RULE.fullmatch(room.strip().lower()):
-            raise _Fault("bad_room")
-        j.fields["room"] = room.strip().lower()
-    if kind == "say":
+        j.fields["seq"] = seq
+    if kind == "react":
+        if obj.get("emoji") not in REACTIONS:  # missing, not a string, or not one of the eight
+            raise _Fault("bad_request")
+        j.fields["emoji"] = obj["emoji"]
+    if kind in ("say", "edit"):
         raw = obj.get("text")
         if not isinstance(raw, str):
             raise _Fault("bad_request")
@@ -203,6 +236,27 @@ def _judge_fields(obj: dict[str, Any], j: Judged, max_chars: int) -> None:
         elif not _is_int(limit) or limit < 1:
             raise _Fault("bad_request")
         j.fields.update(before=before, after=after, limit=min(limit, HISTORY_MAX))
+
+
+def _room_field(obj: dict[str, Any]) -> str:
+    room = obj.get("room")
+    if not isinstance(room, str):
+        raise _Fault("bad_request")
+    if not ROOM_RULE.fullmatch(room.strip().lower()):
+        raise _Fault("bad_room")
+    return room.strip().lower()
+
+
+def _judge_search(obj: dict[str, Any], j: Judged) -> None:
+    """docs/protocol.md: q (1 to 200 characters), then the optional room, limit (1 to 50) and before."""
+    q = obj.get("q")
+    if not isinstance(q, str) or not q.strip() or len(q) > SEARCH_MAX_CHARS or has_surrogate(q):
+        raise _Fault("bad_request")
+    room = _room_field(obj) if obj.get("room") is not None else None
+    limit = obj.get("limit")
+    if limit is not None and (not _is_int(limit) or not 1 <= limit <= SEARCH_MAX_LIMIT):
+        raise _Fault("bad_request")
+    j.fields.update(q=q.strip(), room=room, before=_seq_field(obj, "before"), limit=limit or SEARCH_DEFAULT)
 
 
 def valid_ref_of(text: str) -> str | None:
@@ -402,7 +456,17 @@ def _field_values(huge: bool, max_chars: int) -> dict[str, st.SearchStrategy[str
         "before": values(seqs(huge), huge),
         "after": values(seqs(huge), huge),
         "limit": values(limits(huge), huge),
+        "seq": values(seqs(huge), huge),
+        "emoji": values(emojis(huge), huge),
+        "q": values(texts(max_chars), huge),
     }
+
+
+@functools.cache
+def emojis(huge: bool) -> st.SearchStrategy[Any]:
+    """The eight, and what looks like them: another skin tone, no variation selector, a shortcode."""
+    near = st.sampled_from(["👍🏽", "❤", "❤️ ", ":+1:", "+1", "", "🚀🚀", "\ud83d"])
+    return st.one_of(st.sampled_from(REACTIONS), st.sampled_from(REACTIONS), near, edge_text(2), junk(huge))
 
 
 @functools.cache
@@ -430,6 +494,9 @@ def good_values(huge: bool, max_chars: int, surrogate_refs: bool) -> dict[str, s
         "limit": st.integers(1, 300),
         "ref": valid_refs,
         "type": st.sampled_from(TYPES),
+        "seq": st.one_of(st.integers(1, 12), st.integers(1, 2**70 if huge else INT64_MAX)),
+        "emoji": st.sampled_from(REACTIONS),
+        "q": said,
     }
 
 
@@ -468,6 +535,13 @@ def bad_values(huge: bool, max_chars: int) -> dict[str, st.SearchStrategy[str]]:
         "before": not_a_seq,
         "after": not_a_seq,
         "limit": st.one_of(st.integers(-3, 0).map(str), not_a_seq),
+        "seq": st.one_of(st.just("0"), not_a_seq),
+        "emoji": pick(st.sampled_from(["", "👍🏽", ":+1:", "❤"]), junk(huge)).map(lambda v: dump(v, False)),
+        "q": pick(
+            st.sampled_from(["", " ", "\n\t"]),
+            st.builds(lambda n: "q" * n, st.integers(SEARCH_MAX_CHARS + 1, 2 * SEARCH_MAX_CHARS)),
+            junk(huge),
+        ).map(lambda v: dump(v, False)),
         "ref": bad_refs().map(lambda v: dump(v, False)),
         "type": st.one_of(st.sampled_from(BAD_TYPES), junk(huge)).map(lambda v: dump(v, False)),
     }
@@ -489,7 +563,7 @@ def client_frames(draw: st.DrawFn, *, huge: bool = True, surrogate_refs: bool = 
     fields["type"] = dump(kind, draw(st.booleans()))
     names = FIELDS[kind] if isinstance(kind, str) and kind in FIELDS else draw(st.sets(st.sampled_from(ALL_FIELDS)))
     for name in names:
-        optional = name in ("since", "before", "after", "limit")
+        optional = name in OPTIONAL or (kind == "search" and name == "room")
         if mode != "chaos" and not (optional and draw(st.booleans())):
             fields[name] = dump(draw(good[name]), draw(st.booleans()))
         elif mode == "chaos" and draw(st.integers(0, 5)) > 0:
@@ -499,7 +573,9 @@ def client_frames(draw: st.DrawFn, *, huge: bool = True, surrogate_refs: bool = 
     if draw(st.booleans()):
         fields["ref"] = dump(draw(good["ref"] if mode != "chaos" else refs(surrogate_refs)), draw(st.booleans()))
     if mode == "one_broken":
-        main = "text" if kind == "say" else "room" if "room" in fields else "type"
+        main = (
+            "text" if kind in ("say", "edit") else "q" if kind == "search" else "room" if "room" in fields else "type"
+        )
         target = draw(st.sampled_from([main, main, *sorted({*fields, "ref", "type"})]))
         fields[target] = draw(st.one_of(st.none(), bad_values(huge, max_chars)[target]))
     pairs = [(key, value) for key, value in fields.items() if value is not None]
@@ -622,7 +698,7 @@ class Like:
 
 
 ANY_INT, ANY_STR = Like(int), Like(str)
-FIELD_NAMES = re.compile(r"'(type|ref|room|text|since|before|after|limit)'")
+FIELD_NAMES = re.compile(r"'(type|ref|room|text|since|before|after|limit|seq|emoji|q)'")
 
 
 def with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
@@ -647,7 +723,8 @@ def assert_one_error(frames: list[dict[str, Any]], codes: set[str], ref: str | N
 # -- pure level --------------------------------------------------------------------
 
 FRAME_KINDS: dict[type, str] = {
-    Join: "join", Leave: "leave", Say: "say", Typing: "typing", History: "history", Rooms: "rooms", Ping: "ping"
+    Join: "join", Leave: "leave", Say: "say", Typing: "typing", History: "history", Rooms: "rooms", Ping: "ping",
+    Edit: "edit", Delete: "delete", React: "react", MarkRead: "read", Search: "search",
 }  # fmt: skip
 # Sized to keep this file near 10 s on a shared 2-core machine.
 FUZZ_PURE = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -742,7 +819,7 @@ def test_a_number_field_is_refused_exactly_as_documented(key, value):
 
 @settings(FUZZ_PURE, max_examples=250)
 @given(
-    kind=st.sampled_from(TYPES),
+    kind=st.sampled_from(CHAT_TYPES),
     room=good_values(False, 4000, True)["room"],
     text=good_values(False, 4000, True)["text"],
     since=st.none() | st.integers(0, INT64_MAX),
@@ -853,8 +930,22 @@ class AttackModel:
         assert message["seq"] == len(stored) + 1, f"seq {message['seq']} after {len(stored)}"
         stored.append(public)
 
+    def change(self, kind: str, f: dict[str, Any], ref: str | None, mine: list[dict[str, Any]]) -> bool:
+        """Check mallory's answer to a change, a read or a search; True if it stored an event."""
+        return _change(self, kind, f, ref, mine)
+
+    def existing(self) -> set[str]:
+        """The public rooms that exist: joined once, or holding history."""
+        return {r for r, msgs in self.log.items() if msgs} | self.rooms | self.made | {"lobby"}
+
+    def original(self, ref: str) -> dict[str, Any]:
+        """A retried ref's answer: its event as the store holds it now (a message with the reactions
+        it got since), with the ref."""
+        first = self.acks[ref]
+        return with_ref(events_now(self.log[first["room"]])[first["seq"] - 1], ref)
+
     def room_list(self) -> list[dict[str, Any]]:
-        names = {r for r, msgs in self.log.items() if msgs} | self.rooms | self.made | {"lobby"}
+        names = self.existing()
         members = {r: (r == "lobby") + (r in self.rooms) for r in names}
         return [public_summary(r, members[r], len(self.log.get(r, []))) for r in sorted(names)]
 
@@ -873,6 +964,11 @@ class AttackModel:
             assert_one_error(mine, {"not_member"}, ref)
             assert theirs == []
             return
+        if kind in ("edit", "delete", "react", "read", "search"):
+            stored = self.change(kind, f, ref, mine)
+            want_theirs = [self.log[room][-1]] if stored and room == "lobby" else []
+            assert theirs == want_theirs, f"{kind}: alice got {theirs}, wants {want_theirs}"
+            return
         if kind == "ping":
             want_mine = [with_ref({"type": "pong"}, ref)]
         elif kind == "rooms":
@@ -887,7 +983,10 @@ class AttackModel:
             log = self.log.get(room, [])
             assert len(log) < 1000  # no truncated resume in these tests
             since = f["since"]
-            history = log[-self.history_on_join :] if since is None else [m for m in log if m["seq"] > since]
+            if since is None:  # messages as they are now
+                history = list(replay(log).values())[-self.history_on_join :]
+            else:  # every event after since
+                history = [m for m in events_now(log) if m["seq"] > since]
             members = sorted({self.attacker} | ({self.observer} if room == "lobby" else set()), key=str.casefold)
             reply = public_joined(room, members, len(log), history)
             want_mine = [with_ref(reply, ref)]
@@ -904,17 +1003,17 @@ class AttackModel:
                 want_theirs = [{"type": "typing", "room": room, "name": self.attacker}]
         elif kind == "history":
             log = self.log.get(room, [])
-            if f["after"] is not None:
-                msgs = [m for m in log if m["seq"] > f["after"]][: f["limit"]]
-            else:
+            if f["after"] is not None:  # every event
+                msgs = [m for m in events_now(log) if m["seq"] > f["after"]][: f["limit"]]
+            else:  # messages as they are now
                 bound = f["before"] if f["before"] is not None else math.inf
-                msgs = [m for m in log if m["seq"] < bound][-f["limit"] :]
+                msgs = [m for m in replay(log).values() if m["seq"] < bound][-f["limit"] :]
             want_mine = [with_ref({"type": "history", "room": room, "messages": msgs}, ref)]
         else:
             assert kind == "say"
             if ref is not None and ref in self.acks:
                 # A retry: the original comes back, nothing is stored or sent again.
-                assert mine == [self.acks[ref]]
+                assert mine == [self.original(ref)]
                 assert theirs == []
                 return
             seq = len(self.log.get(room, [])) + 1
@@ -930,6 +1029,61 @@ class AttackModel:
         assert theirs == want_theirs, f"{kind}: alice got {theirs}, wants {want_theirs}"
 
 
+def _change(model: AttackModel, kind: str, f: dict[str, Any], ref: str | None, mine: list[dict[str, Any]]) -> bool:
+    """What mallory, a guest, gets for an edit, delete, react, read or search (docs/protocol.md): guests
+    may react in public rooms, and search them; the rest needs an account."""
+    room = f.get("room")
+    if kind == "search":
+        if room is not None and room not in model.existing():
+            assert_one_error(mine, {"not_found"}, ref)
+            return False
+        assert len(mine) == 1, mine
+        [reply] = mine
+        assert reply == with_ref({"type": "search", "results": reply.get("results")}, ref), reply
+        results = reply["results"]
+        assert len(results) <= f["limit"]
+        order = [(h["ts"], h["seq"]) for h in results]
+        assert order == sorted(order, reverse=True), "search results are newest first"
+        for h in results:
+            # Only public rooms here; never a deleted message; a real message, as it is.
+            assert room is None or h["room"] == room
+            now = replay(model.log.get(h["room"], []))
+            assert h["seq"] in now, h
+            assert not now[h["seq"]].get("deleted"), h
+            assert (h["name"], h["ts"]) == (now[h["seq"]]["name"], now[h["seq"]]["ts"]), h
+            assert f["before"] is None or h["ts"] < f["before"]
+        return False
+    assert room is not None
+    if kind == "read":
+        assert_one_error(mine, {"unauthorized" if room in model.existing() else "not_found"}, ref)
+        return False
+    if ref is not None and ref in model.acks:
+        assert mine == [model.original(ref)], mine  # a retry of any kind: the original event again
+        return False
+    if room not in model.rooms:
+        assert_one_error(mine, {"not_member"}, ref)
+        return False
+    log = model.log.get(room, [])
+    now = replay(log)
+    target = now.get(f["seq"])
+    if target is None:
+        assert_one_error(mine, {"not_found"}, ref)  # no such message (or an edit, a deletion, a reaction)
+    elif target.get("deleted"):
+        assert_one_error(mine, {"bad_request"}, ref)
+    elif kind != "react":
+        assert_one_error(mine, {"unauthorized"}, ref)
+    else:
+        on = model.attacker not in target.get("reactions", {}).get(f["emoji"], [])
+        event = {"type": "reaction", "room": room, "seq": len(log) + 1, "target": f["seq"], "emoji": f["emoji"]}
+        event.update(name=model.attacker, on=on, ts=ANY_INT, guest=True)
+        assert mine == [with_ref(event, ref)], mine
+        model.record(mine[0])
+        if ref is not None:
+            model.acks[ref] = mine[0]
+        return True
+    return False
+
+
 async def _attack(frames: list[str], max_chars: int, bench: Bench | None = None) -> None:
     if bench is None:
         bench = Bench(rate=0, max_message_chars=max_chars, max_rooms_per_connection=4, history_on_join=3)
@@ -939,6 +1093,7 @@ async def _attack(frames: list[str], max_chars: int, bench: Bench | None = None)
     for peer, room in ((alice, "lobby"), (mallory, "lobby"), (mallory, "side")):
         await bench.send(peer, json.dumps({"type": "join", "room": room}))
     model.rooms = {"lobby", "side"}
+    model.made = {"lobby", "side"}
     for i in range(4):
         await bench.say(alice, "lobby", f"before {i}")
     for message in a.take():
@@ -964,6 +1119,35 @@ def frame_sequences(draw: st.DrawFn, max_chars: int) -> list[str]:
 @FUZZ_SERVICE
 @given(frame_sequences(max_chars=40))
 def test_the_service_answers_every_frame_as_documented_and_others_see_nothing(frames):
+    asyncio.run(_attack(frames, max_chars=40))
+
+
+@st.composite
+def change_frames(draw: st.DrawFn) -> str:
+    """Issue 13's frames, all valid, aimed where they do something: alice's messages in lobby (seqs 1
+    to 4, "before 0" to "before 3"), mallory's own, seqs past the end; refs that repeat."""
+    kind = draw(st.sampled_from(["edit", "delete", "react", "react", "react", "read", "search"]))
+    frame: dict[str, Any] = {"type": kind}
+    if kind == "search":
+        frame["q"] = draw(st.sampled_from(["before", "before 2", "3", "nothing", "hi", "BEFORE"]))
+        for key, value in (("room", st.sampled_from(["lobby", "side", "nowhere"])), ("limit", st.integers(1, 3))):
+            if draw(st.booleans()):
+                frame[key] = draw(value)
+    else:
+        frame.update(room=draw(st.sampled_from(["lobby", "lobby", "side", "nowhere"])), seq=draw(st.integers(1, 6)))
+        if kind == "edit":
+            frame["text"] = "edited"
+        if kind == "react":
+            frame["emoji"] = draw(st.sampled_from(REACTIONS[:2]))
+    ref = draw(st.sampled_from([None, None, "r1", "r2"]))
+    return json.dumps(with_ref(frame, ref))
+
+
+@FUZZ_SERVICE
+@given(st.lists(st.one_of(change_frames(), change_frames(), service_frames(40)), min_size=1, max_size=10))
+def test_a_guest_reacts_searches_and_is_refused_the_rest_as_documented(frames):
+    # mallory is a guest: reactions (toggles) in public rooms are hers to make, and search over them;
+    # an edit, a deletion or a read marker needs an account. Saying in between gives her own messages.
     asyncio.run(_attack(frames, max_chars=40))
 
 
