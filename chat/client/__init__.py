@@ -3,6 +3,7 @@
 - ``client``: :class:`ChatClient`, the facade: the calls, iteration, and the wiring below.
 - ``account``: what an account does besides chatting (create, dm, moderation, members)
   and what the welcome says of it.
+- ``changes``: edit, delete, react, mark_read and search.
 - ``transport``: the socket: dial, welcome, reconnect with backoff.
 - ``pending``: request correlation: pending requests by ref, retries, each room's order, pacing.
 - ``rooms``: the joined rooms: a cursor each, and the history fetches that fill their holes.

@@ -62,8 +62,10 @@ class AccountCalls:
     @property
     def my_rooms(self) -> list[Frame]:
         """The account's rooms (``{"room","title","visibility","kind","role"}``, DMs
-        with ``"people"``): the welcome's list, kept current by ``invited``,
-        ``removed`` and ``role`` events. Empty for guests."""
+        with ``"people"``, and the server's ``read``, ``unread`` and ``mentions``):
+        the welcome's list, kept current by ``invited``, ``removed`` and ``role``
+        events, and by ``read`` frames (our marker moved here or on another
+        device; the counts are not recounted as messages arrive). Empty for guests."""
         return [dict(room) for room in self._my_rooms.values()]
 
     # -- rooms and people (accounts only: a guest gets ``unauthorized``) -----------------
@@ -130,7 +132,7 @@ class AccountCalls:
         self._my_rooms = {r["room"]: r for r in rooms if isinstance(r, dict)} if isinstance(rooms, list) else {}
 
     def _track(self, frame: Frame) -> None:
-        """Keep :attr:`my_rooms` current with an ``invited``, ``removed`` or ``role`` event."""
+        """Keep :attr:`my_rooms` current with an ``invited``, ``removed``, ``role`` or ``read`` frame."""
         kind = frame.get("type")
         if kind == "invited":
             room = frame["room"]
@@ -141,3 +143,8 @@ class AccountCalls:
             mine = self._my_rooms.get(frame["room"])
             if mine is not None and name_key(str(frame["name"])) == name_key(self.name):
                 mine["role"] = frame["role"]
+        elif kind == "read":
+            # Our marker moved (here or on another device): the server's counts as of then.
+            mine = self._my_rooms.get(frame["room"])
+            if mine is not None:
+                mine.update({k: frame[k] for k in ("unread", "mentions") if k in frame}, read=frame.get("seq"))

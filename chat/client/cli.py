@@ -1,7 +1,9 @@
 """The command line: ``python -m chat.client`` (the ``chat-client`` command).
 
 Interactive by default; ``--send`` sends one message and exits once it is
-stored, ``--tail`` prints every new message as a JSON line. With ``--token``
+stored (``--edit``, ``--delete`` and ``--react`` likewise change one), ``--tail``
+prints every new event of the room (messages, edits, deletions, reactions, our
+read marker) as a JSON line. With ``--token``
 (or ``$CHAT_TOKEN``) it signs in as the token's account; without, ``--name``
 chats as a guest, whose session token is kept between runs (see
 :mod:`chat.client.sessions`).
@@ -23,8 +25,10 @@ from typing import TextIO
 
 from chat.client.client import ChatClient, Frame
 from chat.client.errors import ChatError, ChatRefused
+from chat.client.rooms import ROOM_EVENTS
 from chat.client.sessions import load_session, save_session, session_file
 from chat.client.transport import ws_url
+from chat.core.model import REACTIONS
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1  # could not connect, or timed out
@@ -56,10 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--send", metavar="TEXT", help="send one message, exit 0 once the server stored it")
-    mode.add_argument("--tail", action="store_true", help="print every new message as a JSON line until interrupted")
+    mode.add_argument(
+        "--tail",
+        action="store_true",
+        help="print every new event of the room (message, edit, delete, reaction, read) as a JSON line until "
+        "interrupted",
+    )
+    mode.add_argument("--edit", type=int, metavar="SEQ", help="replace the text of your message SEQ with --text")
+    mode.add_argument("--delete", type=int, metavar="SEQ", help="delete message SEQ (yours; a moderator: anyone's)")
+    mode.add_argument("--react", type=int, metavar="SEQ", help="toggle your --emoji reaction on message SEQ")
+    parser.add_argument("--text", help="with --edit: the new text")
+    parser.add_argument("--emoji", help=f"with --react: one of {' '.join(REACTIONS)}")
     parser.add_argument("--since", type=int, metavar="SEQ", help="with --tail: start after this seq instead of now")
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="with --send: seconds to wait for the acknowledgement (default 30)"
+        "--timeout",
+        type=float,
+        default=30.0,
+        help="with --send, --edit, --delete, --react: seconds to wait for the acknowledgement (default 30)",
     )
     parser.add_argument("--cafile", help="trust the CA certificates in this PEM file (for wss:// with your own CA)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log connection changes on stderr")
@@ -103,6 +120,10 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace, enviro
     when neither a token nor a name is given."""
     if args.since is not None and not args.tail:
         parser.error("--since goes with --tail")
+    if (args.text is not None) != (args.edit is not None):
+        parser.error("--edit SEQ and --text go together")
+    if (args.emoji is not None) != (args.react is not None):
+        parser.error("--react SEQ and --emoji go together")
     try:
         ws_url(args.url)
     except ValueError as exc:
@@ -123,10 +144,35 @@ def _print(line: str, stream: TextIO) -> None:
     print(line, file=stream, flush=True)
 
 
-async def _send_once(client: ChatClient, room: str, text: str) -> None:
+async def _send_once(client: ChatClient, args: argparse.Namespace) -> None:
+    """One change (``--send``, ``--edit``, ``--delete``, ``--react``): print the stored event."""
+    room = args.room
     await client.join(room)
-    message = await client.say(room, text)
-    _print(json.dumps(message, ensure_ascii=False), sys.stdout)
+    if args.send is not None:
+        event = await client.say(room, args.send)
+    elif args.edit is not None:
+        event = await client.edit(room, args.edit, args.text)
+    elif args.delete is not None:
+        event = await client.delete(room, args.delete)
+    else:
+        event = await client.react(room, args.react, args.emoji)
+    _print(json.dumps(event, ensure_ascii=False), sys.stdout)
+
+
+# What --tail prints: the room's event log, and our read marker there (set on another device).
+TAILED = ROOM_EVENTS | {"read"}
+
+
+def format_event(event: Frame) -> str | None:
+    """An interactive line for a change to a message (None: not such a change)."""
+    kind, name, target = event.get("type"), event.get("name"), event.get("target")
+    if kind == "edit":
+        return f"* {name} edited #{target}: {event.get('text')}"
+    if kind == "delete":
+        return f"* {name} deleted #{target}"
+    if kind == "reaction":
+        return f"* {name} {'reacted' if event.get('on') else 'took back'} {event.get('emoji')} on #{target}"
+    return None
 
 
 # What a ``removed`` frame's reason says to the user.
@@ -144,7 +190,7 @@ def removal(event: Frame, room: str) -> ChatError | None:
 async def _tail(client: ChatClient, room: str, since: int | None) -> None:
     joined = await client.join(room, since=since)
     async for event in client:
-        if event.get("type") == "message":
+        if event.get("type") in TAILED and event.get("room") == joined["room"]:
             _print(json.dumps(event, ensure_ascii=False), sys.stdout)
         elif (error := removal(event, joined["room"])) is not None:
             raise error  # nothing more will come from the room
@@ -174,6 +220,8 @@ async def _interactive(client: ChatClient, room: str) -> None:
             kind = event.get("type")
             if kind == "message":
                 _print(format_message(event), sys.stdout)
+            elif (line := format_event(event)) is not None:
+                _print(line, sys.stdout)
             elif kind == "presence":
                 _print(f"* {event.get('name')} {event.get('event')}s {event.get('room')}", sys.stderr)
             elif kind == "welcome":
@@ -237,8 +285,8 @@ async def run_cli(args: argparse.Namespace) -> int:
             # (too long, say) still leaves the session for the next run.
             if path is not None and client.session is not None and client.session != kept:
                 save_session(path, args.url, args.name, client.session)
-            if args.send is not None:
-                await asyncio.wait_for(_send_once(client, args.room, args.send), args.timeout)
+            if args.send is not None or args.edit is not None or args.delete is not None or args.react is not None:
+                await asyncio.wait_for(_send_once(client, args), args.timeout)
             elif args.tail:
                 await _tail(client, args.room, args.since)
             else:

@@ -32,9 +32,10 @@ import tornado.httpclient
 import tornado.websocket
 
 from chat.client.account import AccountCalls
+from chat.client.changes import RoomChanges
 from chat.client.errors import ChatClosed, ChatError, Disconnected, fresh
 from chat.client.pending import Pacer, PendingRequests, Request
-from chat.client.rooms import JoinedRooms
+from chat.client.rooms import ROOM_EVENTS, JoinedRooms
 from chat.client.transport import Link, Transport
 
 # Named for the package, not this module: it is what users configure.
@@ -48,23 +49,24 @@ Frame = dict[str, Any]
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 
-class ChatClient(AccountCalls):
+class ChatClient(AccountCalls, RoomChanges):
     """A chat connection that survives disconnects. Use it as ``async with``.
 
     Requests (:meth:`join`, :meth:`say`, :meth:`leave`, :meth:`history`,
-    :meth:`rooms`, :meth:`ping`) carry a unique ``ref`` and return the server's
-    reply to that ref; an ``error`` reply raises :class:`ChatError`. A request
-    made while the socket is down waits for the next connection; one that was
-    sent but not answered when it dropped is sent again (a ``say`` with its
-    original ref, so the server stores it once and answers with the original
-    message). ``unavailable`` answers (and ``rate_limited``, from servers
-    older than this client) are retried a few times before they are raised.
-    Cancel a call (``asyncio.wait_for``) to stop waiting; it is then no longer
-    sent.
+    :meth:`rooms`, :meth:`ping`, :meth:`edit`, :meth:`delete`, :meth:`react`,
+    :meth:`mark_read`, :meth:`search`) carry a unique ``ref`` and return the
+    server's reply to that ref; an ``error`` reply raises :class:`ChatError`
+    with the server's code. A request made while the socket is down waits for
+    the next connection; one that was sent but not answered when it dropped is
+    sent again (a ``say``, ``edit``, ``delete`` or ``react`` with its original
+    ref, so the server stores it once and answers with the original event).
+    ``unavailable`` answers (and ``rate_limited``, from servers older than
+    this client) are retried a few times before they are raised. Cancel a call
+    (``asyncio.wait_for``) to stop waiting; it is then no longer sent.
 
-    Order: the :meth:`say`, :meth:`join` and :meth:`leave` calls for one room
-    reach the server in the order they were made, and its messages are stored
-    in that order, whatever fails on the way: 50 ``say`` calls under
+    Order: the :meth:`say`, :meth:`edit`, :meth:`delete`, :meth:`react`,
+    :meth:`join` and :meth:`leave` calls for one room reach the server in the
+    order they were made, and its events are stored in that order, whatever fails on the way: 50 ``say`` calls under
     ``asyncio.gather`` are stored as called. To that end they go out one at a
     time: each waits until the one before it is answered (another room's
     requests, and ``history``/``rooms``/``ping``/``typing``, do not wait).
@@ -82,14 +84,20 @@ class ChatClient(AccountCalls):
 
     Iterating (``async for event in client``) yields server frames as dicts:
 
-    - ``message``: room messages, each exactly once, in seq order per room,
+    - room events: ``message``, ``edit`` (``target``: the message's seq, its new
+      ``text``), ``delete`` (``target``) and ``reaction`` (``target``, ``emoji``,
+      ``on``). Every change to a room takes the room's next seq, so these are
+      one log: each event is yielded exactly once, in seq order per room,
       starting after the room's ``last_seq`` at the first :meth:`join` (that
-      join's ``history`` is in its return value and not yielded again; with
-      ``join(room, since=S)`` every message after S is yielded). Messages
-      missed while disconnected, or skipped by the server (a seq jump, a
-      ``joined`` with ``"truncated": true``, a ``gap`` frame), are fetched and
-      yielded in their place; later live messages wait for them. Your own
-      messages are yielded too (with their ``ref``).
+      join's ``history``, messages as they are now, is in its return value and
+      not yielded again; with ``join(room, since=S)`` every event after S is
+      yielded). Events missed while disconnected, or skipped by the server (a
+      seq jump, a ``joined`` with ``"truncated": true``, a ``gap`` frame), are
+      fetched and yielded in their place; later live events wait for them. An
+      edit or a deletion made while we were away is never missed. Your own
+      events are yielded too (with their ``ref``).
+    - ``read`` (``room``, ``seq``, ``unread``, ``mentions``): our account marked a
+      room read on another connection (a phone, another tab).
     - ``welcome`` on every (re)connection, and after a reconnect one ``joined``
       per rejoined room, without its ``history`` (those messages are yielded
       as ``message`` events).
@@ -314,16 +322,18 @@ class ChatClient(AccountCalls):
 
     def _received(self, frame: Frame) -> None:
         kind = frame.get("type")
+        if kind == "read":  # our answer to mark_read, or another device's: my_rooms follows
+            self._track(frame)
         req = self._pending.match(frame)
         if req is not None:
             if kind == "error":
                 self._on_request_error(req, frame)
                 return
             self._pending.settle(req, frame)
-            if kind == "message":  # a say's acknowledgement is also a room message
+            if kind in ROOM_EVENTS:  # a say's (edit's...) acknowledgement is also a room event
                 self._rooms.message(frame)
             return
-        if kind == "message":
+        if kind in ROOM_EVENTS:
             self._rooms.message(frame)
         elif kind == "gap":
             self._rooms.gap(frame)
@@ -336,7 +346,9 @@ class ChatClient(AccountCalls):
         elif kind in ("invited", "role"):
             self._track(frame)
             self._emit(frame)
-        elif kind in ("joined", "left", "history", "rooms", "pong", "created", "done", "members"):
+        elif kind in ("joined", "left", "history", "rooms", "pong", "created", "done", "members", "search") or (
+            kind == "read" and "ref" in frame
+        ):
             # The answer to a request already answered (sent twice across a
             # reconnect) or given up: nobody waits for it.
             log.debug("dropping a stale %s reply", kind)

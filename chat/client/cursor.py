@@ -1,9 +1,12 @@
 """Where a reader stands in one room: which seq comes next, what waits, what to fetch.
 
-Pure: no I/O, no clock, no event loop. A room's messages carry consecutive
-seqs (1, 2, 3...). A reader that wants each exactly once and in order feeds
-every message it receives (live, in a ``joined``'s history, in a history page)
-to :meth:`RoomCursor.accept`, and delivers what the answer releases. A message
+Pure: no I/O, no clock, no event loop. A room's events (messages, and the
+edits, deletions and reactions that change them: each takes the room's next
+seq, so "message" below means any of them) carry consecutive seqs (1, 2,
+3...). The cursor orders them by seq alone, whatever their kind. A reader
+that wants each exactly once and in order feeds every message it receives
+(live, in a ``joined``'s history, in a history page) to
+:meth:`RoomCursor.accept`, and delivers what the answer releases. A message
 past a hole is held; the caller fetches the hole with ``history`` after
 :attr:`RoomCursor.fill_after` and hands each page to :meth:`RoomCursor.page`,
 which releases what the hole held back. Seqs the store does not have (it never

@@ -2,8 +2,8 @@
 
 Every request carries a unique ``ref`` and the server's answer carries it
 back. :class:`PendingRequests` keeps what waits to be sent and answered, sends
-a room's ``join``/``leave``/``say`` one at a time in call order (see
-:class:`chat.client.ChatClient`, "Order"), retries what the server dropped
+a room's ``join``/``leave``/``say``/``edit``/``delete``/``react`` one at a
+time in call order (see :class:`chat.client.ChatClient`, "Order"), retries what the server dropped
 without acting on it, and paces what it writes.
 """
 
@@ -39,7 +39,9 @@ MAX_ERROR_RETRIES = 5
 ERROR_RETRY_BASE_S = 0.25
 # Requests that change what a room holds or who is in it. Those to one room go
 # out one at a time, in call order (see ChatClient, "Order").
-ROOM_ORDERED = frozenset({"join", "leave", "say"})
+# Edits, deletions and reactions too: two edits of one message must land in
+# the order they were made (the last one wins).
+ROOM_ORDERED = frozenset({"join", "leave", "say", "edit", "delete", "react"})
 
 
 def room_key(room: str) -> str:
@@ -54,8 +56,8 @@ class Request:
 
     frame: Frame
     future: asyncio.Future[Frame] | None = None
-    # Kept across reconnects and sent again (every request is idempotent: say by
-    # its ref, the others by nature). Internal requests tied to one connection
+    # Kept across reconnects and sent again (every request is idempotent: say,
+    # edit, delete and react by their ref, the others by nature). Internal requests tied to one connection
     # (rejoins, gap fetches) are not: the next connection makes its own.
     resend: bool = True
     # At most once: kept while the socket is down, but once written, not sent

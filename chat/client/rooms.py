@@ -1,9 +1,11 @@
 """The rooms a :class:`chat.client.ChatClient` is in: a cursor per room, and the fetches that fill its holes.
 
-Every room message goes through its room's :class:`chat.client.cursor.RoomCursor`
-and comes out once, in seq order. When the cursor lacks messages (a seq jump, a
-``gap`` frame, a resume past what ``joined`` carried) one task per room fetches
-them with ``history`` and hands the pages back to the cursor.
+Every room event (a ``message``, ``edit``, ``delete`` or ``reaction``: each
+takes the room's next seq) goes through its room's
+:class:`chat.client.cursor.RoomCursor` and comes out once, in seq order. When
+the cursor lacks events (a seq jump, a ``gap`` frame, a resume past what
+``joined`` carried) one task per room fetches them with ``history``/``after``,
+which returns every kind, and hands the pages back to the cursor.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from chat.core.limits import HISTORY_PAGE_MAX
 log = logging.getLogger("chat.client")
 
 Frame = dict[str, Any]
+
+# The frames of a room's event log: each carries the room's next seq.
+ROOM_EVENTS = frozenset({"message", "edit", "delete", "reaction"})
 
 # Gaps are fetched in pages of the largest size the server's ``history`` request returns.
 HISTORY_PAGE = HISTORY_PAGE_MAX

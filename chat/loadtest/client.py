@@ -13,6 +13,11 @@ sent (latency is measured from it, so a sender that falls behind does not hide
 the delay: no coordinated omission), and ``sent_ns`` the time it was written,
 which decides who was a member when it was sent. Both are ``time.time_ns()``,
 shared by every load process on the machine.
+
+Reactions (``--reactions-per-message``): a reaction takes the room's next seq
+like a message, so every member is owed it and the ledger counts it by seq
+with the messages: loss, duplicates and order are checked over every event of
+the room. See :mod:`chat.loadtest.reactions`.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from chat.loadtest import stats
 from chat.loadtest.accounting import Ledger, Membership
 from chat.loadtest.connection import Connection
 from chat.loadtest.counters import Counters
+from chat.loadtest.reactions import Reactions
 from chat.loadtest.schedule import MemberPlan
 from chat.loadtest.wire import (
     CONNECT_ERRORS,
@@ -75,7 +81,14 @@ class Member:
     """A client socket of the load test. Its :class:`Membership` records what it received."""
 
     def __init__(
-        self, plan: MemberPlan, target: Target, ledger: Ledger, counters: Counters, message_bytes: int, run: str
+        self,
+        plan: MemberPlan,
+        target: Target,
+        ledger: Ledger,
+        counters: Counters,
+        message_bytes: int,
+        run: str,
+        reactions_per_message: float = 0.0,
     ) -> None:
         self.plan = plan
         self.run = run
@@ -99,6 +112,9 @@ class Member:
         self._fills: deque[tuple[int, int]] = deque()
         self._filler: asyncio.Task[None] | None = None
         self.stalled = False  # --stalled: this member stopped reading on purpose
+        # The newest message of this run seen in the room: what a sender reacts to.
+        self.newest_message = 0
+        self.reactions = Reactions(self.room, reactions_per_message, ledger, counters)
 
     # -- connecting ---------------------------------------------------------------
 
@@ -234,12 +250,15 @@ class Member:
             counters.interval.record((now - intended_ns) // 1000)
         counters.deliveries += 1
         self.membership.deliver(seq, sent_ns)  # type: ignore[union-attr]  # live implies a membership
+        self.newest_message = seq
         if self.unacked and frame["name"] == self.name:
             self._acknowledged(mid)
 
     def _control(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
-        if kind == "gap":
+        if kind == "reaction":
+            self._reaction(frame, late=False)
+        elif kind == "gap":
             self._gap(frame)
         elif kind == "history":
             waiter = self._waiting.pop(str(frame.get("ref")), None)
@@ -251,6 +270,8 @@ class Member:
     def _error(self, frame: dict[str, Any]) -> None:
         code = str(frame.get("code"))
         waiter = self._waiting.pop(str(frame.get("ref")), None) if "ref" in frame else None
+        if self.reactions.refused(frame.get("ref"), code):
+            return
         if waiter is not None:
             if not waiter.done():
                 waiter.set_exception(ChatError(code, str(frame.get("message", ""))))
@@ -270,6 +291,19 @@ class Member:
         while unacked:
             if unacked.popleft()[0] == mid:
                 return
+
+    def _reaction(self, frame: dict[str, Any], *, late: bool) -> None:
+        """A ``reaction`` event, live or fetched ``late``: a delivery owed like a message's."""
+        membership = self.membership
+        made_ns = self.reactions.delivered(frame, self.name)
+        if made_ns is None or membership is None:
+            self.counters.foreign += 1
+            return
+        self.counters.deliveries += 1
+        if late:
+            membership.fill(frame["seq"], made_ns)
+        else:
+            membership.deliver(frame["seq"], made_ns)
 
     # -- gaps: the server skipped messages for a slow reader; fetch them ---------------
 
@@ -348,6 +382,9 @@ class Member:
             seq = m.get("seq")
             if not isinstance(seq, int) or seq > last:
                 continue
+            if m.get("type") == "reaction":
+                self._reaction(m, late=True)
+                continue
             parsed = parse_text(str(m.get("text", "")), self.run)
             if parsed is None:
                 self.counters.foreign += 1
@@ -392,6 +429,7 @@ class Member:
             counters.send_lag.record_value(min(max(lag_us, stats.LOWEST_US), stats.HIGHEST_US))
             counters.sent += 1
             counters.sent_by_room[room] += 1
+            self.reactions.after_say(conn, self.newest_message)
         return skipped
 
     # -- storm: drop the socket abruptly, then resume ------------------------------------

@@ -27,10 +27,13 @@ class Counters:
         self.connect_ms: list[float] = []
         self.sent = 0
         self.send_errors = 0
-        self.deliveries = 0  # every message frame received, owed or not
+        self.reactions_sent = 0  # --reactions-per-message: reactions written (also counted in sent_by_room)
+        self.reaction_errors = 0  # ... refused by the server
+        self.reaction_deliveries = 0  # reaction frames of this run received (also in deliveries)
+        self.deliveries = 0  # every message (or reaction) frame received, owed or not
         self.foreign = 0  # message frames not written by a load tester
         self.gaps = 0
-        self.sent_by_room: Counter[str] = Counter()
+        self.sent_by_room: Counter[str] = Counter()  # every event sent: says and reactions
         self.members_by_room: Counter[str] = Counter()  # memberships ever started
         self.errors: Counter[str] = Counter()
         self.close_codes: Counter[str] = Counter()

@@ -23,6 +23,7 @@ class LoadConfig:
     rate: float = 100.0  # messages per second in total
     duration: float = 10.0
     message_bytes: int = 100
+    reactions_per_message: float = 0.0  # reactions each sender toggles per say, on average
     scenario: str = "chat"
     storm_fraction: float = 0.2
     stalled: int = 0  # non-sender members that stop reading while messages are sent
@@ -107,6 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--message-bytes", type=int, default=d.message_bytes, help=f"message text size [{d.message_bytes}]"
     )
+    parser.add_argument(
+        "--reactions-per-message",
+        type=float,
+        default=d.reactions_per_message,
+        metavar="R",
+        help="after each say, a sender also toggles R reactions (on average; 0.5: every other say) on the newest "
+        "message it has seen: events that are not messages take the room's seqs too, and every member is owed "
+        "them like messages [0]",
+    )
     parser.add_argument("--scenario", choices=SCENARIOS, default=d.scenario, help="chat, idle or storm [chat]")
     parser.add_argument(
         "--storm-fraction",
@@ -184,7 +194,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig:
     for name in ("clients", "procs", "rooms"):
         if getattr(a, name) < 1:
             parser.error(f"--{name} must be at least 1")
-    for name in ("senders", "rate", "duration", "drain", "ramp", "message_bytes"):
+    for name in ("senders", "rate", "duration", "drain", "ramp", "message_bytes", "reactions_per_message"):
         if getattr(a, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must not be negative")
     if not 0 <= a.storm_fraction <= 1:
@@ -209,6 +219,7 @@ def parse_args(argv: Sequence[str] | None = None) -> LoadConfig:
         rate=a.rate,
         duration=a.duration,
         message_bytes=a.message_bytes,
+        reactions_per_message=a.reactions_per_message,
         scenario=a.scenario,
         storm_fraction=a.storm_fraction,
         stalled=a.stalled,

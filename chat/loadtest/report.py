@@ -56,6 +56,12 @@ def build(data: RunData) -> tuple[Report, HdrHistogram]:
             "send_errors": sum(r.send_errors for r in results),
             "skipped": sum(r.skipped for r in results),
             "send_lag_ms": stats.latency_ms(stats.merge(r.send_lag for r in results)),
+            # --reactions-per-message: events that are not messages, owed like them (in "deliveries").
+            "reactions": {
+                "sent": sum(r.reactions_sent for r in results),
+                "refused": sum(r.reaction_errors for r in results),
+                "delivered": sum(r.reaction_deliveries for r in results),
+            },
         },
         "deliveries": {
             **_tally(total),
@@ -227,6 +233,11 @@ def render(report: Report) -> str:
         lines.append(
             f"messages     {m['sent']} sent, {m['send_errors']} refused by the server"
             + (f", {m['skipped']} NOT SENT (senders fell behind by more than --drain)" if m["skipped"] else "")
+            + (
+                f", {m['reactions']['sent']} reactions ({m['reactions']['refused']} refused)"
+                if m.get("reactions", {}).get("sent")
+                else ""
+            )
             + ";  "
             f"behind schedule p50 {_ms(lag['p50'])}  p99 {_ms(lag['p99'])}  max {_ms(lag['max'])}"
         )

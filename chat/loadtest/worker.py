@@ -82,6 +82,9 @@ class WorkerResult:
     sent: int = 0
     skipped: int = 0
     send_errors: int = 0
+    reactions_sent: int = 0
+    reaction_errors: int = 0
+    reaction_deliveries: int = 0
     deliveries: int = 0
     foreign: int = 0
     gaps: int = 0
@@ -120,7 +123,10 @@ class Worker:
             config.source_ips,
         )
         self.members = [
-            Member(plan, target, self.ledger, self.counters, config.message_bytes, spec.run) for plan in plans
+            Member(
+                plan, target, self.ledger, self.counters, config.message_bytes, spec.run, config.reactions_per_message
+            )
+            for plan in plans
         ]
         self.storm: list[tuple[str, ResumeOutcome]] = []
         self._sending_done = False
@@ -221,6 +227,9 @@ class Worker:
             sent=c.sent,
             skipped=self.skipped,
             send_errors=c.send_errors,
+            reactions_sent=c.reactions_sent,
+            reaction_errors=c.reaction_errors,
+            reaction_deliveries=c.reaction_deliveries,
             deliveries=c.deliveries,
             foreign=c.foreign,
             gaps=c.gaps,

@@ -1,4 +1,5 @@
-"""A small stand-in for the chat server's WebSocket, speaking issue 12's frames as design12.md specifies.
+"""A small stand-in for the chat server's WebSocket, speaking issue 12's frames as design12.md
+specifies and issue 13's (edit, delete, react, read, search; one event log per room) as design13.md does.
 
 It pins what the client sends and how it reacts, independently of the real
 server (tests/server/test_access.py covers the server): the handshake's
@@ -17,6 +18,7 @@ import tornado.web
 import tornado.websocket
 
 from chat.client import ChatClient, ChatRefused
+from chat.core.model import REACTIONS
 
 Frame = dict[str, Any]
 
@@ -44,6 +46,13 @@ class FakeChat:
     # Says stored, by (identity, ref): a resent ref gets the stored message again.
     said: dict[tuple[str, str], Frame] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)
+    # Every room's event log (message, edit, delete, reaction), in seq order: history
+    # ``after`` and a join with ``since`` read it; live events go to the room's sockets.
+    log: dict[str, list[Frame]] = field(default_factory=dict)
+    # Seqs not sent live (a test then sees the client fetch them with ``history``).
+    withheld: set[int] = field(default_factory=set)
+    # Read markers by (account, room).
+    markers: dict[tuple[str, str], int] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def socket_of(self, name: str) -> FakeSocket:
@@ -70,6 +79,44 @@ class FakeChat:
 
     def note(self) -> None:
         self.changed.set()
+
+    def append(self, event: Frame, key: tuple[str, str] | None) -> Frame:
+        """Store ``event`` under the room's next seq (once per ``key``: a resent ref
+        gets the stored event again) and send it to the room's sockets."""
+        if key is not None and key in self.said:
+            return self.said[key]
+        room = event["room"]
+        self.seq[room] = seq = self.seq.get(room, 0) + 1
+        stored = {**event, "seq": seq, "ts": 1000 * seq}
+        self.log.setdefault(room, []).append(stored)
+        if key is not None:
+            self.said[key] = stored
+        if seq not in self.withheld:
+            for socket in self.sockets:
+                if room in socket.joined and socket.ws_connection is not None and socket.name != event["name"]:
+                    socket.send(**stored)
+        return stored
+
+    def message(self, room: str, seq: int) -> Frame | None:
+        """Message ``seq`` of ``room`` as it is now (None: no such message)."""
+        found = [e for e in self.log.get(room, []) if e["seq"] == seq and e["type"] == "message"]
+        if not found:
+            return None
+        message = dict(found[0])
+        for event in self.log[room]:
+            if event.get("target") != seq:
+                continue
+            if event["type"] == "edit":
+                message.update(text=event["text"], edited=event["ts"])
+            elif event["type"] == "delete":
+                message.update(text="", deleted=True)
+            elif event["type"] == "reaction":
+                names = message.setdefault("reactions", {}).setdefault(event["emoji"], [])
+                if event["on"]:
+                    names.append(event["name"])
+                else:
+                    names.remove(event["name"])
+        return message
 
 
 class FakeSocket(tornado.websocket.WebSocketHandler):
@@ -164,15 +211,19 @@ class FakeSocket(tornado.websocket.WebSocketHandler):
                     return self.error("not_found")
                 self.chat.rooms[room] = {"title": room, "visibility": "public", "kind": "room", "members": {}}
             self.joined.append(room)
-            return {"type": "joined", "room": room, "members": [self.name], "last_seq": self.chat.seq.get(room, 0)}
+            joined = {"type": "joined", "room": room, "members": [self.name], "last_seq": self.chat.seq.get(room, 0)}
+            if "since" in frame:  # a resume: every event after it, of every kind
+                joined["history"] = [e for e in self.chat.log.get(room, []) if e["seq"] > frame["since"]]
+            return joined
         if kind == "say":
             # Refs are idempotent per identity (the server keys them by the token).
-            key = (self.name, frame["ref"])
-            if key not in self.chat.said:
-                self.chat.seq[room] = seq = self.chat.seq.get(room, 0) + 1
-                self.chat.said[key] = {"type": "message", "room": room, "seq": seq, "name": self.name, "ts": 0}
-                self.chat.said[key]["text"] = frame["text"]
-            return self.chat.said[key]
+            event = {"type": "message", "room": room, "name": self.name, "text": frame["text"]}
+            return self.chat.append(event, (self.name, frame["ref"]))
+        if kind == "history":
+            log = self.chat.log.get(room, [])
+            return {"type": "history", "room": room, "messages": [e for e in log if e["seq"] > frame["after"]]}
+        if kind in ("edit", "delete", "react", "read", "search"):
+            return self.change(kind, room, frame)
         info = self.chat.rooms.get(room)
         if info is None or self.name not in info["members"]:
             return self.error("not_found")
@@ -192,6 +243,47 @@ class FakeSocket(tornado.websocket.WebSocketHandler):
         elif kind == "role":
             info["members"][name] = frame["role"]
         return {"type": "done", "action": kind, "room": room, "name": name}
+
+    def change(self, kind: str, room: str, frame: Frame) -> Frame:
+        """The issue-13 requests, with the rules of design13.md that the client's tests meet."""
+        if kind == "search":
+            q = frame["q"].lower()
+            hits = [
+                {"room": r, "seq": m["seq"], "name": m["name"], "ts": m["ts"], "snippet": f"[{m['text']}]"}
+                for r, log in self.chat.log.items()
+                if frame.get("room", r) == r
+                for e in reversed(log)
+                if (m := self.chat.message(r, e["seq"])) is not None and q in m["text"].lower()
+            ]
+            return {"type": "search", "results": hits[: frame.get("limit", 20)]}
+        if kind != "react" and not self.account:
+            return self.error("unauthorized")
+        if kind == "read":
+            marker = max(self.chat.markers.get((self.name, room), 0), frame["seq"])
+            self.chat.markers[(self.name, room)] = marker
+            unread = sum(1 for e in self.chat.log.get(room, []) if e["type"] == "message" and e["seq"] > marker)
+            read = {"type": "read", "room": room, "seq": marker, "unread": unread, "mentions": 0}
+            for socket in self.chat.sockets:
+                if socket is not self and socket.name == self.name and socket.ws_connection is not None:
+                    socket.send(**read)
+            return read
+        message = self.chat.message(room, frame["seq"])
+        if message is None:
+            return self.error("not_found")
+        if message.get("deleted"):
+            return self.error("bad_request")
+        if kind != "react" and message["name"] != self.name:
+            return self.error("forbidden")
+        event: Frame = {"type": kind if kind != "react" else "reaction", "room": room, "target": frame["seq"]}
+        if kind == "edit":
+            event["text"] = frame["text"]
+        elif kind == "react":
+            emoji = frame["emoji"]
+            if emoji not in REACTIONS:
+                return self.error("bad_request")
+            event.update(emoji=emoji, on=self.name not in message.get("reactions", {}).get(emoji, []))
+        event["name"] = self.name
+        return self.chat.append(event, (self.name, frame["ref"]))
 
 
 def fake_app(chat: FakeChat) -> tornado.web.Application:

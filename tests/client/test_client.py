@@ -283,15 +283,14 @@ def refuse_first_tries(app: ChatApplication, texts_refused: set[str]) -> list[st
     append = store.append
     refused: list[str] = []
 
-    def failing_append(
-        room: str, name: str, text: str, ts: int, session: str, ref: str | None, *, guest: bool = False
-    ) -> Any:
+    # Whatever else the store takes (guest, kind, target...) passes through.
+    def failing_append(room: str, name: str, text: str, ts: int, session: str, ref: str | None, **extra: Any) -> Any:
         if text in texts_refused and text not in refused:
             refused.append(text)
             future = asyncio.get_running_loop().create_future()
             future.set_exception(StoreUnavailable("refused by the test"))
             return future
-        return append(room, name, text, ts, session, ref, guest=guest)
+        return append(room, name, text, ts, session, ref, **extra)
 
     store.append = failing_append  # type: ignore[method-assign]
     return refused

@@ -165,3 +165,52 @@ def test_live_messages_and_history_pages_deliver_every_stored_message_once_in_or
     assert delivered == stored
     assert cursor.last == newest
     assert cursor.held == 0
+
+
+# -- one event log: edits, deletions and reactions take seqs like messages ------------------
+
+
+def event(seq: int, kind: str, target: int | None = None) -> dict[str, object]:
+    frame: dict[str, object] = {"type": kind, "room": "ops", "seq": seq}
+    if target is not None:
+        frame["target"] = target
+    return frame
+
+
+def test_edits_deletions_and_reactions_fill_a_hole_and_release_what_it_held_in_seq_order() -> None:
+    # Live: message 1, then a reaction 4 and a message 5 (2 and 3 were lost).
+    # The history page after 1 holds every kind: the edit 2 and the deletion 3.
+    cursor: RoomCursor[dict[str, object]] = RoomCursor(last=0)
+    delivered = list(cursor.accept(1, event(1, "message")).released)
+    held = cursor.accept(4, event(4, "reaction", target=1))
+    assert (held.verdict, held.fill_after) == (Verdict.HELD, 1)
+    assert cursor.accept(5, event(5, "message")).verdict is Verdict.HELD
+
+    page = [(2, event(2, "edit", target=1)), (3, event(3, "delete", target=1)), (4, event(4, "reaction", target=1))]
+    filled = cursor.page(1, page)
+    delivered.extend(filled.released)
+
+    assert [(e["seq"], e["type"]) for e in delivered] == [
+        (1, "message"),
+        (2, "edit"),
+        (3, "delete"),
+        (4, "reaction"),
+        (5, "message"),
+    ]
+    assert filled.skipped == ()
+    assert (cursor.last, cursor.fill_after) == (5, None)
+
+
+def test_a_resume_that_returns_only_edits_and_reactions_moves_the_cursor_through_them() -> None:
+    # ``since`` 3: nothing new was said while away, but the old message 2 was edited
+    # and reacted to. The cursor moves through those seqs, so the next live
+    # message (8) is delivered at once rather than taken for a hole.
+    cursor: RoomCursor[dict[str, object]] = RoomCursor(last=3)
+    released: list[dict[str, object]] = []
+    for seq, kind in ((4, "edit"), (5, "reaction"), (6, "reaction"), (7, "delete")):
+        released.extend(cursor.accept(seq, event(seq, kind, target=2)).released)
+    assert cursor.expect(7) is None
+    live = cursor.accept(8, event(8, "message"))
+
+    assert live.verdict is Verdict.DELIVER
+    assert [e["seq"] for e in [*released, *live.released]] == [4, 5, 6, 7, 8]

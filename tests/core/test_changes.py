@@ -82,8 +82,8 @@ async def test_only_authors_edit_and_moderators_delete_anyones_messages(service)
 async def test_a_reaction_toggles_and_the_history_counts_who_reacted(service):
     pa, a, pb, b, room = await two_in_a_room(service)
     m = await said(service, pa, a, room, "ship it")
-    for peer, _conn in ((pa, a), (pb, b), (pb, b)):
-        await frame(service, peer, type="react", room=room, seq=m["seq"], emoji="🚀", ref="r")
+    for i, peer in enumerate((pa, pb, pb)):
+        await frame(service, peer, type="react", room=room, seq=m["seq"], emoji="🚀", ref=f"r{i}")
     ons = [f["on"] for f in a.of("reaction")]
     assert ons == [True, True, False]  # bob's second toggle took his back
     await frame(service, pb, type="react", room=room, seq=m["seq"], emoji="💩", ref="bad")
