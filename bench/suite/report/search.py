@@ -59,6 +59,7 @@ def engine_rows(found: dict[str, dict[str, Any]]) -> list[list[str]]:
                 f"**{fmt(p99, 1)}**",
                 fmt(max(latencies(figures), default=None), 1),
                 checked(figures),
+                " → ".join(f"{x:.1f}" for x in figures.get("load_average", [])) or "-",
             ]
         )
     return rows
@@ -126,9 +127,13 @@ def search_section(report: Report) -> str:
                 "p99 ms",
                 "max ms",
                 "answers",
+                "load average",
             ],
             engine_rows(found),
         ),
+        "",
+        "*load average*: the machine's 1-minute load average as the queries began and ended (2 cores; other"
+        " work on the machine lengthens the latencies).",
         "",
         "By how common the word is (*hits*: the messages of the user's rooms that hold it; per engine: queries,"
         " p50 / p99 ms):",

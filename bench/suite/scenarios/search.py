@@ -10,6 +10,7 @@ filled as yesterday's data and migrated by the store (:mod:`suite.search_load`),
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import tempfile
 import time
@@ -61,6 +62,8 @@ class Progress:
 
 
 def search_scenario(harness: Harness, params: SearchBench) -> None:
+    """Both engines, one after the other, each waiting first (within the harness's budget) for the
+    machine to be quiet."""
     print(
         f"search: {params.messages:,} messages in {params.rooms:,} rooms on each engine;"
         f" {params.queries * len(params.bands)} one-word queries over {params.readable} of the rooms"
@@ -68,9 +71,11 @@ def search_scenario(harness: Harness, params: SearchBench) -> None:
     corpus = Corpus(params)
     engines: dict[str, dict[str, Any]] = {}
     harness.extra["search"] = {"engines": engines, "readable": corpus.readable}
+    harness.wait_for_quiet()
     engines["sqlite"] = guarded(lambda: sqlite_engine(corpus, params))
     try:
         with postgres_started(f"{harness.tag}-search") as postgres:
+            harness.wait_for_quiet()
             engines["postgres"] = guarded(lambda: postgres_engine(postgres, corpus, params))
     except (RuntimeError, OSError) as exc:  # no PostgreSQL, or one that would not start
         engines["postgres"] = {"error": str(exc)}
@@ -91,10 +96,14 @@ def guarded(engine: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 async def measure(store: SQLiteHistory | PostgresHistory, corpus: Corpus, params: SearchBench) -> dict[str, Any]:
     progress = Progress("  queries")
+    # The queries run in this process, on a machine others may be using: say how busy it was.
+    busy_before = os.getloadavg()[0]
     try:
-        return await time_queries(searchable(store), corpus, params, progress)
+        figures = await time_queries(searchable(store), corpus, params, progress)
     finally:
         await store.close()
+    figures["load_average"] = [busy_before, os.getloadavg()[0]]
+    return figures
 
 
 def sqlite_engine(corpus: Corpus, params: SearchBench) -> dict[str, Any]:
