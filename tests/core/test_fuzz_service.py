@@ -1754,12 +1754,16 @@ class EventLogMachine(RuleBasedStateMachine):
             self.stored(m, room, ref, event)
 
     def targets(self, data: st.DataObject, who: str, room: str) -> int:
-        """A seq to act on: usually a message, most often one of ``who``'s, sometimes any seq (an edit,
+        """A seq to act on: usually a message, most often one of ``who``'s live ones, and of those the
+        ones already edited or reacted to (a deletion must scrub those too); sometimes any seq (an edit,
         a deletion, a reaction: not messages) or one past the end."""
         log = self.log[room]
-        messages = [x["seq"] for x in log if x["type"] == "message"]
-        own = [x["seq"] for x in log if x["type"] == "message" and x["name"] == who]
-        return int(data.draw(st.sampled_from(own * 3 + messages * 2 + list(range(1, len(log) + 2)))))
+        now = replay(log)
+        messages = list(now)
+        own = [seq for seq, x in now.items() if x["name"] == who and not x.get("deleted")]
+        changed = [seq for seq in own if now[seq].get("edited") or now[seq].get("reactions")]
+        anything = list(range(1, len(log) + 2))
+        return int(data.draw(st.sampled_from(changed * 6 + own * 4 + messages * 2 + anything)))
 
     # -- rules
 
