@@ -190,6 +190,17 @@ def test_the_target_is_met_by_both_engines_over_a_million_with_every_answer_righ
     assert HEADING == "8. Search over 1,000,000 stored messages"
 
 
+def test_the_section_notes_a_migration_that_needed_more_time_and_queries_cut_short():
+    slow = engine([2.0]) | {"migration_note": "the store's migration stopped at its 5 s statement timeout"}
+    cut = engine([5.0]) | {"cut_short": True}
+    text = search_section(report_of({"sqlite": cut, "postgres": slow}))
+    assert "- PostgreSQL (tsvector, GIN): the store's migration stopped at its 5 s statement timeout." in text
+    assert "- SQLite (FTS5): the queries were stopped at the scenario's time budget." in text
+    assert "- Every answer was right on both engines." in text
+    wrong = search_section(report_of({"sqlite": engine([5.0], mismatches=1), "postgres": slow}))
+    assert "Every answer was right" not in wrong
+
+
 def test_a_saved_suite_with_the_search_parameters_reads_back(tmp_path: Path):
     from suite.report.model import load_saved
 

@@ -161,7 +161,9 @@ def notes(found: dict[str, dict[str, Any]]) -> list[str]:
         if figures.get("cut_short"):
             out.append(f"- {label}: the queries were stopped at the scenario's time budget.")
         out += [f"- {label}: {p}." for p in figures.get("problems", [])]
-    return out or ["- Every answer was right on both engines."]
+    if all(not f.get("error") and not f.get("mismatches") and not f.get("problems") for f in found.values()):
+        out.insert(0, "- Every answer was right on both engines.")
+    return out
 
 
 def search_figures(report: Report) -> dict[str, tuple[int, int, float | None, float | None, int]]:
