@@ -74,9 +74,7 @@ async def serve(port: int, app: tornado.web.Application, members: Members) -> No
     await server.close_all_connections()
 
 
-def main(
-    doc: str, make: Callable[[], tuple[tornado.web.Application, Members]], argv: list[str] | None = None
-) -> int:
+def main(doc: str, make: Callable[[], tuple[tornado.web.Application, Members]], argv: list[str] | None = None) -> int:
     """The baseline's command line: ``--port P``; ``make`` builds its app and member set."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port (logged)")

@@ -5,6 +5,7 @@
     .venv/bin/python bench/run.py --only burst --servers ours,naive
     .venv/bin/python bench/run.py --only redis  # ours on SQLite, on PostgreSQL + Redis, 2 workers on both
     .venv/bin/python bench/run.py --only joinstorm  # 50,000 sockets join 500 rooms over 3 workers + Redis
+    .venv/bin/python bench/run.py --only search  # search latency over 1,000,000 messages, SQLite and PostgreSQL
 
 For every scenario, each server is started fresh (its own process, free port,
 throwaway history), driven by the project's load tester (``python -m
@@ -107,4 +108,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"wrote {args.output}")
     failed = any(r.error is not None for r in harness.runs) or "redis_error" in harness.extra
     failed = failed or "joinstorm_error" in harness.extra
+    engines = harness.extra.get("search", {}).get("engines", {})
+    failed = failed or any(e.get("error") or e.get("mismatches") for e in engines.values())
     return 1 if failed else 0

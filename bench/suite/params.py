@@ -74,6 +74,7 @@ class Suite:
     scale_drain_s: float = 10.0
     scale_budget_s: float = 900.0
     joinstorm: JoinStorm = dataclasses.field(default_factory=lambda: JoinStorm())
+    search: SearchBench = dataclasses.field(default_factory=lambda: SearchBench())
 
     @staticmethod
     def quick() -> Suite:
@@ -95,6 +96,7 @@ class Suite:
             scale_drain_s=5,
             scale_budget_s=120,
             joinstorm=JoinStorm.quick(),
+            search=SearchBench.quick(),
         )
 
     @property
@@ -188,7 +190,7 @@ def scale_key(per_s: int) -> str:
     return f"scale-{per_s / 1000:g}k"
 
 
-SCENARIOS = ("burst", "loads", "idle", "hold", "slow", "redis", "joinstorm")
+SCENARIOS = ("burst", "loads", "idle", "hold", "slow", "redis", "joinstorm", "search")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +243,48 @@ class JoinStorm:
         # The ramp (thrice its time: a saturated load generator falls behind its schedule), the last connect's
         # 15 s, the hold, and five minutes to start, to close 50,000 sockets and to write the report.
         return Load(f"joinstorm-{per_s}", opts, self.sockets / per_s * 3 + 15 + self.hold_s + 300)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchBench:
+    """The search scenario (issue 13): ``messages`` stored in ``rooms`` on each engine, then one-word
+    queries over the ``readable`` rooms a user may read, timed through the store's ``search``.
+
+    The words come from a fixed vocabulary of ``vocabulary`` made-up words, drawn by a Zipf law of exponent
+    ``zipf`` (natural language's is about 1): a common word is in a large share of the messages, a rare one
+    in a handful. Rooms are busy by a Zipf law too (``room_zipf``): a few busy rooms, many quiet ones.
+    ``queries`` words of each frequency band are searched (``bands``: ranks, first and last, of each), in a
+    shuffled order, within ``budget_s`` per engine; everything is drawn from ``seed``.
+    """
+
+    messages: int = 1_000_000
+    rooms: int = 1000
+    readable: int = 50
+    vocabulary: int = 20_000
+    zipf: float = 1.0
+    room_zipf: float = 0.8
+    words_min: int = 3
+    words_max: int = 15
+    # Common words (a stop word's share of the messages), words of everyday frequency, and rare ones.
+    bands: tuple[tuple[int, int], ...] = ((1, 100), (101, 2000), (2001, 20_000))
+    queries: int = 100
+    # One year of history: a message every ~32 s on average, spread over the rooms.
+    span_days: float = 365.0
+    limit: int = 20
+    budget_s: float = 300.0
+    seed: int = 13
+
+    @staticmethod
+    def quick() -> SearchBench:
+        return SearchBench(
+            messages=20_000,
+            rooms=100,
+            readable=20,
+            vocabulary=5000,
+            queries=10,
+            budget_s=60.0,
+            bands=((1, 50), (51, 500), (501, 5000)),
+        )
 
 
 def label_of(key: str) -> str:

@@ -29,6 +29,7 @@ from .figures import (
     zero_loss_max,
 )
 from .params import TARGET_SOCKETS, load_key
+from .report.search import ENGINE_LABELS, engines, search_figures
 from .servers import ALL_SCALE_CONFIGS, SCALE_CONFIGS, SERVERS
 from .text import fmt, loss, table
 
@@ -334,6 +335,37 @@ class RoundTripsPerMessage:
         return rows
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchReported:
+    """Issue 13 asks for search latency over ``messages`` stored messages on both engines, p50 and p99 of a
+    one-word query; it sets no threshold. Met when both engines were measured over that many messages and
+    every answer they gave was right (a fast wrong answer measures nothing)."""
+
+    messages: int = 1_000_000
+    issue: int = 13
+
+    def judge(self, report: Report) -> list[Judged]:
+        if "search" not in report.only or not engines(report):
+            return []
+        figures = search_figures(report)
+        shown = [
+            f"{ENGINE_LABELS[key]} p50 {fmt(p50, 1)} ms, p99 {fmt(p99, 1)} ms over {messages:,}"
+            + (f" ({wrong} of {queries} answers wrong)" if wrong else "")
+            for key, (messages, queries, p50, p99, wrong) in figures.items()
+        ]
+        met = set(figures) == set(ENGINE_LABELS) and all(
+            messages >= self.messages and not wrong for messages, _, _, _, wrong in figures.values()
+        )
+        return [
+            Judged(
+                f"(13) search latency over {self.messages:,} stored messages on both engines: p50 and p99 of a"
+                " one-word query, every answer right",
+                "; ".join(shown) or "not measured",
+                verdict(met),
+            )
+        ]
+
+
 BURST_TARGETS = (BurstCpuRatio("naive", 10.0), BurstCpuRatio("websockets", 5.0))
 STEADY = SteadyAgainstFloor()
 # The Targets table, in this order.
@@ -347,6 +379,7 @@ TARGETS: tuple[Target, ...] = (
     JoinStormJoins(),
     DatabaseFanout(),
     RoundTripsPerMessage(),
+    SearchReported(),
 )
 
 

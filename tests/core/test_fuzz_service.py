@@ -17,6 +17,12 @@ docs/protocol.md, not from the server's code. The properties:
   disconnecting and resuming: per room every member receives seqs in order
   with no gap and no duplicate, presence counts and the history store match
   the model, and a name held by an open session cannot be taken.
+- A stateful model of the event log (:class:`EventLogMachine`, issue 13):
+  accounts and a guest edit, delete and react (and try what they may not),
+  retry any of it by ref, drop and resume: every room's seq stays gap-free and
+  duplicate-free across kinds, every member receives every event once and in
+  order, and the history (messages as they are now) is always the replay of
+  the event log the model kept.
 
 tests/server/test_fuzz.py runs the same attacks over real sockets.
 """
@@ -38,7 +44,23 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from chat.backends.sqlite import SQLiteHistory
-from chat.core.protocol import History, Join, Leave, Ping, ProtocolError, Rooms, Say, Typing, parse_client_frame
+from chat.core.model import REACTIONS
+from chat.core.protocol import (
+    Delete,
+    Edit,
+    History,
+    Join,
+    Leave,
+    MarkRead,
+    Ping,
+    ProtocolError,
+    React,
+    Rooms,
+    Say,
+    Search,
+    Typing,
+    parse_client_frame,
+)
 from chat.core.service import Limits, Peer
 from chat.core.sessions import SessionSigner
 from tests.support import FakeClock, FakeConn, VirtualClock
@@ -55,7 +77,9 @@ LONG_INT_IS_BAD_JSON = False  # test_an_integer_longer_than_4300_digits_is_not_b
 
 # -- the oracle: docs/protocol.md, "Client to server" and "Bad input" ------------
 
-TYPES = ("join", "leave", "say", "typing", "history", "rooms", "ping")
+# The chat frames of issue 3, and issue 13's changes to a room's messages, read markers and search.
+CHAT_TYPES = ("join", "leave", "say", "typing", "history", "rooms", "ping")
+TYPES = (*CHAT_TYPES, "edit", "delete", "react", "read", "search")
 FIELDS: dict[str, tuple[str, ...]] = {
     "join": ("room", "since"),
     "leave": ("room",),
@@ -64,8 +88,16 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "history": ("room", "before", "after", "limit"),
     "rooms": (),
     "ping": (),
+    "edit": ("room", "seq", "text"),
+    "delete": ("room", "seq"),
+    "react": ("room", "seq", "emoji"),
+    "read": ("room", "seq"),
+    "search": ("q", "room", "before", "limit"),
 }
-ALL_FIELDS = ("room", "text", "since", "before", "after", "limit")
+ALL_FIELDS = ("room", "text", "since", "before", "after", "limit", "seq", "emoji", "q")
+# Optional everywhere they appear; search's room too.
+OPTIONAL = ("since", "before", "after", "limit")
+SEARCH_MAX_CHARS, SEARCH_MAX_LIMIT, SEARCH_DEFAULT = 200, 50, 20
 REF_MAX = 64
 ROOM_RULE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch, ASCII only
 INT64_MAX = 2**63 - 1
@@ -165,14 +197,22 @@ def _judge_fields(obj: dict[str, Any], j: Judged, max_chars: int) -> None:
     if kind not in TYPES:
         raise _Fault("unknown_type")
     j.kind = kind
+    if kind == "search":
+        _judge_search(obj, j)
+        return
     if "room" in FIELDS[kind]:
-        room = obj.get("room")
-        if not isinstance(room, str):
+        j.fields["room"] = _room_field(obj)
+    if "seq" in FIELDS[kind]:
+        # A change names a message (seq 1 or more); a read marker may stand at 0.
+        seq = _seq_field(obj, "seq")
+        if seq is None or (kind != "read" and seq < 1):
             raise _Fault("bad_request")
-        if not ROOM_RULE.fullmatch(room.strip().lower()):
-            raise _Fault("bad_room")
-        j.fields["room"] = room.strip().lower()
-    if kind == "say":
+        j.fields["seq"] = seq
+    if kind == "react":
+        if obj.get("emoji") not in REACTIONS:  # missing, not a string, or not one of the eight
+            raise _Fault("bad_request")
+        j.fields["emoji"] = obj["emoji"]
+    if kind in ("say", "edit"):
         raw = obj.get("text")
         if not isinstance(raw, str):
             raise _Fault("bad_request")
@@ -196,6 +236,27 @@ def _judge_fields(obj: dict[str, Any], j: Judged, max_chars: int) -> None:
         elif not _is_int(limit) or limit < 1:
             raise _Fault("bad_request")
         j.fields.update(before=before, after=after, limit=min(limit, HISTORY_MAX))
+
+
+def _room_field(obj: dict[str, Any]) -> str:
+    room = obj.get("room")
+    if not isinstance(room, str):
+        raise _Fault("bad_request")
+    if not ROOM_RULE.fullmatch(room.strip().lower()):
+        raise _Fault("bad_room")
+    return room.strip().lower()
+
+
+def _judge_search(obj: dict[str, Any], j: Judged) -> None:
+    """docs/protocol.md: q (1 to 200 characters), then the optional room, limit (1 to 50) and before."""
+    q = obj.get("q")
+    if not isinstance(q, str) or not q.strip() or len(q) > SEARCH_MAX_CHARS or has_surrogate(q):
+        raise _Fault("bad_request")
+    room = _room_field(obj) if obj.get("room") is not None else None
+    limit = obj.get("limit")
+    if limit is not None and (not _is_int(limit) or not 1 <= limit <= SEARCH_MAX_LIMIT):
+        raise _Fault("bad_request")
+    j.fields.update(q=q.strip(), room=room, before=_seq_field(obj, "before"), limit=limit or SEARCH_DEFAULT)
 
 
 def valid_ref_of(text: str) -> str | None:
@@ -395,7 +456,17 @@ def _field_values(huge: bool, max_chars: int) -> dict[str, st.SearchStrategy[str
         "before": values(seqs(huge), huge),
         "after": values(seqs(huge), huge),
         "limit": values(limits(huge), huge),
+        "seq": values(seqs(huge), huge),
+        "emoji": values(emojis(huge), huge),
+        "q": values(texts(max_chars), huge),
     }
+
+
+@functools.cache
+def emojis(huge: bool) -> st.SearchStrategy[Any]:
+    """The eight, and what looks like them: another skin tone, no variation selector, a shortcode."""
+    near = st.sampled_from(["👍🏽", "❤", "❤️ ", ":+1:", "+1", "", "🚀🚀", "\ud83d"])
+    return st.one_of(st.sampled_from(REACTIONS), st.sampled_from(REACTIONS), near, edge_text(2), junk(huge))
 
 
 @functools.cache
@@ -423,6 +494,9 @@ def good_values(huge: bool, max_chars: int, surrogate_refs: bool) -> dict[str, s
         "limit": st.integers(1, 300),
         "ref": valid_refs,
         "type": st.sampled_from(TYPES),
+        "seq": st.one_of(st.integers(1, 12), st.integers(1, 2**70 if huge else INT64_MAX)),
+        "emoji": st.sampled_from(REACTIONS),
+        "q": said,
     }
 
 
@@ -461,6 +535,13 @@ def bad_values(huge: bool, max_chars: int) -> dict[str, st.SearchStrategy[str]]:
         "before": not_a_seq,
         "after": not_a_seq,
         "limit": st.one_of(st.integers(-3, 0).map(str), not_a_seq),
+        "seq": st.one_of(st.just("0"), not_a_seq),
+        "emoji": pick(st.sampled_from(["", "👍🏽", ":+1:", "❤"]), junk(huge)).map(lambda v: dump(v, False)),
+        "q": pick(
+            st.sampled_from(["", " ", "\n\t"]),
+            st.builds(lambda n: "q" * n, st.integers(SEARCH_MAX_CHARS + 1, 2 * SEARCH_MAX_CHARS)),
+            junk(huge),
+        ).map(lambda v: dump(v, False)),
         "ref": bad_refs().map(lambda v: dump(v, False)),
         "type": st.one_of(st.sampled_from(BAD_TYPES), junk(huge)).map(lambda v: dump(v, False)),
     }
@@ -482,7 +563,7 @@ def client_frames(draw: st.DrawFn, *, huge: bool = True, surrogate_refs: bool = 
     fields["type"] = dump(kind, draw(st.booleans()))
     names = FIELDS[kind] if isinstance(kind, str) and kind in FIELDS else draw(st.sets(st.sampled_from(ALL_FIELDS)))
     for name in names:
-        optional = name in ("since", "before", "after", "limit")
+        optional = name in OPTIONAL or (kind == "search" and name == "room")
         if mode != "chaos" and not (optional and draw(st.booleans())):
             fields[name] = dump(draw(good[name]), draw(st.booleans()))
         elif mode == "chaos" and draw(st.integers(0, 5)) > 0:
@@ -492,7 +573,9 @@ def client_frames(draw: st.DrawFn, *, huge: bool = True, surrogate_refs: bool = 
     if draw(st.booleans()):
         fields["ref"] = dump(draw(good["ref"] if mode != "chaos" else refs(surrogate_refs)), draw(st.booleans()))
     if mode == "one_broken":
-        main = "text" if kind == "say" else "room" if "room" in fields else "type"
+        main = (
+            "text" if kind in ("say", "edit") else "q" if kind == "search" else "room" if "room" in fields else "type"
+        )
         target = draw(st.sampled_from([main, main, *sorted({*fields, "ref", "type"})]))
         fields[target] = draw(st.one_of(st.none(), bad_values(huge, max_chars)[target]))
     pairs = [(key, value) for key, value in fields.items() if value is not None]
@@ -615,7 +698,7 @@ class Like:
 
 
 ANY_INT, ANY_STR = Like(int), Like(str)
-FIELD_NAMES = re.compile(r"'(type|ref|room|text|since|before|after|limit)'")
+FIELD_NAMES = re.compile(r"'(type|ref|room|text|since|before|after|limit|seq|emoji|q)'")
 
 
 def with_ref(frame: dict[str, Any], ref: str | None) -> dict[str, Any]:
@@ -640,7 +723,8 @@ def assert_one_error(frames: list[dict[str, Any]], codes: set[str], ref: str | N
 # -- pure level --------------------------------------------------------------------
 
 FRAME_KINDS: dict[type, str] = {
-    Join: "join", Leave: "leave", Say: "say", Typing: "typing", History: "history", Rooms: "rooms", Ping: "ping"
+    Join: "join", Leave: "leave", Say: "say", Typing: "typing", History: "history", Rooms: "rooms", Ping: "ping",
+    Edit: "edit", Delete: "delete", React: "react", MarkRead: "read", Search: "search",
 }  # fmt: skip
 # Sized to keep this file near 10 s on a shared 2-core machine.
 FUZZ_PURE = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -735,7 +819,7 @@ def test_a_number_field_is_refused_exactly_as_documented(key, value):
 
 @settings(FUZZ_PURE, max_examples=250)
 @given(
-    kind=st.sampled_from(TYPES),
+    kind=st.sampled_from(CHAT_TYPES),
     room=good_values(False, 4000, True)["room"],
     text=good_values(False, 4000, True)["text"],
     since=st.none() | st.integers(0, INT64_MAX),
@@ -846,8 +930,22 @@ class AttackModel:
         assert message["seq"] == len(stored) + 1, f"seq {message['seq']} after {len(stored)}"
         stored.append(public)
 
+    def change(self, kind: str, f: dict[str, Any], ref: str | None, mine: list[dict[str, Any]]) -> bool:
+        """Check mallory's answer to a change, a read or a search; True if it stored an event."""
+        return _change(self, kind, f, ref, mine)
+
+    def existing(self) -> set[str]:
+        """The public rooms that exist: joined once, or holding history."""
+        return {r for r, msgs in self.log.items() if msgs} | self.rooms | self.made | {"lobby"}
+
+    def original(self, ref: str) -> dict[str, Any]:
+        """A retried ref's answer: its event as the store holds it now (a message with the reactions
+        it got since), with the ref."""
+        first = self.acks[ref]
+        return with_ref(events_now(self.log[first["room"]])[first["seq"] - 1], ref)
+
     def room_list(self) -> list[dict[str, Any]]:
-        names = {r for r, msgs in self.log.items() if msgs} | self.rooms | self.made | {"lobby"}
+        names = self.existing()
         members = {r: (r == "lobby") + (r in self.rooms) for r in names}
         return [public_summary(r, members[r], len(self.log.get(r, []))) for r in sorted(names)]
 
@@ -866,6 +964,11 @@ class AttackModel:
             assert_one_error(mine, {"not_member"}, ref)
             assert theirs == []
             return
+        if kind in ("edit", "delete", "react", "read", "search"):
+            stored = self.change(kind, f, ref, mine)
+            want_theirs = [self.log[room][-1]] if stored and room == "lobby" else []
+            assert theirs == want_theirs, f"{kind}: alice got {theirs}, wants {want_theirs}"
+            return
         if kind == "ping":
             want_mine = [with_ref({"type": "pong"}, ref)]
         elif kind == "rooms":
@@ -880,7 +983,10 @@ class AttackModel:
             log = self.log.get(room, [])
             assert len(log) < 1000  # no truncated resume in these tests
             since = f["since"]
-            history = log[-self.history_on_join :] if since is None else [m for m in log if m["seq"] > since]
+            if since is None:  # messages as they are now
+                history = list(replay(log).values())[-self.history_on_join :]
+            else:  # every event after since
+                history = [m for m in events_now(log) if m["seq"] > since]
             members = sorted({self.attacker} | ({self.observer} if room == "lobby" else set()), key=str.casefold)
             reply = public_joined(room, members, len(log), history)
             want_mine = [with_ref(reply, ref)]
@@ -897,17 +1003,17 @@ class AttackModel:
                 want_theirs = [{"type": "typing", "room": room, "name": self.attacker}]
         elif kind == "history":
             log = self.log.get(room, [])
-            if f["after"] is not None:
-                msgs = [m for m in log if m["seq"] > f["after"]][: f["limit"]]
-            else:
+            if f["after"] is not None:  # every event
+                msgs = [m for m in events_now(log) if m["seq"] > f["after"]][: f["limit"]]
+            else:  # messages as they are now
                 bound = f["before"] if f["before"] is not None else math.inf
-                msgs = [m for m in log if m["seq"] < bound][-f["limit"] :]
+                msgs = [m for m in replay(log).values() if m["seq"] < bound][-f["limit"] :]
             want_mine = [with_ref({"type": "history", "room": room, "messages": msgs}, ref)]
         else:
             assert kind == "say"
             if ref is not None and ref in self.acks:
                 # A retry: the original comes back, nothing is stored or sent again.
-                assert mine == [self.acks[ref]]
+                assert mine == [self.original(ref)]
                 assert theirs == []
                 return
             seq = len(self.log.get(room, [])) + 1
@@ -923,6 +1029,61 @@ class AttackModel:
         assert theirs == want_theirs, f"{kind}: alice got {theirs}, wants {want_theirs}"
 
 
+def _change(model: AttackModel, kind: str, f: dict[str, Any], ref: str | None, mine: list[dict[str, Any]]) -> bool:
+    """What mallory, a guest, gets for an edit, delete, react, read or search (docs/protocol.md): guests
+    may react in public rooms, and search them; the rest needs an account."""
+    room = f.get("room")
+    if kind == "search":
+        if room is not None and room not in model.existing():
+            assert_one_error(mine, {"not_found"}, ref)
+            return False
+        assert len(mine) == 1, mine
+        [reply] = mine
+        assert reply == with_ref({"type": "search", "results": reply.get("results")}, ref), reply
+        results = reply["results"]
+        assert len(results) <= f["limit"]
+        order = [(h["ts"], h["seq"]) for h in results]
+        assert order == sorted(order, reverse=True), "search results are newest first"
+        for h in results:
+            # Only public rooms here; never a deleted message; a real message, as it is.
+            assert room is None or h["room"] == room
+            now = replay(model.log.get(h["room"], []))
+            assert h["seq"] in now, h
+            assert not now[h["seq"]].get("deleted"), h
+            assert (h["name"], h["ts"]) == (now[h["seq"]]["name"], now[h["seq"]]["ts"]), h
+            assert f["before"] is None or h["ts"] < f["before"]
+        return False
+    assert room is not None
+    if kind == "read":
+        assert_one_error(mine, {"unauthorized" if room in model.existing() else "not_found"}, ref)
+        return False
+    if ref is not None and ref in model.acks:
+        assert mine == [model.original(ref)], mine  # a retry of any kind: the original event again
+        return False
+    if room not in model.rooms:
+        assert_one_error(mine, {"not_member"}, ref)
+        return False
+    log = model.log.get(room, [])
+    now = replay(log)
+    target = now.get(f["seq"])
+    if target is None:
+        assert_one_error(mine, {"not_found"}, ref)  # no such message (or an edit, a deletion, a reaction)
+    elif target.get("deleted"):
+        assert_one_error(mine, {"bad_request"}, ref)
+    elif kind != "react":
+        assert_one_error(mine, {"unauthorized"}, ref)
+    else:
+        on = model.attacker not in target.get("reactions", {}).get(f["emoji"], [])
+        event = {"type": "reaction", "room": room, "seq": len(log) + 1, "target": f["seq"], "emoji": f["emoji"]}
+        event.update(name=model.attacker, on=on, ts=ANY_INT, guest=True)
+        assert mine == [with_ref(event, ref)], mine
+        model.record(mine[0])
+        if ref is not None:
+            model.acks[ref] = mine[0]
+        return True
+    return False
+
+
 async def _attack(frames: list[str], max_chars: int, bench: Bench | None = None) -> None:
     if bench is None:
         bench = Bench(rate=0, max_message_chars=max_chars, max_rooms_per_connection=4, history_on_join=3)
@@ -932,6 +1093,7 @@ async def _attack(frames: list[str], max_chars: int, bench: Bench | None = None)
     for peer, room in ((alice, "lobby"), (mallory, "lobby"), (mallory, "side")):
         await bench.send(peer, json.dumps({"type": "join", "room": room}))
     model.rooms = {"lobby", "side"}
+    model.made = {"lobby", "side"}
     for i in range(4):
         await bench.say(alice, "lobby", f"before {i}")
     for message in a.take():
@@ -957,6 +1119,35 @@ def frame_sequences(draw: st.DrawFn, max_chars: int) -> list[str]:
 @FUZZ_SERVICE
 @given(frame_sequences(max_chars=40))
 def test_the_service_answers_every_frame_as_documented_and_others_see_nothing(frames):
+    asyncio.run(_attack(frames, max_chars=40))
+
+
+@st.composite
+def change_frames(draw: st.DrawFn) -> str:
+    """Issue 13's frames, all valid, aimed where they do something: alice's messages in lobby (seqs 1
+    to 4, "before 0" to "before 3"), mallory's own, seqs past the end; refs that repeat."""
+    kind = draw(st.sampled_from(["edit", "delete", "react", "react", "react", "read", "search"]))
+    frame: dict[str, Any] = {"type": kind}
+    if kind == "search":
+        frame["q"] = draw(st.sampled_from(["before", "before 2", "3", "nothing", "hi", "BEFORE"]))
+        for key, value in (("room", st.sampled_from(["lobby", "side", "nowhere"])), ("limit", st.integers(1, 3))):
+            if draw(st.booleans()):
+                frame[key] = draw(value)
+    else:
+        frame.update(room=draw(st.sampled_from(["lobby", "lobby", "side", "nowhere"])), seq=draw(st.integers(1, 6)))
+        if kind == "edit":
+            frame["text"] = "edited"
+        if kind == "react":
+            frame["emoji"] = draw(st.sampled_from(REACTIONS[:2]))
+    ref = draw(st.sampled_from([None, None, "r1", "r2"]))
+    return json.dumps(with_ref(frame, ref))
+
+
+@FUZZ_SERVICE
+@given(st.lists(st.one_of(change_frames(), change_frames(), service_frames(40)), min_size=1, max_size=10))
+def test_a_guest_reacts_searches_and_is_refused_the_rest_as_documented(frames):
+    # mallory is a guest: reactions (toggles) in public rooms are hers to make, and search over them;
+    # an edit, a deletion or a read marker needs an account. Saying in between gives her own messages.
     asyncio.run(_attack(frames, max_chars=40))
 
 
@@ -1343,6 +1534,457 @@ ChatMachine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=30, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestChatMachine = ChatMachine.TestCase
+
+
+# -- stateful: the event log (issue 13) ------------------------------------------------
+#
+# ann and ben are accounts, cy a guest, all in the public rooms r1 and r2. Besides
+# saying, they edit and delete their own messages (and try others'), react (a toggle;
+# guests too, in public rooms), retry any of these with a ref, drop and resume. The
+# model keeps each room's event log as the members received it; a message "as it is
+# now" is the replay of that log.
+
+EVENT_MEMBERS = ("ann", "ben", "cy")
+ACCOUNT_MEMBERS = ("ann", "ben")
+EVENT_KINDS = ("message", "edit", "delete", "reaction")
+# Two of the eight, so that toggles meet: the same name taking the same emoji back.
+EMOJI = ("👍", "🎉")
+# No "@": a mention is modelled by test_changes; here it would only change unread badges.
+event_texts = valid_texts.filter(lambda t: "@" not in t)
+
+
+def replay(log: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """Each message of ``log`` (the events as broadcast, in seq order) as it is now, by seq."""
+    now: dict[int, dict[str, Any]] = {}
+    reactions: dict[int, dict[str, list[str]]] = {}
+    for e in log:
+        if e["type"] == "message":
+            now[e["seq"]] = dict(e)
+            reactions[e["seq"]] = {emoji: [] for emoji in REACTIONS}
+            continue
+        target = now[e["target"]]
+        if e["type"] == "edit":
+            target.update(text=e["text"], edited=e["ts"])
+        elif e["type"] == "delete":
+            target.update(text="", deleted=True)
+            target.pop("mentions", None)
+            reactions[e["target"]] = {emoji: [] for emoji in REACTIONS}
+        else:
+            names = reactions[e["target"]][e["emoji"]]
+            if e["on"]:
+                names.append(e["name"])
+            else:
+                names.remove(e["name"])
+    for seq, message in now.items():
+        shown = {emoji: names for emoji, names in reactions[seq].items() if names}
+        message.pop("reactions", None)
+        if shown:
+            message["reactions"] = {emoji: list(names) for emoji, names in shown.items()}
+    return now
+
+
+def events_now(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every event of ``log`` as the store gives it back now: a message as it is now, and an
+    edit of a message deleted since without its text (the deletion removed it)."""
+    now = replay(log)
+    out: list[dict[str, Any]] = []
+    for e in log:
+        if e["type"] == "message":
+            out.append(now[e["seq"]])
+        elif e["type"] == "edit" and now[e["target"]].get("deleted"):
+            out.append({**e, "text": ""})
+        else:
+            out.append(e)
+    return out
+
+
+class EventLogMachine(RuleBasedStateMachine):
+    """Messages, edits, deletions and reactions in two public rooms: every room's seq stays
+    gap-free and duplicate-free across kinds, every member receives every event once and in
+    order (live, and by resuming), and the history (``before``: messages as they are now) is
+    always the replay of the event log the model kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.clock = FakeClock()
+        store = SQLiteHistory(":memory:")
+        self.service = local_service(
+            store,
+            SessionSigner(b"fuzz"),
+            Limits(rate=0, history_on_join=HISTORY_ON_JOIN, max_message_chars=MAXC),
+            clock=self.clock,
+            directory=store.directory(),
+        )
+        self.log: dict[str, list[dict[str, Any]]] = {room: [] for room in ROOMS}
+        self.members = {name: Member(name) for name in EVENT_MEMBERS}
+        self.accounts = {
+            name: self.loop.run_until_complete(self.service.directory.create_account(name, "hash", 0))
+            for name in ACCOUNT_MEMBERS
+        }
+        self.joined_once: set[tuple[str, str]] = set()  # (account, room): a durable membership since
+
+    def teardown(self) -> None:
+        async def close() -> None:
+            for m in self.online():
+                assert m.peer is not None
+                self.service.disconnect(m.peer)
+            await self.service.store.close()
+
+        self.loop.run_until_complete(close())
+        self.loop.close()
+
+    # -- helpers
+
+    def online(self, room: str | None = None) -> list[Member]:
+        return [m for m in self.members.values() if m.conn is not None and (room is None or room in m.rooms)]
+
+    def run(self, coroutine: Any) -> Any:
+        return self.loop.run_until_complete(coroutine)
+
+    def send(self, m: Member, frame: dict[str, Any]) -> None:
+        assert m.peer is not None
+        peer = m.peer
+
+        async def run() -> None:
+            pending = self.service.handle_text(peer, json.dumps(frame))
+            if pending is not None:
+                await pending
+            await self.service.store.drain()
+
+        self.run(run())
+
+    def unread(self, who: str, room: str) -> int:
+        """An account's unread count with no read marker: live messages not its own."""
+        mine = [x for x in replay(self.log[room]).values() if not x.get("deleted")]
+        return sum(1 for x in mine if x["name"] != who or x.get("guest"))
+
+    def track(self, m: Member, frames: list[dict[str, Any]]) -> None:
+        """Per room, a member receives every event (of every kind) once, in seq order, from its join on."""
+        for f in frames:
+            if f["type"] == "joined":
+                m.rooms[f["room"]] = f["last_seq"]
+            elif f["type"] in EVENT_KINDS:
+                ack = m.acks.get(f.get("ref", ""))
+                if ack is not None and ack["seq"] == f["seq"] and ack["room"] == f["room"]:
+                    continue  # a retry's acknowledgement repeats the original: not a delivery
+                assert f["room"] in m.rooms, f"{m.name} got an event of a room it is not in: {f}"
+                assert f["seq"] == m.rooms[f["room"]] + 1, f"{m.name}: seq {f['seq']} after {m.rooms[f['room']]}"
+                m.rooms[f["room"]] = f["seq"]
+
+    def expect(self, want: dict[str, list[dict[str, Any]]], *, unordered: bool = False) -> dict[str, Any]:
+        """Every online member received exactly ``want[name]`` (nothing if absent)."""
+        got_all = {}
+        for m in self.online():
+            assert m.conn is not None
+            got = m.conn.take()
+            self.track(m, got)
+            wanted = want.get(m.name, [])
+            if unordered:
+                got, wanted = _sorted(got), _sorted(wanted)
+            assert got == wanted, f"{m.name} got {got}, wants {wanted}"
+            got_all[m.name] = got
+        return got_all
+
+    def presence(self, room: str, event: str, who: str) -> dict[str, Any]:
+        frame = {"type": "presence", "room": room, "event": event, "name": who}
+        return {**frame, "account": True} if who in ACCOUNT_MEMBERS else frame
+
+    def joined(self, who: str, room: str, history: list[dict[str, Any]]) -> dict[str, Any]:
+        present = {who, *(o.name for o in self.online(room))}
+        reply = public_joined(room, sorted(present, key=str.casefold), len(self.log[room]), history)
+        accounts = sorted((n for n in present if n in ACCOUNT_MEMBERS), key=str.casefold)
+        if accounts:
+            reply["accounts"] = accounts
+        if who in ACCOUNT_MEMBERS:
+            reply.update(role="member", read=0, unread=self.unread(who, room), mentions=0)
+        return reply
+
+    def stored(self, m: Member, room: str, ref: str | None, event: dict[str, Any]) -> None:
+        """``event`` (without seq and ts) is the room's next: everyone in the room gets it, the
+        sender's copy with ``ref``; the model logs it."""
+        event = {"type": event["type"], "room": room, "seq": len(self.log[room]) + 1, **event, "ts": ANY_INT}
+        if m.name not in ACCOUNT_MEMBERS:
+            event["guest"] = True
+        want = {other.name: [event] for other in self.online(room)}
+        want[m.name] = [with_ref(event, ref)]
+        ack = self.expect(want)[m.name][0]
+        self.log[room].append({k: v for k, v in ack.items() if k != "ref"})
+        if ref is not None:
+            m.acks[ref] = ack
+
+    def original(self, m: Member, ref: str) -> dict[str, Any]:
+        """What a retry of ``ref`` gets: its event as the store holds it now (an edited message with its
+        new text, a deleted one as a tombstone), with the ref."""
+        first = m.acks[ref]
+        return with_ref(events_now(self.log[first["room"]])[first["seq"] - 1], ref)
+
+    def refused(self, m: Member, room: str, ref: str | None) -> str | None:
+        """The error every change gets before its target is looked at, if any (None: go on)."""
+        if ref is not None and ref in m.acks:
+            return "retry"
+        if room not in m.rooms:
+            return "not_member"
+        return None
+
+    def target_problem(self, m: Member, room: str, target: int, action: str) -> str | None:
+        """Why ``m`` may not ``action`` message ``target``: the code, or None."""
+        log = self.log[room]
+        if not 1 <= target <= len(log) or log[target - 1]["type"] != "message":
+            return "not_found"
+        if replay(log)[target].get("deleted"):
+            return "bad_request"
+        if action == "react":
+            return None
+        if m.name not in ACCOUNT_MEMBERS:
+            return "unauthorized"
+        message = log[target - 1]
+        return None if message["name"] == m.name and not message.get("guest") else "forbidden"
+
+    def change(self, m: Member, frame: dict[str, Any], action: str, event: dict[str, Any]) -> None:
+        room, ref = frame["room"], frame.get("ref")
+        self.send(m, frame)
+        why = self.refused(m, room, ref) or self.target_problem(m, room, frame["seq"], action)
+        if why == "retry":
+            assert ref is not None
+            self.expect({m.name: [self.original(m, ref)]})  # the original again, nothing new
+        elif why is not None:
+            self.expect({m.name: [error(why, ref)]})
+        else:
+            self.stored(m, room, ref, event)
+
+    def targets(self, data: st.DataObject, who: str, room: str) -> int:
+        """A seq to act on: usually a message, most often one of ``who``'s live ones, and of those the
+        ones already edited or reacted to (a deletion must scrub those too); sometimes any seq (an edit,
+        a deletion, a reaction: not messages) or one past the end."""
+        log = self.log[room]
+        now = replay(log)
+        messages = list(now)
+        own = [seq for seq, x in now.items() if x["name"] == who and not x.get("deleted")]
+        changed = [seq for seq in own if now[seq].get("edited") or now[seq].get("reactions")]
+        anything = list(range(1, len(log) + 2))
+        return int(data.draw(st.sampled_from(changed * 6 + own * 4 + messages * 2 + anything)))
+
+    # -- rules
+
+    @initialize()
+    def everyone_in_both_rooms(self) -> None:
+        """Everyone connected, in both rooms, and each room holding a message of each."""
+        for who in EVENT_MEMBERS:
+            self.connect(who)
+            for room in ROOMS:
+                self.join(who, room, None)
+        for room in ROOMS:
+            for who in EVENT_MEMBERS:
+                self.say(who, room, f"hello from {who}", None)
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS))
+    def connect(self, who: str) -> None:
+        m = self.members[who]
+        if m.conn is not None:
+            return
+        conn = FakeConn(self.service.flusher)
+        if who in ACCOUNT_MEMBERS:
+            account = self.accounts[who]
+            # One page session per account: its refs stay its own across reconnects.
+            peer = self.run(self.service.open(conn, None, None, account=account, session_key=f"page-{who}"))
+        else:
+            peer = self.run(self.service.open(conn, who, m.token))
+        assert peer is not None, conn.closed
+        [welcome] = conn.take()
+        if who in ACCOUNT_MEMBERS:
+            mine = sorted(room for (name, room) in self.joined_once if name == who)
+            assert [(r["room"], r["role"], r["unread"]) for r in welcome["rooms"]] == [
+                (room, "member", self.unread(who, room)) for room in mine
+            ], welcome
+        else:
+            m.token = welcome["session"]
+        m.conn, m.peer, m.rooms = conn, peer, {}
+        self.expect({})
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS))
+    def disconnect(self, who: str) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        rooms = list(m.rooms)
+        self.run(_call(self.service.disconnect, m.peer))
+        m.resume, m.rooms, m.conn, m.peer = dict(m.rooms), {}, None, None
+        want: dict[str, list[dict[str, Any]]] = {}
+        for room in rooms:
+            for other in self.online(room):
+                want.setdefault(other.name, []).append(self.presence(room, "leave", who))
+        self.expect(want, unordered=True)
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS), room=st.sampled_from(ROOMS), since=st.sampled_from(["resume", None, 0, 3])
+    )
+    def join(self, who: str, room: str, since: str | int | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        since = m.resume.get(room) if since == "resume" else since
+        frame: dict[str, Any] = {"type": "join", "room": room, "ref": "j"}
+        if since is not None:
+            frame["since"] = since
+        new = room not in m.rooms
+        others = [o for o in self.online(room) if o is not m]
+        self.send(m, frame)
+        log = self.log[room]
+        if since is None:  # scrolling back: messages as they are now
+            history = [x for x in replay(log).values()][-HISTORY_ON_JOIN:]
+        else:  # resuming: every event after since
+            history = [x for x in events_now(log) if x["seq"] > since]
+        want = {who: [{**self.joined(who, room, history), "ref": "j"}]}
+        if new:
+            for other in others:
+                want[other.name] = [self.presence(room, "join", who)]
+        self.expect(want)
+        if who in ACCOUNT_MEMBERS:
+            self.joined_once.add((who, room))  # joining a public room makes it one of the account's
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        text=event_texts,
+        ref=st.sampled_from([None, "a", "b", "c"]),
+    )
+    def say(self, who: str, room: str, text: str, ref: str | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        frame = with_ref({"type": "say", "room": room, "text": text}, ref)
+        self.send(m, frame)
+        why = self.refused(m, room, ref)
+        if why == "retry":
+            assert ref is not None
+            self.expect({who: [self.original(m, ref)]})
+        elif why is not None:
+            self.expect({who: [error(why, ref)]})
+        else:
+            self.stored(m, room, ref, {"type": "message", "name": who, "text": text.strip()})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        text=event_texts,
+        ref=st.sampled_from([None, "a", "e"]),
+        data=st.data(),
+    )
+    def edit(self, who: str, room: str, text: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        target = self.targets(data, who, room)
+        frame = with_ref({"type": "edit", "room": room, "seq": target, "text": text}, ref)
+        self.change(m, frame, "edit", {"type": "edit", "target": target, "text": text.strip(), "name": who})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        ref=st.sampled_from([None, "d"]),
+        data=st.data(),
+    )
+    def delete(self, who: str, room: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        target = self.targets(data, who, room)
+        frame = with_ref({"type": "delete", "room": room, "seq": target}, ref)
+        self.change(m, frame, "delete", {"type": "delete", "target": target, "name": who})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        emoji=st.sampled_from(EMOJI),
+        ref=st.sampled_from([None, "r"]),
+        data=st.data(),
+    )
+    def react(self, who: str, room: str, emoji: str, ref: str | None, data: st.DataObject) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        log = self.log[room]
+        target = self.targets(data, who, room)
+        # Often a message this name reacted to already, with that emoji: the toggle goes off.
+        mine = [
+            (seq, e) for seq, x in replay(log).items() for e, names in x.get("reactions", {}).items() if who in names
+        ]
+        again: bool = data.draw(st.booleans())
+        if mine and again:
+            target, emoji = data.draw(st.sampled_from(mine))
+        frame = with_ref({"type": "react", "room": room, "seq": target, "emoji": emoji}, ref)
+        on = True
+        if 1 <= target <= len(log) and log[target - 1]["type"] == "message":
+            on = who not in replay(log)[target].get("reactions", {}).get(emoji, [])
+        event = {"type": "reaction", "target": target, "emoji": emoji, "name": who, "on": on}
+        self.change(m, frame, "react", event)
+
+    @rule(who=st.sampled_from(EVENT_MEMBERS), data=st.data())
+    def retry(self, who: str, data: st.DataObject) -> None:
+        """Send a frame again with a ref the session used before, of any kind: the original comes back."""
+        m = self.members[who]
+        if m.conn is None or not m.acks:
+            return
+        ref = data.draw(st.sampled_from(sorted(m.acks)))
+        original = m.acks[ref]
+        frame = {"type": data.draw(st.sampled_from(["say", "edit", "delete", "react"])), "room": original["room"]}
+        frame.update(text="again", seq=original.get("target", original["seq"]), emoji=EMOJI[0], ref=ref)
+        self.send(m, frame)
+        self.expect({who: [self.original(m, ref)]})
+
+    @rule(
+        who=st.sampled_from(EVENT_MEMBERS),
+        room=st.sampled_from(ROOMS),
+        bound=st.sampled_from(["before", "after", None]),
+        seq=st.integers(0, 14),
+        limit=st.none() | st.integers(1, 5),
+    )
+    def history(self, who: str, room: str, bound: str | None, seq: int, limit: int | None) -> None:
+        m = self.members[who]
+        if m.conn is None:
+            return
+        frame: dict[str, Any] = {"type": "history", "room": room, "ref": "h"}
+        if bound is not None:
+            frame[bound] = seq
+        if limit is not None:
+            frame["limit"] = limit
+        self.send(m, frame)
+        if room not in m.rooms:
+            self.expect({who: [error("not_member", "h")]})
+            return
+        n = limit or HISTORY_DEFAULT
+        log = self.log[room]
+        if bound == "after":
+            msgs = [x for x in events_now(log) if x["seq"] > seq][:n]
+        else:
+            msgs = [x for x in replay(log).values() if bound is None or x["seq"] < seq][-n:]
+        self.expect({who: [{"type": "history", "room": room, "messages": msgs, "ref": "h"}]})
+
+    # -- invariants
+
+    @invariant()
+    def every_room_is_one_gap_free_log_and_its_history_is_the_replay(self) -> None:
+        store = self.service.store
+        for room in ROOMS:
+            log = self.log[room]
+            assert self.run(store.last_seq(room)) == len(log)
+            events = [x.to_public() for x in self.run(store.after(room, 0, 10_000))]
+            assert [x["seq"] for x in events] == list(range(1, len(log) + 1))  # every kind, once, no gap
+            assert events == events_now(log)
+            messages = [x.to_public() for x in self.run(store.before(room, None, 10_000))]
+            assert messages == list(replay(log).values())
+
+
+async def _call(fn: Any, *args: Any) -> Any:
+    result = fn(*args)
+    return await result if asyncio.iscoroutine(result) else result
+
+
+EventLogMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+TestEventLogMachine = EventLogMachine.TestCase
 
 
 # -- known bugs ------------------------------------------------------------------

@@ -20,6 +20,8 @@ from .fanout import burst_section, loads_section
 from .joinstorm import joinstorm_section
 from .merge import PARTIAL_NOTE, merge_partial
 from .scaling import scale_section
+from .search import HEADING as SEARCH_HEADING
+from .search import search_section
 from .slow import slow_section
 from .sockets import hold_section, idle_section
 
@@ -69,6 +71,7 @@ def sections(report: Report, commands: Sequence[str]) -> list[tuple[str, tuple[s
         ("5. Slow consumer", ("slow",), slow_section(report)),
         (SCALING_HEADING, ("redis",), scale_section(report)),
         ("7. A join storm over worker processes", ("joinstorm",), joinstorm_section(report)),
+        (SEARCH_HEADING, ("search",), search_section(report)),
         ("Reading the columns", (), columns_text(report)),
         ("Commands", suite, commands_text(report, commands)),
     ]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..params import SCENARIOS, JoinStorm, Suite
+from ..params import SCENARIOS, JoinStorm, SearchBench, Suite
 from ..runs import Run
 from ..servers import SERVERS, ServerKind
 
@@ -68,6 +68,10 @@ def load_saved(path: Path) -> Report:
         storm = suite_fields["joinstorm"]
         storm_fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in storm.items()}
         suite_fields["joinstorm"] = JoinStorm(**storm_fields)
+    if isinstance(suite_fields.get("search"), dict):
+        search: dict[str, Any] = dict(suite_fields["search"])
+        search["bands"] = tuple(tuple(band) for band in search["bands"])
+        suite_fields["search"] = SearchBench(**search)
     runs = [Run(**r) for r in data["runs"]]
     report = Report(
         runs,

@@ -13,6 +13,7 @@ from ..servers import ServerKind
 from .fanout import burst, loads
 from .joinstorm import joinstorm_scenario
 from .scaling import redis_scenario
+from .search import search_scenario
 from .slow import slow
 from .sockets import hold, idle
 
@@ -34,3 +35,6 @@ def run_suite(harness: Harness, suite: Suite, servers: Sequence[ServerKind], onl
         redis_scenario(harness, suite)
     if "joinstorm" in only and ours:
         joinstorm_scenario(harness, suite.joinstorm)
+    # The store's own latency: no server, so it does not depend on --servers.
+    if "search" in only:
+        search_scenario(harness, suite.search)
