@@ -40,11 +40,14 @@ class Controls:
         rooms: RoomRegistry[Peer],
         leave: Callable[[Peer, str], None],
         disconnect: Callable[[Peer], None],
+        account_name: Callable[[str], None] = lambda name: None,
     ) -> None:
+        """``account_name``: told each name an account took (this process's copy of them)."""
         self._peers = peers
         self._rooms = rooms
         self._leave = leave
         self._disconnect = disconnect
+        self._account_name = account_name
 
     def apply(self, event: dict[str, Any]) -> None:
         try:
@@ -64,6 +67,7 @@ class Controls:
                 [p for p in self._peers if p.account == account], CloseCode.POLICY_VIOLATION, CloseReason.DISABLED
             )
         elif kind == "name":
+            self._account_name(event["name"])
             key = name_key(event["name"])
             guests = [p for p in self._peers if p.account is None and name_key(p.name) == key]
             self._close(guests, CloseCode.POLICY_VIOLATION, ErrorCode.NAME_TAKEN)

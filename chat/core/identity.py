@@ -15,7 +15,41 @@ from chat.backends.base import Broker, Directory, StoreUnavailable
 from chat.core.errors import ErrorCode, Refused
 from chat.core.names import NameRegistry
 from chat.core.sessions import SessionSigner
-from chat.core.validation import Invalid, normalize_name
+from chat.core.validation import Invalid, name_key, normalize_name
+
+
+class AccountNames:
+    """The names that belong to accounts, held in this process, so a guest's
+    connect costs no query (in a join storm, one read per socket was the
+    difference). Loaded at start; every sign-up on any process adds its name
+    (the ``name`` control event, chat.core.control); a reload every
+    :data:`RELOAD_S` catches what that missed (an account made from a shell, an
+    event lost while Redis was down). Until it is loaded, the directory is asked."""
+
+    def __init__(self) -> None:
+        self._keys: set[str] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._keys is not None
+
+    async def load(self, directory: Directory) -> list[str]:
+        """Read every account's name; returns the names this process did not know (after the first load)."""
+        names = {name_key(a.name): a.name for a in await directory.accounts()}
+        new = [] if self._keys is None else [n for k, n in names.items() if k not in self._keys]
+        self._keys = set(names)
+        return new
+
+    def add(self, name: str) -> None:
+        if self._keys is not None:
+            self._keys.add(name_key(name))
+
+    def taken(self, name: str) -> bool:
+        return self._keys is not None and name_key(name) in self._keys
+
+
+# How often each process reads the account names again (see AccountNames).
+RELOAD_S = 30.0
 
 
 class Identities:
@@ -24,6 +58,7 @@ class Identities:
         self.broker = broker
         self.clock = clock
         self.names = NameRegistry()
+        self.account_names = AccountNames()
 
     def resolve_session(self, token: str | None) -> tuple[str, str]:
         """``(session_id, token)`` for a presented token, or a new session if it is absent or forged."""
@@ -69,13 +104,15 @@ class Identities:
             raise Refused(refusal, f"the name {name!r} is not available")
         return name, session_id, token
 
-    @staticmethod
-    async def refuse_account_name(name: str, directory: Directory) -> None:
+    async def refuse_account_name(self, name: str, directory: Directory) -> None:
         """A guest may not use an account's name, whatever its case. Raises :class:`Refused`."""
-        try:
-            taken = await directory.account_by_name(name) is not None
-        except StoreUnavailable:
-            raise Refused(ErrorCode.UNAVAILABLE, "the chat is unavailable; try again in a moment") from None
+        if self.account_names.loaded:
+            taken = self.account_names.taken(name)
+        else:
+            try:
+                taken = await directory.account_by_name(name) is not None
+            except StoreUnavailable:
+                raise Refused(ErrorCode.UNAVAILABLE, "the chat is unavailable; try again in a moment") from None
         if taken:
             raise Refused(ErrorCode.NAME_TAKEN, f"the name {name!r} belongs to an account: sign in to use it")
 

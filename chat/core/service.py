@@ -30,7 +30,7 @@ from chat.core.errors import CloseReason, Refused
 from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
 from chat.core.idempotency import WINDOW_S
-from chat.core.identity import Identities
+from chat.core.identity import RELOAD_S, Identities
 from chat.core.limits import Limits
 from chat.core.meters import NullMeters, ServiceMeters
 from chat.core.model import Account, EventKind, Message, RoomSummary, SearchHit
@@ -91,7 +91,9 @@ class ChatService:
         self.directory: Directory = directory if directory is not None else store.directory()
         self.guests = guests
         self.access = RoomAccess(self.directory, broker, wall)
-        self.controls = Controls(self.peers, self.rooms, self._leave, self.disconnect)
+        self.controls = Controls(
+            self.peers, self.rooms, self._leave, self.disconnect, self.identities.account_names.add
+        )
         self.changes = Changes(self, wall)
         broker.listen_control(self.controls.apply)
         self._idle = asyncio.Event()
@@ -106,14 +108,29 @@ class ChatService:
         """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
         await self.broker.start()
         self._says.restore(await self.store.recent_refs(int((self.wall() - WINDOW_S) * 1000)))
+        await self._reload_account_names()
         self._watch = asyncio.ensure_future(self._watch_stalls())
 
     async def _watch_stalls(self) -> None:
         # A timer, not a wait for an event: a stalled peer sends no event.
+        ticks = 0
         while True:
             await asyncio.sleep(STALL_CHECK_S)
             self.close_stalled()
             self.identities.sweep()
+            ticks += 1
+            if ticks * STALL_CHECK_S >= RELOAD_S:
+                ticks = 0
+                await self._reload_account_names()
+
+    async def _reload_account_names(self) -> None:
+        """Read the account names again; a name this process had not heard of closes the guests using it."""
+        try:
+            new = await self.identities.account_names.load(self.directory)
+        except StoreUnavailable:
+            return  # until it loads, a guest's connect asks the directory
+        for name in new:
+            self.controls.apply({"t": "name", "name": name})
 
     def close_stalled(self) -> None:
         """Close members whose socket has not drained for outbox.STALL_S (1013: try again later)."""

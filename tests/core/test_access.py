@@ -306,3 +306,29 @@ async def test_members_and_presence_tell_accounts_from_guests(service):
     service.disconnect(pb)
     assert conn.of("presence")[-1]["event"] == "leave"
     assert conn.of("presence")[-1]["account"] is True
+
+
+@pytest.mark.gen_test
+async def test_a_started_service_knows_the_account_names_without_asking_at_each_connect(tmp_path):
+    directory = FakeDirectory()
+    await directory.create_account("alice", "hash", 0)
+    svc = local_service(SQLiteHistory(str(tmp_path / "h.db")), SessionSigner(b"k"), directory=directory)
+    await svc.start()
+    try:
+        directory.down = True  # every query fails from here: the names are known already
+        _, gus = await connect(svc, "gus")
+        refused = FakeConn(svc.flusher)
+        assert await svc.open(refused, "Alice", None) is None
+        assert refused.closed == (1008, "name_taken")
+        directory.down = False
+        svc.account_created("gus")  # a sign-up on any process: the guest using the name goes
+        assert gus.closed == (1008, "name_taken")
+        again = FakeConn(svc.flusher)
+        assert await svc.open(again, "gus", None) is None
+        # An account made behind the service's back (a shell's `users add`) is learned at the next reload.
+        _, bea = await connect(svc, "bea")
+        await directory.create_account("bea", "hash", 0)
+        await svc._reload_account_names()
+        assert bea.closed == (1008, "name_taken")
+    finally:
+        await svc.stop()
