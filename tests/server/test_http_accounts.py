@@ -53,6 +53,7 @@ def app(
     cheap = Passwords(PasswordHasher.from_parameters(profiles.CHEAPEST))
     application = make_app(settings, clock=clock, directory=directory, passwords=cheap)
     application.accounts.sockets = sockets
+    sockets.forward = application.chat  # recorded, and carried out as in the server
     io_loop.run_sync(application.chat.start)
     yield application
     io_loop.run_sync(application.chat.stop)

@@ -78,18 +78,26 @@ class FakeConn:
 
 
 class RecordingSockets:
-    """The sockets an :class:`chat.core.accounts.Accounts` would close, recorded instead."""
+    """The sockets an :class:`chat.core.accounts.Accounts` would close, recorded
+    (and, when ``forward`` is set, passed on: to the app's chat service)."""
 
     def __init__(self) -> None:
         self.ended: list[list[str]] = []
         self.disabled: list[int] = []
         self.created: list[str] = []
+        self.forward: Any = None
 
     def end_sessions(self, keys: list[str]) -> None:
         self.ended.append(list(keys))
+        if self.forward is not None:
+            self.forward.end_sessions(keys)
 
     def account_disabled(self, account_id: int) -> None:
         self.disabled.append(account_id)
+        if self.forward is not None:
+            self.forward.account_disabled(account_id)
 
     def account_created(self, name: str) -> None:
         self.created.append(name)
+        if self.forward is not None:
+            self.forward.account_created(name)
