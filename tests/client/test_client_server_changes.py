@@ -15,39 +15,27 @@ from typing import Any, TextIO
 
 import pytest
 import tornado.ioloop
-from argon2 import PasswordHasher, profiles
 
 from chat.client import ChatClient, ChatError, cli
-from chat.core.passwords import Passwords
-from chat.server.app import ChatApplication, make_app
+from chat.server.app import ChatApplication
 from chat.server.options import Settings
 from tests.client.fake_server import next_event
+from tests.client.real_server import FAST, started_app, token_for
 from tests.client.test_client import GatedClient, drop_and_hold
 from tests.support.fakes import FakeClock
 
 TIMEOUT_S = 10.0
-FAST: dict[str, Any] = {"backoff_base": 0.01, "backoff_cap": 0.05}
 ROOM_EVENTS = ("message", "edit", "delete", "reaction")
 
 
 @pytest.fixture
 def app(settings: Settings, io_loop: tornado.ioloop.IOLoop, clock: FakeClock) -> Iterator[ChatApplication]:
-    cheap = Passwords(PasswordHasher.from_parameters(profiles.CHEAPEST))
-    application = make_app(settings, clock=clock, passwords=cheap)
-    io_loop.run_sync(application.chat.start)
-    yield application
-    io_loop.run_sync(application.chat.stop)
+    yield from started_app(settings, io_loop, clock)
 
 
 @pytest.fixture
 def url(http_server: object, http_port: int) -> str:
     return f"ws://127.0.0.1:{http_port}/ws"
-
-
-async def token_for(app: ChatApplication, name: str) -> str:
-    account = await app.accounts.add_user(name, "correct horse battery")
-    token, _ = await app.accounts.create_token(account, "tests")
-    return token
 
 
 async def room_events(client: ChatClient, count: int) -> list[dict[str, Any]]:
