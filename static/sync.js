@@ -913,18 +913,25 @@ export class ChatSync extends EventTarget {
 
   #presence(frame) {
     const room = this.rooms.get(frame.room);
-    if (room === undefined || typeof frame.name !== "string") return;
-    if (frame.event === "join") {
-      // A presence says `account: true` for an account; any other name present is a guest.
-      if (frame.account === true) room.guests.delete(frame.name);
-      else room.guests.add(frame.name);
-      room.members.add(frame.name);
-      // An account that joins a public room becomes a member of it: the list of roles changed.
-      if (this.account && !room.roster.has(frame.name) && !room.guests.has(frame.name)) this.loadRoster(room.name);
-    } else if (frame.event === "leave") {
-      room.members.delete(frame.name);
-      if (room.typing.delete(frame.name)) this.#emit("typing", { room });
+    if (room === undefined) return;
+    // A busy room's changes come together, in order, as `changes` (docs/protocol.md); one comes as the frame itself.
+    const changes = Array.isArray(frame.changes) ? frame.changes : [frame];
+    let roster = false;
+    for (const change of changes) {
+      if (change === null || typeof change !== "object" || typeof change.name !== "string") continue;
+      if (change.event === "join") {
+        // A presence says `account: true` for an account; any other name present is a guest.
+        if (change.account === true) room.guests.delete(change.name);
+        else room.guests.add(change.name);
+        room.members.add(change.name);
+        // An account that joins a public room becomes a member of it: the list of roles changed.
+        if (this.account && !room.roster.has(change.name) && !room.guests.has(change.name)) roster = true;
+      } else if (change.event === "leave") {
+        room.members.delete(change.name);
+        if (room.typing.delete(change.name)) this.#emit("typing", { room });
+      }
     }
+    if (roster) this.loadRoster(room.name);
     this.#emit("members", { room });
   }
 

@@ -175,6 +175,16 @@ def format_event(event: Frame) -> str | None:
     return None
 
 
+def presence_lines(event: Frame) -> list[str]:
+    """The lines for a ``presence`` frame: a busy room's changes come together as ``changes`` (docs/protocol.md)."""
+    changes = event.get("changes")
+    return [
+        f"* {change.get('name')} {change.get('event')}s {event.get('room')}"
+        for change in (changes if isinstance(changes, list) else [event])
+        if isinstance(change, dict)
+    ]
+
+
 # What a ``removed`` frame's reason says to the user.
 REMOVALS = {"removed": "you were removed from", "banned": "you were banned from", "left": "you left"}
 
@@ -223,7 +233,8 @@ async def _interactive(client: ChatClient, room: str) -> None:
             elif (line := format_event(event)) is not None:
                 _print(line, sys.stdout)
             elif kind == "presence":
-                _print(f"* {event.get('name')} {event.get('event')}s {event.get('room')}", sys.stderr)
+                for line in presence_lines(event):
+                    _print(line, sys.stderr)
             elif kind == "welcome":
                 welcomes += 1
                 if welcomes > 1:

@@ -26,6 +26,7 @@ from chat.core.access import RoomAccess
 from chat.core.catchup import RESUME_MAX, RESUME_MAX_CHARS, read_room
 from chat.core.changes import Changes
 from chat.core.control import Controls
+from chat.core.digest import Change, PresenceDigest, Timer
 from chat.core.errors import CloseReason, Refused
 from chat.core.fanout import fan_out, room_frames
 from chat.core.frames import CONTROL, EPHEMERAL, OutFrame
@@ -103,6 +104,7 @@ class ChatService:
         self._watch: asyncio.Task[None] | None = None
         self._closing = False
         self._outage = StoreOutage(clock)
+        self.presence = PresenceDigest(clock, self._at, self._send_presence)
 
     async def start(self) -> None:
         """Connect the broker; rebuild the idempotency window from history, so retries after a restart stay safe."""
@@ -394,6 +396,7 @@ class ChatService:
         if not peer.open or room not in peer.rooms:
             return  # closed or left while history was read
         buffered = self.rooms.go_live(room, peer) if not rejoin else []
+        self.presence.counted(room, len(view.members))
         joined = out.Joined(
             room,
             view.members,
@@ -419,16 +422,42 @@ class ChatService:
             self.broker.exit(room, present.entry(peer.name, peer.account is not None))
             if room not in self.rooms:
                 self.broker.unsubscribe(room)
+                self.presence.forget(room)
 
     def _event(self, room: str, name: str, frame: dict[str, Any]) -> None:
         """Presence or typing from the broker: to the room's members but ``name``'s connections."""
         if frame["type"] == "typing":
+            self.presence.flush(room)  # presence held back goes first: never reordered
             self._to_others(room, name, frame, EPHEMERAL)
             return
         # A presence entry marks accounts (chat.core.present): the frame says so, with the bare name.
         name, account = present.parse(name)
-        frame = {**frame, "name": name, "account": True} if account else {**frame, "name": name}
-        self._to_others(room, name, frame, CONTROL)
+        self.presence.change(room, Change(name, frame["event"] == "join", account))
+
+    def _send_presence(self, room: str, changes: list[Change]) -> None:
+        """Changes from the digest (chat.core.digest): one frame to every live member, none about themselves."""
+        r = self.rooms.room(room)
+        if r is None or not r.live:
+            return
+        if len(changes) == 1:
+            self._to_others(room, changes[0].name, _presence(room, changes), CONTROL)
+            return
+        shared = OutFrame.of(encode(_presence(room, changes)), CONTROL)
+        named = {c.name for c in changes}
+        theirs: dict[str, OutFrame | None] = {}  # the frame for a member named in it: without their own change
+        for member in r.live:
+            if member.name not in named:
+                member.outbox.push(shared)
+                continue
+            if member.name not in theirs:
+                rest = [c for c in changes if c.name != member.name]
+                theirs[member.name] = OutFrame.of(encode(_presence(room, rest)), CONTROL) if rest else None
+            frame = theirs[member.name]
+            if frame is not None:
+                member.outbox.push(frame)
+
+    def _at(self, when: float, callback: Callable[[], None]) -> Timer:
+        return asyncio.get_running_loop().call_later(max(0.0, when - self.clock()), callback)
 
     def _to_others(self, room: str, name: str, frame: dict[str, Any], kind: int = CONTROL) -> None:
         """Send to every live member of ``room`` but the connections of ``name``."""
@@ -552,6 +581,7 @@ class ChatService:
         """Deliver stored messages of one room, in seq order, each with the peer that sent it (if here)."""
         started = time.perf_counter()
         room = batch[0][0].room
+        self.presence.flush(room)  # presence held back goes first: never reordered with the room's events
         r = self.rooms.room(room)
         own: dict[Peer, list[OutFrame]] = {}
         if r is not None:
@@ -630,6 +660,7 @@ class ChatService:
         await self.stop()
 
     async def stop(self) -> None:
+        self.presence.close()
         """Stop the background watch and close the store."""
         if self._watch is not None:
             self._watch.cancel()
@@ -638,3 +669,10 @@ class ChatService:
             self._watch = None
         await self.store.close()
         await self.broker.close()
+
+
+def _presence(room: str, changes: list[Change]) -> dict[str, Any]:
+    """One change as the classic ``presence`` frame; several as one frame with ``changes`` (docs/protocol.md)."""
+    if len(changes) == 1:
+        return {"type": "presence", "room": room, **changes[0].to_wire()}
+    return {"type": "presence", "room": room, "changes": [c.to_wire() for c in changes]}

@@ -13,7 +13,16 @@ import pytest
 import tornado.web
 
 from chat.client import ChatClient, cli
-from chat.client.cli import EXIT_OK, EXIT_REFUSED, build_parser, check_args, format_event, parse_args, run_cli
+from chat.client.cli import (
+    EXIT_OK,
+    EXIT_REFUSED,
+    build_parser,
+    check_args,
+    format_event,
+    parse_args,
+    presence_lines,
+    run_cli,
+)
 from tests.client.fake_server import FakeChat, fake_app
 
 TOKEN = "chat_scripter-token"
@@ -132,3 +141,13 @@ def test_interactive_lines_for_changes_to_messages():
         "* bo took back 👍 on #3"
     )
     assert format_event({"type": "message", "name": "bo", "text": "hi"}) is None
+
+
+def test_presence_lines_for_one_change_and_for_a_busy_rooms_changes_together():
+    assert presence_lines({"type": "presence", "room": "ops", "event": "join", "name": "bo"}) == ["* bo joins ops"]
+    together = {
+        "type": "presence",
+        "room": "ops",
+        "changes": [{"event": "join", "name": "bo"}, {"event": "leave", "name": "al"}],
+    }
+    assert presence_lines(together) == ["* bo joins ops", "* al leaves ops"]

@@ -12,6 +12,7 @@ import pytest
 
 from chat.backends.base import StoreUnavailable
 from chat.backends.sqlite import SQLiteHistory
+from chat.core.digest import MAX_WINDOW_S, SMALL
 from chat.core.frames import OutFrame
 from chat.core.model import Message
 from chat.core.ratelimit import FLOOD_WINDOW_S
@@ -475,3 +476,34 @@ async def test_a_commit_batch_of_two_senders_reaches_each_in_order_with_only_its
     assert [m.get("ref") for m in a.of("message")] == ["ra1", None, "ra2"]
     assert [m.get("ref") for m in b.of("message")] == [None, "rb1", None]
     assert [m.get("ref") for m in c.of("message")] == [None, None, None]
+
+
+@pytest.mark.gen_test
+async def test_a_busy_rooms_presence_comes_together_before_its_next_message_and_never_about_oneself():
+    clock = VirtualClock()
+    svc = local_service(SQLiteHistory(":memory:"), SessionSigner(b"k"), Limits(rate=0), clock=clock)
+    members = []
+    for i in range(SMALL):
+        peer, conn = await join(svc, f"m{i}")
+        await frame(svc, peer, type="join", room="lobby")
+        members.append((peer, conn))
+    first, seen = members[0]
+    clock.advance(MAX_WINDOW_S)  # the room has been quiet: the next change goes at once
+    seen.take()
+    x, _ = await join(svc, "x")
+    await frame(svc, x, type="join", room="lobby")
+    assert seen.take() == [{"type": "presence", "room": "lobby", "event": "join", "name": "x"}]
+    y, y_conn = await join(svc, "y")
+    await frame(svc, y, type="join", room="lobby")
+    z, _ = await join(svc, "z")
+    await frame(svc, z, type="join", room="lobby")
+    await frame(svc, x, type="leave", room="lobby")
+    assert seen.take() == []  # held: the room sent presence less than its window ago
+    y_conn.take()
+    await frame(svc, first, type="say", room="lobby", text="hi")
+    changes = [{"event": "join", "name": "y"}, {"event": "join", "name": "z"}, {"event": "leave", "name": "x"}]
+    assert [(f["type"], f.get("changes")) for f in seen.take()] == [("presence", changes), ("message", None)]
+    # y is not told about itself: what is left for it goes in the frame it gets.
+    assert [(f["type"], f.get("changes")) for f in y_conn.take()] == [("presence", changes[1:]), ("message", None)]
+    svc.presence.close()
+    await svc.store.close()

@@ -226,3 +226,25 @@ test("members not marked as accounts show as guests, in joined and in presence",
   assert.equal(members.find((r) => r.name === "drifter").guest, true);
   assert.equal(members.find((r) => r.name === "bob").guest, false);
 });
+
+test("a busy room's presence comes as one frame of changes, applied in order", async (t) => {
+  const { conn, sync } = accountPage(t, [], ["lobby"]);
+  conn.answer("join", { type: "joined", room: "lobby", members: ["ann", "me", "gone"], accounts: ["ann", "me"], last_seq: 0, history: [] });
+  await settle();
+  const room = sync.rooms.get("lobby");
+  let told = 0;
+  sync.addEventListener("members", () => told++);
+  conn.push({
+    type: "presence",
+    room: "lobby",
+    changes: [
+      { event: "join", name: "drifter" },
+      { event: "join", name: "bob", account: true },
+      { event: "leave", name: "gone" },
+      { event: "leave", name: "drifter" },
+    ],
+  });
+  assert.deepEqual([...room.members].sort(), ["ann", "bob", "me"]);
+  assert.ok(!room.guests.has("bob"));
+  assert.equal(told, 1); // one frame, one redraw
+});
