@@ -102,6 +102,18 @@ def make_app(
     posts = api.PostLimiter(settings.rate, settings.burst, clock)
     app = ChatApplication(
         [
+            # The socket first: a join storm routes every connect, and Tornado tries the rules in order.
+            (
+                r"/ws",
+                ChatSocket,
+                {
+                    "service": service,
+                    "accounts": accounts,
+                    "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
+                    "allowed_origins": frozenset(settings.allow_origin),
+                    "compress": settings.compress,
+                },
+            ),
             (r"/", web.PageHandler, deps),
             (r"/signup", web.SignUpHandler, deps),
             (r"/signin", web.SignInHandler, deps),
@@ -122,17 +134,6 @@ def make_app(
             (r"/api/invites", api.InvitesApi, deps),
             (r"/healthz", web.HealthHandler, deps),
             (r"/metrics", web.MetricsHandler, {"metrics": metrics}),
-            (
-                r"/ws",
-                ChatSocket,
-                {
-                    "service": service,
-                    "accounts": accounts,
-                    "admission": Admission(settings.max_connections, settings.max_connections_per_ip),
-                    "allowed_origins": frozenset(settings.allow_origin),
-                    "compress": settings.compress,
-                },
-            ),
         ],
         template_path=str(ROOT / "templates"),
         static_path=str(ROOT / "static"),
