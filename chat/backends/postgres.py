@@ -57,6 +57,7 @@ from chat.backends.base import Pending, StoreUnavailable, append_future, settle
 from chat.backends.directory_postgres import PostgresDirectory
 from chat.backends.events_postgres import APPEND_SQL, READ
 from chat.backends.events_postgres import message as read_row
+from chat.backends.pg_views import RoomViews
 from chat.backends.retention import CHUNK, Retention
 from chat.backends.schema import POSTGRES_STEPS, POSTGRES_VERSION_TABLE, VERSION, too_new
 from chat.core.model import EventKind, Message, ReadState, SearchHit
@@ -148,6 +149,7 @@ class PostgresHistory:
         self._shut = False  # the pool is closed for good
         self._on_commit: Callable[[list[Message]], None] | None = None
         self._reconnect: asyncio.Task[None] | None = None
+        self._views = RoomViews(self._fetch)  # fresh joins' views, batched (a join storm)
         self.connected = asyncio.Event()  # set once the pool is open (and the schema migrated)
         self.retention = Retention(retention_days, self.expire, wall)
 
@@ -377,23 +379,20 @@ class PostgresHistory:
             if since is None:
                 return last, await self.before(room, last + 1, limit)
             return last, await self.after(room, since, limit)
-        # One statement, one snapshot: the room's counter and its messages up to it.
         if since is None:
-            page = "seq <= l.s AND kind = 'message' ORDER BY seq DESC LIMIT $2"
-            args: tuple[object, ...] = (room, limit)
-        else:
-            page = "seq > $3 AND seq <= l.s ORDER BY seq LIMIT $2"
-            args = (room, limit, since)
+            return await self._views.read(room, limit)  # a fresh join: batched with the others in flight
+        # A resume. One statement, one snapshot: the room's counter and its messages after ``since`` up to it.
         rows = await self._fetch(
             "SELECT l.s AS last_seq, m.* FROM"
             " (SELECT COALESCE((SELECT last_seq FROM rooms WHERE room = $1), 0) AS s) l"
-            f" LEFT JOIN LATERAL (SELECT {READ} FROM messages m WHERE room = $1 AND {page}) m ON true",
-            *args,
+            f" LEFT JOIN LATERAL (SELECT {READ} FROM messages m WHERE room = $1"
+            " AND seq > $3 AND seq <= l.s ORDER BY seq LIMIT $2) m ON true",
+            room,
+            limit,
+            since,
         )
         last = int(rows[0]["last_seq"])
         messages = [read_row(r) for r in rows if r["seq"] is not None]
-        if since is None:
-            messages.reverse()
         return last, messages
 
     async def last_seq(self, room: str) -> int:
