@@ -6,6 +6,7 @@ PostgreSQL; tests/cluster runs the real one)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -20,6 +21,7 @@ from chat.backends.redis.claims import REFRESH_NAMES_PER_CALL
 from chat.backends.redis.connection import connect
 from chat.backends.redis.presence import reap_call
 from chat.backends.redis.scripts import REAP
+from chat.backends.redis.subscription import Subscription
 from chat.core.names import RESERVATION_S
 from chat.core.service import ChatService, Limits, Peer
 from chat.core.sessions import SessionSigner
@@ -465,3 +467,24 @@ async def test_a_join_reads_its_members_from_redis_in_one_round_trip(processes, 
     # (The others are the name claim and the presence change.)
     assert [names for names in pipelines if "hkeys" in names] == [["hkeys"]]
     service.disconnect(peer)
+
+
+@pytest.mark.gen_test
+async def test_a_reader_that_swallows_its_cancellation_still_ends_when_the_broker_closes(
+    redis_url, shared_log, monkeypatch
+):
+    reading = asyncio.Event()
+
+    async def stubborn(self: Subscription) -> None:
+        self.first_try.set()
+        reading.set()
+        with contextlib.suppress(asyncio.CancelledError):  # as redis-py can, when it lands mid-command
+            await asyncio.Event().wait()
+        raise ConnectionError("the connection closed under the reader")
+
+    monkeypatch.setattr(Subscription, "_read", stubborn)
+    backend = await redis_backend(redis_url, LogStore(shared_log)).start()  # type: ignore[arg-type]
+    await reading.wait()
+    reader = backend.broker._tasks[0]  # type: ignore[attr-defined]
+    await backend.close()
+    assert reader.done()  # not left pending, to be destroyed with the loop

@@ -111,6 +111,7 @@ class RedisBroker:
         # cancelled. Waits are bounded: redis-py can swallow a cancellation
         # that lands mid-command, and a shutdown must not hang on it.
         self._presence.stop()
+        self._subscription.stop()
         others = [*self._tasks, *self._subscription.fills()]
         for task in others:
             task.cancel()
@@ -123,6 +124,12 @@ class RedisBroker:
         with contextlib.suppress(*RAISES):
             await self._presence.leave()
         await self._subscription.close()
+        # A task that swallowed its cancellation meets its connection closed now, and ends.
+        stubborn = [task for task in waits if not task.done()]
+        for task in stubborn:
+            task.cancel()
+        if stubborn:
+            await asyncio.wait(stubborn, timeout=CLOSE_WAIT_S)
         await self._r.aclose()
 
     # -- fan-out (chat.backends.redis.subscription, chat.backends.redis.publish) -

@@ -112,6 +112,7 @@ class Subscription:
         self._heard = 0.0
         self.first_try = asyncio.Event()  # set once subscribed, or once the first try failed
         self._was_up = False  # the current connection attempt got subscribed
+        self._stopping = False  # the broker is closing: the reader ends at its next turn
 
     def listen(self, on_messages: OnMessages, on_event: OnEvent, on_logout: OnLogout) -> None:
         self._on_messages, self._on_event, self._on_logout = on_messages, on_event, on_logout
@@ -315,10 +316,14 @@ class Subscription:
                 if seq <= seen and not waiter.done():
                     waiter.set_result(None)
 
+    def stop(self) -> None:
+        """The reader ends at its next turn, even if redis-py swallowed its cancellation mid-command."""
+        self._stopping = True
+
     async def read_forever(self) -> None:
-        """Read the subscription for good, reconnecting with backoff when it drops."""
+        """Read the subscription until :meth:`stop`, reconnecting with backoff when it drops."""
         backoff = BACKOFF_FIRST_S
-        while True:
+        while not self._stopping:
             self._was_up = False
             try:
                 await self._read()
@@ -328,6 +333,8 @@ class Subscription:
                 log.exception("the redis subscription failed")
                 self._health.lost(exc)
             self.first_try.set()
+            if self._stopping:
+                return
             if self._was_up:
                 backoff = BACKOFF_FIRST_S  # a new outage starts with a quick retry
             # Jittered, so a fleet of servers does not reconnect in lockstep.
