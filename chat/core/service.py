@@ -435,26 +435,20 @@ class ChatService:
         self.presence.change(room, Change(name, frame["event"] == "join", account))
 
     def _send_presence(self, room: str, changes: list[Change]) -> None:
-        """Changes from the digest (chat.core.digest): one frame to every live member, none about themselves."""
+        """Changes from the digest (chat.core.digest): one frame, built once, to every live member."""
         r = self.rooms.room(room)
         if r is None or not r.live:
             return
         if len(changes) == 1:
             self._to_others(room, changes[0].name, _presence(room, changes), CONTROL)
             return
+        # One frame for all, even for the members named in it: a member's own change
+        # there can only be its join (a name leaves with its last connection), which
+        # tells it nothing wrong. A frame per named member would cost O(n²) after a
+        # storm into a large room, where every member is named.
         shared = OutFrame.of(encode(_presence(room, changes)), CONTROL)
-        named = {c.name for c in changes}
-        theirs: dict[str, OutFrame | None] = {}  # the frame for a member named in it: without their own change
         for member in r.live:
-            if member.name not in named:
-                member.outbox.push(shared)
-                continue
-            if member.name not in theirs:
-                rest = [c for c in changes if c.name != member.name]
-                theirs[member.name] = OutFrame.of(encode(_presence(room, rest)), CONTROL) if rest else None
-            frame = theirs[member.name]
-            if frame is not None:
-                member.outbox.push(frame)
+            member.outbox.push(shared)
 
     def _at(self, when: float, callback: Callable[[], None]) -> Timer:
         return asyncio.get_running_loop().call_later(max(0.0, when - self.clock()), callback)
