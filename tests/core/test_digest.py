@@ -109,11 +109,17 @@ def test_a_change_undone_within_the_window_is_never_sent(timers):
     assert sent == [("r", [join("a")])]
 
 
-def test_flush_sends_what_waits_at_once_and_restarts_the_window(timers):
+def one_sent_one_held(timers: Timers) -> tuple[PresenceDigest, list[tuple[str, list[Change]]]]:
+    """A room of 100: a's join went at once, b's waits for the end of the window."""
     d, sent = digest(timers)
     d.counted("r", 99)
     d.change("r", join("a"))
     d.change("r", join("b"))
+    return d, sent
+
+
+def test_flush_sends_what_waits_at_once_and_restarts_the_window(timers):
+    d, sent = one_sent_one_held(timers)
     d.flush("r")
     assert sent == [("r", [join("a")]), ("r", [join("b")])]
     assert timers.pending() == 0  # its timer was cancelled
@@ -124,10 +130,7 @@ def test_flush_sends_what_waits_at_once_and_restarts_the_window(timers):
 
 
 def test_a_room_forgotten_sends_nothing_more(timers):
-    d, sent = digest(timers)
-    d.counted("r", 99)
-    d.change("r", join("a"))
-    d.change("r", join("b"))
+    d, sent = one_sent_one_held(timers)
     d.forget("r")
     timers.advance(MAX_WINDOW_S)
     assert sent == [("r", [join("a")])]
