@@ -654,8 +654,8 @@ class ChatService:
         await self.stop()
 
     async def stop(self) -> None:
+        """Stop the background watch and the presence timers, and close the store."""
         self.presence.close()
-        """Stop the background watch and close the store."""
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
