@@ -104,6 +104,16 @@ INT64_MAX = 2**63 - 1
 HISTORY_DEFAULT, HISTORY_MAX = 50, 200
 
 
+def history_request(room: str, bound: str | None, seq: int, limit: int | None) -> dict[str, Any]:
+    """The ``history`` frame both machines' history rules send (ref ``h``)."""
+    frame: dict[str, Any] = {"type": "history", "room": room, "ref": "h"}
+    if bound is not None:
+        frame[bound] = seq
+    if limit is not None:
+        frame["limit"] = limit
+    return frame
+
+
 class LongInt:
     """A JSON integer longer than Python's int() accepts from a string (4300 digits):
     the server answers it ``bad_request`` like any mistyped field."""
@@ -1467,12 +1477,7 @@ class ChatMachine(RuleBasedStateMachine):
         m = self.members[who]
         if m.conn is None:
             return
-        frame: dict[str, Any] = {"type": "history", "room": room, "ref": "h"}
-        if bound is not None:
-            frame[bound] = seq
-        if limit is not None:
-            frame["limit"] = limit
-        self.send(m, frame)
+        self.send(m, history_request(room, bound, seq, limit))
         if room not in m.rooms:
             self.expect({who: [error("not_member", "h")]})
             return
@@ -1944,12 +1949,7 @@ class EventLogMachine(RuleBasedStateMachine):
         m = self.members[who]
         if m.conn is None:
             return
-        frame: dict[str, Any] = {"type": "history", "room": room, "ref": "h"}
-        if bound is not None:
-            frame[bound] = seq
-        if limit is not None:
-            frame["limit"] = limit
-        self.send(m, frame)
+        self.send(m, history_request(room, bound, seq, limit))
         if room not in m.rooms:
             self.expect({who: [error("not_member", "h")]})
             return
